@@ -1,0 +1,10 @@
+/** ONNX model I/O and graph editing: the public surface of `engine/onnx`. */
+export { decodeModel, encodeModel, MAX_IR_VERSION, MIN_IR_VERSION } from './codec';
+export * from './dtype';
+export { modelInfo, type ModelInfo, type ValueInfo, type WeightSummary } from './info';
+export { EXTERNAL_THRESHOLD, externalInfo, loadModel, modelFromBytes, resolveExternalPath, saveModel } from './io';
+export type { ExternalDataMode, LoadOptions, SaveOptions, SaveResult } from './io';
+export { OnnxModel } from './model';
+export * from './tensor';
+export { forEachGraph, forEachTensor, nodeLabel, type GraphScope } from './walk';
+export { inputRole, listWeights, type Consumer, type LayerKind, type ListWeightsOptions, type WeightInfo, type WeightRole } from './weights';

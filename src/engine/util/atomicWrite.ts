@@ -1,0 +1,81 @@
+/**
+ * Atomic file writes: data goes to a temporary file in the target's folder, is flushed, then renamed
+ * over the target, so a reader sees either the old file or the whole new one, never half of it.
+ */
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fail } from '../errors';
+
+/** A temp path next to `target` (same folder, so the rename cannot cross file systems). */
+export function tempPathFor(target: string): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+}
+
+/** Turns a Node file-system error into an E_IO error that names the file and what to do. */
+export function ioError(e: unknown, file: string, doing: string): never {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  const what =
+    code === 'ENOSPC' ? 'the disk is full; free some space and retry'
+    : code === 'EDQUOT' ? 'the disk quota is exhausted; free some space and retry'
+    : code === 'EACCES' || code === 'EPERM' ? 'permission denied; choose a folder you can write to'
+    : code === 'ENOENT' ? 'the folder does not exist'
+    : code === 'EROFS' ? 'the file system is read-only'
+    : (e as Error | undefined)?.message ?? String(e);
+  return fail('E_IO', `Cannot ${doing} '${file}': ${what}.`, e);
+}
+
+/**
+ * Writes several files so that each appears complete or not at all. Parts are written to temp files
+ * first; only when all are written are they renamed into place, in order. On any error every temp
+ * file is removed and nothing at the targets changes (a target renamed before a later rename failed
+ * is the only exception, and that needs a rename to fail on a folder we just wrote to).
+ */
+export async function writeFilesAtomic(
+  parts: ReadonlyArray<{ path: string; write: (fd: number) => void | Promise<void> }>,
+): Promise<void> {
+  const temps: string[] = [];
+  try {
+    for (const part of parts) {
+      const tmp = tempPathFor(part.path);
+      temps.push(tmp);
+      let fd: number;
+      try {
+        fd = fs.openSync(tmp, 'wx', 0o644);
+      } catch (e) {
+        ioError(e, part.path, 'create');
+      }
+      try {
+        await part.write(fd);
+        fs.fsyncSync(fd);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code) ioError(e, part.path, 'write');
+        throw e;
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+    for (const [i, part] of parts.entries()) {
+      try {
+        fs.renameSync(temps[i]!, part.path);
+      } catch (e) {
+        ioError(e, part.path, 'rename into place');
+      }
+      temps[i] = '';
+    }
+  } finally {
+    for (const t of temps) if (t) fs.rmSync(t, { force: true });
+  }
+}
+
+/** Writes all of `data` to `fd` at the current position. */
+export function writeAll(fd: number, data: Uint8Array): void {
+  let off = 0;
+  while (off < data.length) off += fs.writeSync(fd, data, off, Math.min(data.length - off, 1 << 30));
+}
+
+/** Writes one file atomically. */
+export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  await writeFilesAtomic([{ path: file, write: (fd) => writeAll(fd, bytes) }]);
+}
