@@ -1,0 +1,251 @@
+/**
+ * Weight sharing: every weight is replaced by the nearest of k shared values (a codebook), chosen
+ * by 1-D k-means (see `kmeans1d.ts`) per tensor or per output channel.
+ *
+ * Storage ({@link CodebookStorage}): n indices of ⌈log2 k⌉ bits, C codebooks of k float32 values
+ * (C = 1 per tensor, C = channels per channel). Bits: `n·⌈log2 k⌉ + C·k·32`; entropy-coded indices
+ * as in `huffman.ts` (one Huffman code for the whole tensor, alphabet k).
+ *
+ * When k exceeds the number of distinct values (of the tensor, or of the busiest channel), k
+ * shrinks to that number: the codebook holds the distinct values, the error is 0, and the stored
+ * `k` is the effective one (documented no-op, not an error). Per channel, a channel with fewer
+ * distinct values than the codebook size repeats its last entry to fill its codebook.
+ */
+import { fail } from '../errors';
+import { huffmanBits, symbolCounts } from './huffman';
+import { SortedWeights, kmeans1d } from './kmeans1d';
+import { makeBits } from './storage';
+import {
+  channelLayout,
+  gatherChannel,
+  indexBits,
+  makeCompressOptions,
+  sumSquaredError,
+  tensorLabel,
+  validateTensor,
+} from './tensor';
+import type { CodebookStorage, CompressOptions, CompressedTensor, ShareSpec, TechniqueSpec, WeightTensor } from './types';
+
+/** Checks a share level: k an integer in 2…256. */
+export function validateShareSpec(spec: ShareSpec, t?: WeightTensor): void {
+  if (!Number.isInteger(spec.k) || spec.k < 2 || spec.k > 256) {
+    fail(
+      'E_BAD_ARGUMENT',
+      `${t ? tensorLabel(t) + ': ' : ''}weight sharing k = ${String(spec.k)} is not an integer in 2…256.`,
+    );
+  }
+}
+
+/**
+ * Weight sharing of one tensor at one k. See the module comment for storage and edge cases.
+ * @throws CompressError `E_TENSOR_DATA` for bad tensors, `E_BAD_ARGUMENT` for k outside 2…256.
+ */
+export function shareWeights(
+  tensor: WeightTensor,
+  spec: ShareSpec,
+  options: Partial<CompressOptions> = {},
+): CompressedTensor {
+  return shareSweep(tensor, [spec.k], spec.perChannel, options)[0]!;
+}
+
+/**
+ * Weight sharing at several k with one sort and one DP (per tensor or per channel): the cost of a
+ * sweep is about one sort plus, per k, one pass over the weights to assign indices.
+ * Results on the histogram path can differ slightly from single-k calls (the histogram is sized
+ * for the largest k).
+ * @returns one result per entry of `ks`, in order.
+ */
+export function shareSweep(
+  tensor: WeightTensor,
+  ks: readonly number[],
+  perChannel: boolean,
+  options: Partial<CompressOptions> = {},
+): CompressedTensor[] {
+  validateTensor(tensor);
+  for (const k of ks) validateShareSpec({ technique: 'share', k, perChannel }, tensor);
+  return shareCore(tensor, ks, perChannel, makeCompressOptions(options), null).map((r, i) =>
+    finish(tensor, { technique: 'share', k: ks[i]!, perChannel }, r),
+  );
+}
+
+/** A codebook clustering before bit accounting. */
+export interface ShareParts {
+  readonly storage: CodebookStorage;
+  readonly weights: Float32Array;
+}
+
+/**
+ * The shared core. With `keep` (1 = kept weight), pruned weights get index 0 whose entry is exactly
+ * 0 in every codebook, and only kept weights are clustered, into k - 1 values at indices 1…k-1.
+ * Tensor must already be validated.
+ */
+export function shareCore(
+  tensor: WeightTensor,
+  ks: readonly number[],
+  perChannel: boolean,
+  opts: CompressOptions,
+  keep: Uint8Array | null,
+): ShareParts[] {
+  const data = tensor.data;
+  const n = data.length;
+  const off = keep ? 1 : 0;
+  const clusterKs = ks.map((k) => k - off);
+  const layout = perChannel
+    ? channelLayout(tensor)
+    : { outer: 1, channels: 1, inner: n, perChannel: n };
+  const groups = layout.channels;
+  // codebooks[r][c] = sorted float32 entries of group c (without the zero entry) for request r.
+  const books: Float32Array[][] = ks.map(() => []);
+  const buf = new Float32Array(layout.perChannel);
+  const keepBuf = keep ? new Uint8Array(layout.perChannel) : null;
+  for (let c = 0; c < groups; c++) {
+    if (c % 16 === 0) opts.signal?.throwIfAborted();
+    let values: Float32Array;
+    if (groups === 1) {
+      values = data;
+    } else {
+      gatherChannel(data, layout, c, buf);
+      values = buf;
+    }
+    if (keep) {
+      let kept: Float32Array;
+      if (groups === 1) {
+        kept = filterKept(data, keep);
+      } else {
+        gatherMask(keep, layout, c, keepBuf!);
+        kept = filterKept(buf, keepBuf!);
+      }
+      values = kept;
+    }
+    const sw = SortedWeights.from(values);
+    const res = kmeans1d(sw, clusterKs, opts);
+    res.forEach((r, i) => books[i]!.push(Float32Array.from(r.centers, Math.fround)));
+  }
+  return ks.map((_, r) => {
+    const perGroup = books[r]!;
+    let kEff = 0;
+    for (const b of perGroup) kEff = Math.max(kEff, b.length + off);
+    kEff = Math.max(kEff, 1);
+    const codebook = new Float32Array(groups * kEff);
+    for (let c = 0; c < groups; c++) {
+      const b = perGroup[c]!;
+      codebook.set(b, c * kEff + off);
+      const last = b.length > 0 ? b[b.length - 1]! : 0;
+      codebook.fill(last, c * kEff + off + b.length, (c + 1) * kEff);
+    }
+    const indices = new Uint8Array(n);
+    const weights = new Float32Array(n);
+    if (groups === 1) {
+      assign(data, 0, n, perGroup[0]!, off, keep, indices, weights);
+    } else {
+      // Walk the tensor in order; each run of `inner` elements belongs to one channel.
+      for (let o = 0, p = 0; o < layout.outer; o++) {
+        for (let c = 0; c < groups; c++, p += layout.inner) {
+          assign(data, p, p + layout.inner, perGroup[c]!, off, keep, indices, weights);
+        }
+      }
+    }
+    const storage: CodebookStorage = {
+      kind: 'codebook',
+      k: kEff,
+      axis: perChannel ? (tensor.shape.length === 0 ? 0 : tensor.channelAxis) : null,
+      codebook,
+      indices,
+      zeroIndex: keep ? 0 : null,
+    };
+    return { storage, weights };
+  });
+}
+
+/** Bits and SSE for a {@link ShareParts}. */
+export function finish(tensor: WeightTensor, spec: TechniqueSpec, parts: ShareParts): CompressedTensor {
+  const s = parts.storage;
+  const n = tensor.data.length;
+  const groups = s.codebook.length / s.k;
+  const entropy = huffmanBits(symbolCounts(s.indices, s.k));
+  return {
+    spec,
+    weights: parts.weights,
+    storage: s,
+    bits: makeBits({
+      indices: n * indexBits(s.k),
+      codebook: groups * s.k * 32,
+      entropyIndices: entropy.total,
+    }),
+    sse: sumSquaredError(tensor.data, parts.weights),
+  };
+}
+
+function filterKept(values: Float32Array, keep: Uint8Array): Float32Array {
+  let m = 0;
+  for (let i = 0; i < values.length; i++) m += keep[i]!;
+  const out = new Float32Array(m);
+  for (let i = 0, j = 0; i < values.length; i++) if (keep[i]) out[j++] = values[i]!;
+  return out;
+}
+
+function gatherMask(mask: Uint8Array, l: { outer: number; channels: number; inner: number }, c: number, out: Uint8Array): void {
+  let k = 0;
+  for (let o = 0; o < l.outer; o++) {
+    const base = (o * l.channels + c) * l.inner;
+    for (let i = 0; i < l.inner; i++) out[k++] = mask[base + i]!;
+  }
+}
+
+/**
+ * Nearest-entry assignment of `data[from, to)` to ascending `book` (ties at a midpoint go to the
+ * lower entry); indices are offset by `off`; pruned weights (keep = 0) get index 0 and value 0.
+ */
+function assign(
+  data: Float32Array,
+  from: number,
+  to: number,
+  book: Float32Array,
+  off: number,
+  keep: Uint8Array | null,
+  indices: Uint8Array,
+  weights: Float32Array,
+): void {
+  const m = book.length;
+  if (m === 0) {
+    // Only pruned weights here (or nothing): index 0 = exact zero.
+    for (let i = from; i < to; i++) {
+      indices[i] = 0;
+      weights[i] = 0;
+    }
+    return;
+  }
+  const mid = new Float64Array(Math.max(m - 1, 0));
+  for (let j = 0; j + 1 < m; j++) mid[j] = (book[j]! + book[j + 1]!) / 2;
+  // A coarse lookup table narrows the binary search to a few thresholds per weight.
+  const lo = book[0]!;
+  const hi = book[m - 1]!;
+  const cells = m > 1 ? Math.min(4096, 16 * m) : 1;
+  const scale = hi > lo ? cells / (hi - lo) : 0;
+  const start = new Int32Array(cells + 1);
+  for (let cell = 0, j = 0; cell <= cells; cell++) {
+    const x = lo + cell / (scale || 1);
+    while (j < m - 1 && mid[j]! < x) j++;
+    start[cell] = j;
+  }
+  for (let i = from; i < to; i++) {
+    if (keep && !keep[i]) {
+      indices[i] = 0;
+      weights[i] = 0;
+      continue;
+    }
+    const x = data[i]!;
+    let j: number;
+    if (x <= lo) j = 0;
+    else if (x >= hi) j = m - 1;
+    else {
+      // cell lower edge ≤ x, so every threshold below start[cell] is < x.
+      let cell = Math.floor((x - lo) * scale);
+      if (cell > cells) cell = cells;
+      j = cell > 0 ? start[cell - 1]! : 0;
+      while (j < m - 1 && mid[j]! < x) j++;
+    }
+    indices[i] = j + off;
+    weights[i] = book[j]!;
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * Storage accounting: per-layer bit breakdowns and the total for a whole model.
+ *
+ * Per technique (n weights, C codebooks/channels, survivors s, see each module for details):
+ * - share:  indices n·⌈log2 k⌉, codebook C·k·32, params 0, sparsity 0.
+ * - prune:  indices s·32 (kept float32 values), sparsity = mask bits (see `SparsityEncoding`).
+ * - prune+share: as share; pruned weights use the exact-0 entry, so sparsity is carried by the
+ *   indices (and shows in the entropy-coded size).
+ * - quant:  indices n·b, params C·32 (scales) + C·b (zero points, asymmetric only).
+ * - prune+quant: as quant; pruned weights use the code of exact 0.
+ * - float:  indices n·(1 + e + m), params 8 bits for the per-tensor bias of `bf16m` with a reduced
+ *   exponent, else 0.
+ * - lowrank: indices 32·r·(rows + cols), nothing else.
+ * `entropyIndices` replaces `indices` by the Huffman-coded size of the same symbols (codebook
+ * indices, integer codes, float bit patterns; for prune and lowrank it equals `indices`).
+ */
+import { fail } from '../errors';
+import type { BitBreakdown } from './types';
+
+/** Builds a {@link BitBreakdown}, computing `total` and `entropyTotal`. */
+export function makeBits(parts: {
+  indices: number;
+  codebook?: number;
+  params?: number;
+  sparsity?: number;
+  entropyIndices?: number;
+}): BitBreakdown {
+  const codebook = parts.codebook ?? 0;
+  const params = parts.params ?? 0;
+  const sparsity = parts.sparsity ?? 0;
+  const entropyIndices = parts.entropyIndices ?? parts.indices;
+  const rest = codebook + params + sparsity;
+  return {
+    indices: parts.indices,
+    codebook,
+    params,
+    sparsity,
+    entropyIndices,
+    total: parts.indices + rest,
+    entropyTotal: entropyIndices + rest,
+  };
+}
+
+/** One tensor of a model for {@link totalModelBits}. */
+export interface ModelTensorSize {
+  readonly name: string;
+  /** Number of elements. */
+  readonly elements: number;
+  /** Bits per element as stored in the original model (32 for float32, 16 for fp16, 64 for int64...). */
+  readonly bitsPerElement: number;
+}
+
+/** A model total from {@link totalModelBits}. */
+export interface ModelBits {
+  /** Size of all listed tensors as they are in the original model. */
+  readonly originalBits: number;
+  /** Compressed layers at `bits.total`, untouched tensors at their original size. */
+  readonly totalBits: number;
+  /** As `totalBits` with compressed layers at `bits.entropyTotal`. */
+  readonly entropyTotalBits: number;
+  /** Bits of the tensors that have no result (counted at original size). */
+  readonly untouchedBits: number;
+  /** originalBits / totalBits (Infinity if totalBits is 0). */
+  readonly ratio: number;
+  /** Per tensor: original and compressed bits (equal when untouched). */
+  readonly perTensor: readonly { name: string; originalBits: number; bits: number; entropyBits: number; compressed: boolean }[];
+}
+
+/**
+ * Totals a model. Every tensor in `tensors` is counted once: at its compressed size when `results`
+ * has an entry for its name, else at `elements · bitsPerElement`.
+ * @throws CompressError `E_PLAN` when a result names a tensor that is not listed, or a name repeats.
+ */
+export function totalModelBits(
+  tensors: readonly ModelTensorSize[],
+  results: ReadonlyMap<string, { readonly bits: BitBreakdown }>,
+): ModelBits {
+  const seen = new Set<string>();
+  let originalBits = 0;
+  let totalBits = 0;
+  let entropyTotalBits = 0;
+  let untouchedBits = 0;
+  const perTensor: { name: string; originalBits: number; bits: number; entropyBits: number; compressed: boolean }[] = [];
+  for (const t of tensors) {
+    if (seen.has(t.name)) fail('E_PLAN', `Tensor '${t.name}' is listed twice; list each initializer once.`);
+    seen.add(t.name);
+    const orig = t.elements * t.bitsPerElement;
+    originalBits += orig;
+    const r = results.get(t.name);
+    const bits = r === undefined ? orig : r.bits.total;
+    const entropyBits = r === undefined ? orig : r.bits.entropyTotal;
+    if (r === undefined) untouchedBits += orig;
+    totalBits += bits;
+    entropyTotalBits += entropyBits;
+    perTensor.push({ name: t.name, originalBits: orig, bits, entropyBits, compressed: r !== undefined });
+  }
+  for (const name of results.keys()) {
+    if (!seen.has(name)) fail('E_PLAN', `A result names tensor '${name}', which is not in the model's tensor list.`);
+  }
+  return {
+    originalBits,
+    totalBits,
+    entropyTotalBits,
+    untouchedBits,
+    ratio: totalBits === 0 ? Infinity : originalBits / totalBits,
+    perTensor,
+  };
+}
