@@ -9,6 +9,7 @@
 export {
   AttributeProto_AttributeType,
   AttributeProtoSchema,
+  FunctionProtoSchema,
   GraphProtoSchema,
   ModelProtoSchema,
   NodeProtoSchema,

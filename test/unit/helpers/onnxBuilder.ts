@@ -1,0 +1,111 @@
+/**
+ * Builds small ONNX models in tests, with protobuf-es `create`, so tests need no Python.
+ */
+import { create } from '@bufbuild/protobuf';
+import {
+  AttributeProto_AttributeType,
+  AttributeProtoSchema,
+  GraphProtoSchema,
+  ModelProtoSchema,
+  NodeProtoSchema,
+  OperatorSetIdProtoSchema,
+  TensorShapeProto_DimensionSchema,
+  TensorShapeProtoSchema,
+  TypeProto_TensorSchema,
+  TypeProtoSchema,
+  ValueInfoProtoSchema,
+  type AttributeProto,
+  type GraphProto,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+  type ValueInfoProto,
+} from '../../../src/engine/onnx/proto';
+import { DataType, makeFloatTensor } from '../../../src/engine/onnx';
+import { gaussian, mulberry32 } from '../../../src/engine/util/random';
+
+/** A value info for a float tensor; string dims are symbolic. */
+export function valueInfo(name: string, dims: Array<number | string>, elemType: number = DataType.FLOAT): ValueInfoProto {
+  return create(ValueInfoProtoSchema, {
+    name,
+    type: create(TypeProtoSchema, {
+      value: {
+        case: 'tensorType',
+        value: create(TypeProto_TensorSchema, {
+          elemType,
+          shape: create(TensorShapeProtoSchema, {
+            dim: dims.map((d) =>
+              create(TensorShapeProto_DimensionSchema, {
+                value: typeof d === 'number' ? { case: 'dimValue', value: BigInt(d) } : { case: 'dimParam', value: d },
+              }),
+            ),
+          }),
+        }),
+      },
+    }),
+  });
+}
+
+/** Attribute helpers. */
+export const attr = {
+  int: (name: string, i: number): AttributeProto => create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i: BigInt(i) }),
+  ints: (name: string, v: number[]): AttributeProto => create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INTS, ints: v.map(BigInt) }),
+  float: (name: string, f: number): AttributeProto => create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.FLOAT, f }),
+  graph: (name: string, g: GraphProto): AttributeProto => create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.GRAPH, g }),
+  tensor: (name: string, t: TensorProto): AttributeProto => create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.TENSOR, t }),
+};
+
+/** A node. */
+export function node(opType: string, inputs: string[], outputs: string[], name = '', attributes: AttributeProto[] = []): NodeProto {
+  return create(NodeProtoSchema, { opType, input: inputs, output: outputs, name, attribute: attributes });
+}
+
+/** A graph. */
+export function graph(o: { nodes: NodeProto[]; inputs: ValueInfoProto[]; outputs: ValueInfoProto[]; initializers?: TensorProto[]; name?: string }): GraphProto {
+  return create(GraphProtoSchema, { name: o.name ?? 'g', node: o.nodes, input: o.inputs, output: o.outputs, initializer: o.initializers ?? [] });
+}
+
+/** A model with the default opset `opset` (and IR version 8 unless given). */
+export function model(g: GraphProto, opset = 13, irVersion = 8): ModelProto {
+  return create(ModelProtoSchema, {
+    irVersion: BigInt(irVersion),
+    producerName: 'onnx-compress-tests',
+    opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(opset) })],
+    graph: g,
+  });
+}
+
+/** Seeded Gaussian values scaled by `scale`. */
+export function randomWeights(n: number, seed: number, scale = 0.1): Float32Array {
+  const g = gaussian(mulberry32(seed));
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = g() * scale;
+  return out;
+}
+
+/**
+ * A small CNN: Conv(3->8, 3x3) + Relu + Conv(8->8, 3x3) + GlobalAveragePool + Flatten + Gemm(8->4),
+ * input `x` [N,3,8,8], output `y` [N,4]. Weights are seeded.
+ */
+export function tinyCnn(seed = 1): ModelProto {
+  const w1 = makeFloatTensor('conv1.weight', randomWeights(8 * 3 * 9, seed), [8, 3, 3, 3]);
+  const b1 = makeFloatTensor('conv1.bias', randomWeights(8, seed + 1), [8]);
+  const w2 = makeFloatTensor('conv2.weight', randomWeights(8 * 8 * 9, seed + 2), [8, 8, 3, 3]);
+  const fc = makeFloatTensor('fc.weight', randomWeights(4 * 8, seed + 3), [4, 8]);
+  const fcb = makeFloatTensor('fc.bias', randomWeights(4, seed + 4), [4]);
+  return model(
+    graph({
+      nodes: [
+        node('Conv', ['x', 'conv1.weight', 'conv1.bias'], ['c1'], 'conv1', [attr.ints('pads', [1, 1, 1, 1])]),
+        node('Relu', ['c1'], ['r1'], 'relu1'),
+        node('Conv', ['r1', 'conv2.weight'], ['c2'], 'conv2', [attr.ints('pads', [1, 1, 1, 1])]),
+        node('GlobalAveragePool', ['c2'], ['p'], 'pool'),
+        node('Flatten', ['p'], ['f'], 'flatten'),
+        node('Gemm', ['f', 'fc.weight', 'fc.bias'], ['y'], 'fc', [attr.int('transB', 1)]),
+      ],
+      inputs: [valueInfo('x', ['N', 3, 8, 8])],
+      outputs: [valueInfo('y', ['N', 4])],
+      initializers: [w1, b1, w2, fc, fcb],
+    }),
+  );
+}
