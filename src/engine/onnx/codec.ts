@@ -2,8 +2,9 @@
  * Bytes <-> `ModelProto`. Decoding keeps unknown fields and proto2 field presence, so a model that is
  * decoded and encoded again without edits loses nothing. No file system access here (see `io.ts`).
  */
-import { fromBinary, toBinary } from '@bufbuild/protobuf';
-import { CompressError, fail } from '../errors';
+import { fromBinary } from '@bufbuild/protobuf';
+import { encodeChunks, joinChunks, type Chunks } from './lazyEncode';
+import { fail } from '../errors';
 import { ModelProtoSchema, type ModelProto } from './proto';
 
 /** IR versions this tool reads (onnxruntime 1.30 runs IR 3 to 11; 12 is read but may not run). */
@@ -45,22 +46,27 @@ export function decodeModel(bytes: Uint8Array, source = 'model'): ModelProto {
   return model;
 }
 
+/** Payloads at least this big are written by reference (see `lazyEncode.ts`). */
+const BY_REFERENCE = 4096;
+
 /**
- * Encodes a model, unknown fields included.
+ * Encodes a model as a list of chunks whose large tensor payloads are views of the model's own
+ * buffers (no copies), for streaming to a file. Byte-identical to {@link encodeModel}.
+ * @param minBytes payloads of at least this many bytes are referenced (default 4096).
  * @throws E_MODEL_UNSUPPORTED when the result would pass protobuf's 2 GiB limit (use external data).
  */
-export function encodeModel(model: ModelProto): Uint8Array {
-  try {
-    const bytes = toBinary(ModelProtoSchema, model, { writeUnknownFields: true });
-    if (bytes.length >= 2 ** 31) {
-      fail('E_MODEL_UNSUPPORTED', `The model is ${bytes.length} bytes, past protobuf's 2 GiB limit; save it with external data.`);
-    }
-    return bytes;
-  } catch (e) {
-    if (e instanceof CompressError) throw e;
-    if (e instanceof RangeError) {
-      fail('E_MODEL_UNSUPPORTED', `The model is too large to encode as one protobuf (${e.message}); save it with external data.`, e);
-    }
-    throw e;
+export function encodeModelChunks(model: ModelProto, minBytes = BY_REFERENCE): Chunks {
+  const c = encodeChunks(ModelProtoSchema, model, minBytes);
+  if (c.length >= 2 ** 31) {
+    fail('E_MODEL_UNSUPPORTED', `The model is ${c.length} bytes, past protobuf's 2 GiB limit; save it with external data.`);
   }
+  return c;
+}
+
+/**
+ * Encodes a model into one buffer, unknown fields included.
+ * @throws E_MODEL_UNSUPPORTED when the result would pass protobuf's 2 GiB limit (use external data).
+ */
+export function encodeModel(model: ModelProto): Uint8Array<ArrayBuffer> {
+  return joinChunks(encodeModelChunks(model));
 }

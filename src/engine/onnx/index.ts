@@ -1,5 +1,5 @@
 /** ONNX model I/O and graph editing: the public surface of `engine/onnx`. */
-export { decodeModel, encodeModel, MAX_IR_VERSION, MIN_IR_VERSION } from './codec';
+export { decodeModel, encodeModel, encodeModelChunks, MAX_IR_VERSION, MIN_IR_VERSION } from './codec';
 export * from './dtype';
 export { modelInfo, type ModelInfo, type ValueInfo, type WeightSummary } from './info';
 export { EXTERNAL_THRESHOLD, externalInfo, loadModel, modelFromBytes, resolveExternalPath, saveModel } from './io';

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CompressError, fail, throwIfAborted } from '../errors';
 import { ioError, writeAll, writeFilesAtomic } from '../util/atomicWrite';
-import { decodeModel, encodeModel } from './codec';
+import { decodeModel, encodeModelChunks } from './codec';
 import { rawByteLength } from './dtype';
 import { OnnxModel } from './model';
 import { StringStringEntryProtoSchema, TensorProto_DataLocation, type TensorProto } from './proto';
@@ -256,7 +256,7 @@ export async function saveModel(model: OnnxModel, file: string, options: Partial
         t.externalData = [];
       }
     });
-    const encoded = encodeModel(model.proto);
+    const encoded = encodeModelChunks(model.proto);
     throwIfAborted(o.signal);
     const parts: { path: string; write: (fd: number) => void }[] = [];
     if (dataFile) {
@@ -274,7 +274,12 @@ export async function saveModel(model: OnnxModel, file: string, options: Partial
         },
       });
     }
-    parts.push({ path: out, write: (fd) => writeAll(fd, encoded) });
+    parts.push({
+      path: out,
+      write: (fd) => {
+        for (const p of encoded.parts) writeAll(fd, p);
+      },
+    });
     await writeFilesAtomic(parts);
     const result: SaveResult = { modelFile: out, modelBytes: encoded.length, dataBytes: dataSize };
     if (dataFile) result.dataFile = dataFile;
