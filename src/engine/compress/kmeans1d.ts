@@ -35,7 +35,7 @@ export class SortedWeights {
   readonly n: number;
   /** Number of distinct values. */
   readonly distinct: number;
-  /** Subtracted before summing, for accuracy (the mean). */
+  /** Subtracted before summing, for accuracy (the median). */
   readonly shift: number;
   /** `prefixSum[i] = Σ_{p<i} (sorted[p] - shift)`, length n + 1. */
   readonly prefixSum: Float64Array;
@@ -46,9 +46,8 @@ export class SortedWeights {
     this.sorted = sorted;
     const n = sorted.length;
     this.n = n;
-    let mean = 0;
-    for (let i = 0; i < n; i++) mean += sorted[i]!;
-    mean = n > 0 ? mean / n : 0;
+    // The median is a good enough shift (it keeps prefix sums small) and needs no extra pass.
+    const mean = n > 0 ? sorted[n >> 1]! : 0;
     this.shift = mean;
     const ps = new Float64Array(n + 1);
     const pq = new Float64Array(n + 1);
@@ -71,7 +70,7 @@ export class SortedWeights {
 
   /** Sorts a copy of `values` (the input is not modified). Values must be finite. */
   static from(values: Float32Array): SortedWeights {
-    return new SortedWeights(Float32Array.from(values).sort());
+    return new SortedWeights(values.slice().sort());
   }
 
   /** SSE of sorted elements `[a, b)` about their mean (0 for an empty range). */

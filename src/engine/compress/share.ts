@@ -12,7 +12,7 @@
  * distinct values than the codebook size repeats its last entry to fill its codebook.
  */
 import { fail } from '../errors';
-import { huffmanBits, symbolCounts } from './huffman';
+import { huffmanBits } from './huffman';
 import { SortedWeights, kmeans1d } from './kmeans1d';
 import { makeBits } from './storage';
 import {
@@ -20,7 +20,6 @@ import {
   gatherChannel,
   indexBits,
   makeCompressOptions,
-  sumSquaredError,
   tensorLabel,
   validateTensor,
 } from './tensor';
@@ -72,6 +71,10 @@ export function shareSweep(
 export interface ShareParts {
   readonly storage: CodebookStorage;
   readonly weights: Float32Array;
+  /** Occurrences of each index. */
+  readonly counts: Uint32Array;
+  /** Σ (w - ŵ)², float64. */
+  readonly sse: number;
 }
 
 /**
@@ -135,16 +138,15 @@ export function shareCore(
     }
     const indices = new Uint8Array(n);
     const weights = new Float32Array(n);
-    if (groups === 1) {
-      assign(data, 0, n, perGroup[0]!, off, keep, indices, weights);
-    } else {
-      // Walk the tensor in order; each run of `inner` elements belongs to one channel.
-      for (let o = 0, p = 0; o < layout.outer; o++) {
-        for (let c = 0; c < groups; c++, p += layout.inner) {
-          assign(data, p, p + layout.inner, perGroup[c]!, off, keep, indices, weights);
-        }
+    const counts = new Uint32Array(kEff);
+    const assigners = perGroup.map((b) => makeAssigner(b));
+    // Walk the tensor in order; each run of `inner` elements belongs to one channel.
+    for (let o = 0, p = 0; o < layout.outer; o++) {
+      for (let c = 0; c < groups; c++, p += layout.inner) {
+        assignRun(assigners[c]!, data, p, p + layout.inner, off, indices, weights);
       }
     }
+    const sse = finishAssignment(data, keep, indices, weights, counts);
     const storage: CodebookStorage = {
       kind: 'codebook',
       k: kEff,
@@ -153,7 +155,7 @@ export function shareCore(
       indices,
       zeroIndex: keep ? 0 : null,
     };
-    return { storage, weights };
+    return { storage, weights, counts, sse };
   });
 }
 
@@ -162,7 +164,7 @@ export function finish(tensor: WeightTensor, spec: TechniqueSpec, parts: SharePa
   const s = parts.storage;
   const n = tensor.data.length;
   const groups = s.codebook.length / s.k;
-  const entropy = huffmanBits(symbolCounts(s.indices, s.k));
+  const entropy = huffmanBits(parts.counts);
   return {
     spec,
     weights: parts.weights,
@@ -172,7 +174,7 @@ export function finish(tensor: WeightTensor, spec: TechniqueSpec, parts: SharePa
       codebook: groups * s.k * 32,
       entropyIndices: entropy.total,
     }),
-    sse: sumSquaredError(tensor.data, parts.weights),
+    sse: parts.sse,
   };
 }
 
@@ -193,59 +195,100 @@ function gatherMask(mask: Uint8Array, l: { outer: number; channels: number; inne
 }
 
 /**
- * Nearest-entry assignment of `data[from, to)` to ascending `book` (ties at a midpoint go to the
- * lower entry); indices are offset by `off`; pruned weights (keep = 0) get index 0 and value 0.
+ * Nearest-entry lookup for one ascending codebook (ties at a midpoint go to the lower entry).
+ * Index of x = #{midpoints < x}. With cell(x) = clamp(⌊(x - lo)·scale⌋, 0, cells), which is
+ * monotone in x even in floating point, every midpoint in an earlier cell is < x and every one in a
+ * later cell is > x; so the answer is `before[cell]` plus the midpoints of x's own cell below x.
  */
-function assign(
+interface Assigner {
+  readonly book: Float32Array;
+  /** Midpoints between consecutive entries, float64. */
+  readonly mid: Float64Array;
+  readonly lo: number;
+  readonly scale: number;
+  readonly cells: number;
+  /** before[cell] = number of midpoints in earlier cells. */
+  readonly before: Int32Array;
+  /** first[cell] = smallest midpoint in the cell, +Infinity if none. */
+  readonly first: Float64Array;
+}
+
+function makeAssigner(book: Float32Array): Assigner {
+  const m = book.length;
+  const mid = new Float64Array(Math.max(m - 1, 0));
+  for (let j = 0; j + 1 < m; j++) mid[j] = (book[j]! + book[j + 1]!) / 2;
+  const lo = m > 0 ? book[0]! : 0;
+  const hi = m > 0 ? book[m - 1]! : 0;
+  const cells = m > 1 && hi > lo ? Math.min(1 << 16, 64 * m) : 0;
+  const scale = cells > 0 ? cells / (hi - lo) : 0;
+  const before = new Int32Array(cells + 1);
+  const first = new Float64Array(cells + 1).fill(Infinity);
+  const cellOf = (x: number): number => {
+    const c = (x - lo) * scale;
+    return c <= 0 ? 0 : c >= cells ? cells : Math.floor(c);
+  };
+  for (let j = mid.length - 1; j >= 0; j--) first[cellOf(mid[j]!)] = mid[j]!;
+  for (let c = 1, j = 0; c <= cells; c++) {
+    while (j < mid.length && cellOf(mid[j]!) < c) j++;
+    before[c] = j;
+  }
+  return { book, mid, lo, scale, cells, before, first };
+}
+
+/**
+ * Assigns `data[from, to)` to the nearest entry, writing `indices` (offset by `off`) and
+ * `weights`. Pruning and statistics are applied afterwards by {@link finishAssignment}, which keeps
+ * this loop tight (it dominates a sharing sweep).
+ */
+function assignRun(
+  a: Assigner,
   data: Float32Array,
   from: number,
   to: number,
-  book: Float32Array,
   off: number,
-  keep: Uint8Array | null,
   indices: Uint8Array,
   weights: Float32Array,
 ): void {
-  const m = book.length;
-  if (m === 0) {
-    // Only pruned weights here (or nothing): index 0 = exact zero.
-    for (let i = from; i < to; i++) {
-      indices[i] = 0;
-      weights[i] = 0;
-    }
+  const { book, mid, lo, scale, cells, before, first } = a;
+  const last = book.length - 1;
+  if (last < 0) {
+    indices.fill(0, from, to);
+    weights.fill(0, from, to);
     return;
   }
-  const mid = new Float64Array(Math.max(m - 1, 0));
-  for (let j = 0; j + 1 < m; j++) mid[j] = (book[j]! + book[j + 1]!) / 2;
-  // A coarse lookup table narrows the binary search to a few thresholds per weight.
-  const lo = book[0]!;
-  const hi = book[m - 1]!;
-  const cells = m > 1 ? Math.min(4096, 16 * m) : 1;
-  const scale = hi > lo ? cells / (hi - lo) : 0;
-  const start = new Int32Array(cells + 1);
-  for (let cell = 0, j = 0; cell <= cells; cell++) {
-    const x = lo + cell / (scale || 1);
-    while (j < m - 1 && mid[j]! < x) j++;
-    start[cell] = j;
-  }
   for (let i = from; i < to; i++) {
-    if (keep && !keep[i]) {
-      indices[i] = 0;
-      weights[i] = 0;
-      continue;
-    }
     const x = data[i]!;
-    let j: number;
-    if (x <= lo) j = 0;
-    else if (x >= hi) j = m - 1;
-    else {
-      // cell lower edge ≤ x, so every threshold below start[cell] is < x.
-      let cell = Math.floor((x - lo) * scale);
-      if (cell > cells) cell = cells;
-      j = cell > 0 ? start[cell - 1]! : 0;
-      while (j < m - 1 && mid[j]! < x) j++;
-    }
+    const t = (x - lo) * scale;
+    const cell = t <= 0 ? 0 : t >= cells ? cells : t | 0;
+    // Branch-free for the usual single midpoint per cell; the loop only runs for crowded cells.
+    let j = before[cell]! + ((x > first[cell]!) as unknown as number);
+    while (j < last && mid[j]! < x) j++;
     indices[i] = j + off;
     weights[i] = book[j]!;
   }
+}
+
+/** Sets pruned weights (keep = 0) to index 0 / value 0, counts indices, returns Σ(w - ŵ)². */
+function finishAssignment(
+  data: Float32Array,
+  keep: Uint8Array | null,
+  indices: Uint8Array,
+  weights: Float32Array,
+  counts: Uint32Array,
+): number {
+  if (keep !== null) {
+    for (let i = 0; i < data.length; i++) {
+      if (keep[i] === 0) {
+        indices[i] = 0;
+        weights[i] = 0;
+      }
+    }
+  }
+  let sse = 0;
+  for (let i = 0; i < data.length; i++) {
+    counts[indices[i]!]!++;
+    const d = data[i]! - weights[i]!;
+    sse += d * d;
+  }
+  return sse;
 }

@@ -9,7 +9,7 @@ export function makeCompressOptions(options: Partial<CompressOptions> = {}): Com
   const o: CompressOptions = {
     signal: undefined,
     maxExactPoints: 4096,
-    binsPerCluster: 32,
+    binsPerCluster: 16,
     minBins: 2048,
     lloydIterations: 50,
     ...options,

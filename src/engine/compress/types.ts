@@ -300,7 +300,7 @@ export interface CompressOptions {
    * otherwise use a quantile histogram (see `kmeans1d.ts`). Default 4096.
    */
   readonly maxExactPoints: number;
-  /** Weight sharing, histogram path: histogram bins per cluster (bins = max(minBins, this·k)). Default 32. */
+  /** Weight sharing, histogram path: histogram bins per cluster (bins = max(minBins, this·k)). Default 16. */
   readonly binsPerCluster: number;
   /** Weight sharing, histogram path: minimum number of histogram bins. Default 2048. */
   readonly minBins: number;
