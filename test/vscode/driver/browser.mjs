@@ -20,9 +20,24 @@ export async function launchChromium(harnessDir) {
   });
 }
 
+/** Workbench log lines that say nothing about the extension under test (shown with VERBOSE=1). */
+const WORKBENCH_NOISE = [
+  /^Ignoring fetching additional builtin extensions/,
+  /^Updating additional builtin extensions cache/,
+  /^(Resolving|Resolved) connection token/,
+  /^Creating a socket/,
+  /^\[Service Worker\]/,
+  /^ChatSessionStore:/,
+  /^\[lifecycle\] Long running operations during shutdown/,
+  // The workbench tearing down after the in-host run (output view, editors):
+  /^Model is disposed!/,
+  /^Cannot read properties of undefined \(reading 'add'\)/,
+];
+
 /**
  * Prints extension-host console output, which the workbench mirrors to the page console as
- * ('%c INFO' | '%c  ERR' | ..., 'color: ...', ...original args); workbench noise is dropped unless VERBOSE is set.
+ * ('%c INFO' | '%c  ERR' | ..., 'color: ...', ...original args). Other console output and the
+ * WORKBENCH_NOISE lines are dropped unless VERBOSE is set.
  * @param {import('playwright-core').Page} page
  * @param {string} prefix
  * @returns {() => Promise<void>} resolves when everything seen so far has been printed
@@ -34,7 +49,8 @@ export function mirrorExtHostConsole(page, prefix) {
       if (process.env.VERBOSE) return void console.log(`${prefix}[page]`, m.text());
       const a = await Promise.all(m.args().map((h) => h.jsonValue().catch(() => '<unserializable>')));
       const r = typeof a[0] === 'string' && /^%c\s*(INFO|WARN|ERR)$/.exec(a[0]);
-      if (r) console.log(`${prefix}[${r[1]}]`, util.format(...a.slice(2)));
+      const text = r ? util.format(...a.slice(2)) : '';
+      if (r && !WORKBENCH_NOISE.some((n) => n.test(text))) console.log(`${prefix}[${r[1]}]`, text);
     });
   });
   return () => printing;
