@@ -3,11 +3,12 @@
 // headless and offline. Needs `bash scripts/vscode-harness-setup.sh` once and a build (`npm run test:vscode` does
 // both builds). Where a desktop VS Code can be downloaded, test/vscode/runElectron.mjs runs the same in-host suite.
 //
-//   node test/vscode/run.mjs [--vsix path/to.vsix] [--grep text] [--keep]
+//   node test/vscode/run.mjs [--vsix path/to.vsix] [--fixtures dir] [--grep text] [--keep]
 //
 // Phase 1 runs dist/test/vscode/suite/index.js inside the extension host; phase 2 drives the workbench UI
 // (test/vscode/driver/ui.mjs). Without --vsix the extension under test is this folder; with --vsix the package is
-// installed with `code-server --install-extension` and both phases run against the installed copy.
+// installed with `code-server --install-extension` and both phases run against the installed copy. The workspace
+// gets tiny.onnx plus --fixtures' *.onnx and data/ (default test/fixtures/).
 // Screenshots go to test/.output/vscode/<dev|vsix>/. The last line is `vscode: N passed, N failed`; exit 1 on failure.
 // Environment: ONNXC_VSCODE_DIR (harness install dir), ONNXC_VSCODE_TIMEOUT_MS (whole run, default 600000),
 // VERBOSE=1 (all workbench console output), CHROMIUM (browser path, default /usr/bin/chromium).
@@ -32,7 +33,12 @@ const CS_BIN = path.join(HARNESS, 'cs/bin/code-server');
 const SUITE = path.join(ROOT, 'dist/test/vscode/suite/index.js');
 
 const { values: args } = parseArgs({
-  options: { vsix: { type: 'string' }, grep: { type: 'string' }, keep: { type: 'boolean', default: false } },
+  options: {
+    vsix: { type: 'string' },
+    fixtures: { type: 'string', default: path.join(ROOT, 'test/fixtures') },
+    grep: { type: 'string' },
+    keep: { type: 'boolean', default: false },
+  },
 });
 const mode = args.vsix ? 'vsix' : 'dev';
 const t0 = Date.now();
@@ -57,7 +63,7 @@ const runDir = fs.mkdtempSync(path.join(os.tmpdir(), `onnxc-vscode-${mode}-`));
 const dirs = Object.fromEntries(['home', 'ext', 'ws', 'out'].map((d) => [d, path.join(runDir, d)]));
 for (const d of Object.values(dirs)) fs.mkdirSync(d, { recursive: true });
 
-const models = prepareWorkspace(ROOT, dirs.ws);
+const models = prepareWorkspace(path.resolve(args.fixtures), dirs.ws);
 // The UI test right-clicks a real fixture when there is one; its expected names come from onnxruntime in Node.
 const uiModelName = ['lenet5.onnx', 'tiny.onnx'].find((f) => models.includes(f)) ?? 'tiny.onnx';
 const uiModel = await describeModel(ROOT, path.join(dirs.ws, uiModelName));

@@ -29,7 +29,7 @@ const ws = path.join(runDir, 'ws');
 const extDir = path.join(runDir, 'ext');
 const out = path.join(runDir, 'out');
 fs.mkdirSync(extDir, { recursive: true });
-prepareWorkspace(ROOT, ws);
+prepareWorkspace(path.join(ROOT, 'test/fixtures'), ws);
 
 let passed = 0;
 let failed = 0;

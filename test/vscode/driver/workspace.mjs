@@ -1,19 +1,18 @@
 // The workspace folder the tests open: tiny.onnx (always; names X, Y -> Z) plus the project's fixtures
-// (test/fixtures/*.onnx and test/fixtures/data/) when they exist.
+// (test/fixtures/*.onnx and test/fixtures/data/, or another folder given) when they exist.
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { tinyAddModel } from './tinyOnnx.mjs';
 
 /**
- * @param {string} root the repository root
+ * @param {string} fixtures the fixtures folder (normally test/fixtures; it may not exist yet)
  * @param {string} ws an empty folder to fill
  * @returns {string[]} the `.onnx` file names now in `ws`
  */
-export function prepareWorkspace(root, ws) {
+export function prepareWorkspace(fixtures, ws) {
   fs.mkdirSync(ws, { recursive: true });
   fs.writeFileSync(path.join(ws, 'tiny.onnx'), tinyAddModel());
-  const fixtures = path.join(root, 'test/fixtures');
   if (fs.existsSync(fixtures)) {
     for (const f of fs.readdirSync(fixtures).filter((f) => f.endsWith('.onnx'))) {
       fs.copyFileSync(path.join(fixtures, f), path.join(ws, f));
