@@ -23,7 +23,16 @@ import {
   tensorLabel,
   validateTensor,
 } from './tensor';
-import type { CodebookStorage, CompressOptions, CompressedTensor, ShareSpec, TechniqueSpec, WeightTensor } from './types';
+import { pruneMask, validatePruneSpec } from './prune';
+import type {
+  CodebookStorage,
+  CompressOptions,
+  CompressedTensor,
+  PruneShareSpec,
+  ShareSpec,
+  TechniqueSpec,
+  WeightTensor,
+} from './types';
 
 /** Checks a share level: k an integer in 2…256. */
 export function validateShareSpec(spec: ShareSpec, t?: WeightTensor): void {
@@ -65,6 +74,25 @@ export function shareSweep(
   return shareCore(tensor, ks, perChannel, makeCompressOptions(options), null).map((r, i) =>
     finish(tensor, { technique: 'share', k: ks[i]!, perChannel }, r),
   );
+}
+
+/**
+ * Pruning, then weight sharing of the kept weights: index 0 is an exact 0 in every codebook (used
+ * by all pruned weights) and the kept weights are clustered into k - 1 values (indices 1…k-1);
+ * pruned weights are not part of the clustering. Bits as weight sharing (the sparsity is carried
+ * by index 0 and shows in `entropyIndices`).
+ */
+export function pruneShareWeights(
+  tensor: WeightTensor,
+  spec: PruneShareSpec,
+  options: Partial<CompressOptions> = {},
+): CompressedTensor {
+  validateTensor(tensor);
+  validatePruneSpec(spec.prune, tensor);
+  validateShareSpec(spec.share, tensor);
+  const opts = makeCompressOptions(options);
+  const mask = pruneMask(tensor, spec.prune);
+  return finish(tensor, spec, shareCore(tensor, [spec.share.k], spec.share.perChannel, opts, mask.keep)[0]!);
 }
 
 /** A codebook clustering before bit accounting. */
