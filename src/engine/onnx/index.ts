@@ -6,5 +6,7 @@ export { EXTERNAL_THRESHOLD, externalInfo, loadModel, modelFromBytes, resolveExt
 export type { ExternalDataMode, LoadOptions, SaveOptions, SaveResult } from './io';
 export { OnnxModel } from './model';
 export * from './tensor';
+export { attr, makeNode, makeValueInfo } from './build';
 export { forEachGraph, forEachTensor, nodeLabel, type GraphScope } from './walk';
 export { inputRole, listWeights, type Consumer, type LayerKind, type ListWeightsOptions, type WeightInfo, type WeightRole } from './weights';
+export type { AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto } from './proto';

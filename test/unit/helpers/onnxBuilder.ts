@@ -2,63 +2,15 @@
  * Builds small ONNX models in tests, with protobuf-es `create`, so tests need no Python.
  */
 import { create } from '@bufbuild/protobuf';
-import {
-  AttributeProto_AttributeType,
-  AttributeProtoSchema,
-  GraphProtoSchema,
-  ModelProtoSchema,
-  NodeProtoSchema,
-  OperatorSetIdProtoSchema,
-  TensorShapeProto_DimensionSchema,
-  TensorShapeProtoSchema,
-  TypeProto_TensorSchema,
-  TypeProtoSchema,
-  ValueInfoProtoSchema,
-  type AttributeProto,
-  type GraphProto,
-  type ModelProto,
-  type NodeProto,
-  type TensorProto,
-  type ValueInfoProto,
-} from '../../../src/engine/onnx/proto';
-import { DataType, makeFloatTensor } from '../../../src/engine/onnx';
+import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema, type GraphProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from '../../../src/engine/onnx/proto';
+import { attr, makeFloatTensor, makeNode, makeValueInfo } from '../../../src/engine/onnx';
 import { gaussian, mulberry32 } from '../../../src/engine/util/random';
 
-/** A value info for a float tensor; string dims are symbolic. */
-export function valueInfo(name: string, dims: Array<number | string>, elemType: number = DataType.FLOAT): ValueInfoProto {
-  return create(ValueInfoProtoSchema, {
-    name,
-    type: create(TypeProtoSchema, {
-      value: {
-        case: 'tensorType',
-        value: create(TypeProto_TensorSchema, {
-          elemType,
-          shape: create(TensorShapeProtoSchema, {
-            dim: dims.map((d) =>
-              create(TensorShapeProto_DimensionSchema, {
-                value: typeof d === 'number' ? { case: 'dimValue', value: BigInt(d) } : { case: 'dimParam', value: d },
-              }),
-            ),
-          }),
-        }),
-      },
-    }),
-  });
-}
-
-/** Attribute helpers. */
-export const attr = {
-  int: (name: string, i: number): AttributeProto => create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i: BigInt(i) }),
-  ints: (name: string, v: number[]): AttributeProto => create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INTS, ints: v.map(BigInt) }),
-  float: (name: string, f: number): AttributeProto => create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.FLOAT, f }),
-  graph: (name: string, g: GraphProto): AttributeProto => create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.GRAPH, g }),
-  tensor: (name: string, t: TensorProto): AttributeProto => create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.TENSOR, t }),
-};
-
-/** A node. */
-export function node(opType: string, inputs: string[], outputs: string[], name = '', attributes: AttributeProto[] = []): NodeProto {
-  return create(NodeProtoSchema, { opType, input: inputs, output: outputs, name, attribute: attributes });
-}
+export { attr };
+/** A node (see `makeNode`). */
+export const node = makeNode;
+/** A value info (see `makeValueInfo`). */
+export const valueInfo = makeValueInfo;
 
 /** A graph. */
 export function graph(o: { nodes: NodeProto[]; inputs: ValueInfoProto[]; outputs: ValueInfoProto[]; initializers?: TensorProto[]; name?: string }): GraphProto {

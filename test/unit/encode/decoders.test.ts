@@ -1,0 +1,102 @@
+import * as assert from 'node:assert/strict';
+import { DataType, floatToBfloat16, floatToHalf, halfToFloat, bfloat16ToFloat } from '../../../src/engine/onnx';
+import { packBits, packedLength, unpackBits } from '../../../src/engine/encode/bits';
+import { castDecoder, codebookDecoder, maskDecoder, quantDecoder } from '../../../src/engine/encode/decoders';
+import { mulberry32 } from '../../../src/engine/util/random';
+import { randomWeights } from '../helpers/onnxBuilder';
+import { firstBitDifference, ortDecode } from './decodeHarness';
+
+function randomCodes(n: number, max: number, seed: number): Uint8Array {
+  const r = mulberry32(seed);
+  return Uint8Array.from({ length: n }, () => Math.floor(r() * max));
+}
+
+describe('encode/bits', () => {
+  it('packs and unpacks every width 1..8 at odd lengths; size is ⌈n/8⌉·b', () => {
+    for (let bits = 1; bits <= 8; bits++) {
+      for (const n of [1, 7, 8, 9, 63, 1000]) {
+        const codes = randomCodes(n, 2 ** bits, bits * 1000 + n);
+        const p = packBits(codes, bits);
+        assert.equal(p.length, packedLength(n, bits));
+        assert.equal(p.length, bits === 8 ? n : Math.ceil(n / 8) * bits);
+        assert.deepEqual(unpackBits(p, bits, n), codes);
+      }
+    }
+    assert.deepEqual([...packBits([1, 0, 1, 1, 0, 0, 0, 1], 1)], [0b10001101]);
+    assert.deepEqual([...packBits([0xa, 0x5], 4)], [0x5a, 0, 0, 0]);
+    assert.throws(() => packBits([4], 2), /does not fit in 2 bits/);
+  });
+});
+
+describe('encode/decoders run in onnxruntime and decode bit for bit', () => {
+  const dims = [6, 5, 3, 3];
+  const n = 6 * 5 * 9;
+
+  for (let bits = 1; bits <= 8; bits++) {
+    for (const axis of [null, 0, 1] as const) {
+      it(`codebook, ${bits}-bit indices, ${axis === null ? 'per tensor' : `per channel on axis ${axis}`}`, async () => {
+        const k = 2 ** bits;
+        const channels = axis === null ? 1 : dims[axis]!;
+        const codebook = randomWeights(channels * k, bits + 17);
+        const indices = randomCodes(n, k, bits * 31 + (axis ?? 9));
+        const expected = new Float32Array(n);
+        const strides = [5 * 9, 9, 3, 1];
+        for (let i = 0; i < n; i++) {
+          const c = axis === null ? 0 : Math.floor(i / strides[axis]!) % dims[axis]!;
+          expected[i] = codebook[c * k + indices[i]!]!;
+        }
+        const got = await ortDecode('w', dims, codebookDecoder('w', { dims, codebook, k, axis, indices, bits }));
+        assert.equal(firstBitDifference(got, expected), undefined);
+      });
+    }
+  }
+
+  for (const bits of [2, 3, 4, 5, 7, 8]) {
+    for (const symmetric of [true, false]) {
+      for (const axis of [null, 0, 1] as const) {
+        it(`quant ${bits}-bit ${symmetric ? 'symmetric' : 'asymmetric'} ${axis === null ? 'per tensor' : `axis ${axis}`}`, async () => {
+          const channels = axis === null ? 1 : dims[axis]!;
+          const scale = Float32Array.from({ length: channels }, (_, c) => 0.01 * (c + 1) + 0.003);
+          const max = 2 ** bits;
+          const r = mulberry32(bits * 7 + channels);
+          const zeroPoint = Int32Array.from({ length: channels }, () => (symmetric ? 0 : Math.floor(r() * max)));
+          const raw = randomCodes(n, symmetric ? max - 1 : max, bits);
+          const codes = symmetric ? Int8Array.from(raw, (c) => c - (2 ** (bits - 1) - 1)) : raw;
+          const strides = [5 * 9, 9, 3, 1];
+          const expected = new Float32Array(n);
+          for (let i = 0; i < n; i++) {
+            const c = axis === null ? 0 : Math.floor(i / strides[axis]!) % dims[axis]!;
+            expected[i] = Math.fround(scale[c]! * (codes[i]! - zeroPoint[c]!));
+          }
+          const got = await ortDecode('w', dims, quantDecoder('w', { dims, bits, symmetric, axis, scale, zeroPoint, codes }));
+          assert.equal(firstBitDifference(got, expected), undefined);
+        });
+      }
+    }
+  }
+
+  for (const [label, dt, enc, dec] of [
+    ['float16', DataType.FLOAT16, floatToHalf, halfToFloat],
+    ['bfloat16', DataType.BFLOAT16, floatToBfloat16, bfloat16ToFloat],
+  ] as const) {
+    it(`${label} + Cast, subnormals included`, async () => {
+      const w = randomWeights(n, 5, 0.5);
+      w[0] = 1e-7;
+      w[1] = -3e-39;
+      const codes = Uint16Array.from(w, (v) => enc(v));
+      const expected = Float32Array.from(codes, (c) => dec(c));
+      const got = await ortDecode('w', dims, castDecoder('w', dims, dt, codes));
+      assert.equal(firstBitDifference(got, expected), undefined);
+    });
+  }
+
+  it('pruned: bit mask + kept values', async () => {
+    const w = randomWeights(n, 8);
+    const r = mulberry32(4);
+    const mask = Uint8Array.from({ length: n }, () => (r() < 0.3 ? 1 : 0));
+    const values = w.filter((_, i) => mask[i] === 1);
+    const expected = Float32Array.from(w, (v, i) => (mask[i] ? v : 0));
+    const got = await ortDecode('w', dims, maskDecoder('w', dims, mask, values));
+    assert.equal(firstBitDifference(got, expected), undefined);
+  });
+});
