@@ -1,0 +1,150 @@
+import { strict as assert } from 'node:assert';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { openNpy } from '../../../src/engine/eval/arraySource';
+import { openDataset } from '../../../src/engine/eval/dataset';
+import { cachedReference, computeReference, datasetFingerprint } from '../../../src/engine/eval/referenceCache';
+import { classesOf, createSession, sessionInputs, sessionOutputs, withSession } from '../../../src/engine/eval/session';
+import { VariantEvaluator } from '../../../src/engine/eval/variantEvaluator';
+import { splitAtWeights, substituteWeights, weightsAsInputs } from '../../../src/engine/eval/weightsAsInputs';
+import { mulberry32 } from '../../../src/engine/util/random';
+import type { DatasetSpec } from '../../../src/engine/eval/datasetSpec';
+import type { Dataset } from '../../../src/engine/eval/types';
+import { DATA, rejectsWith, tempDir } from './helpers';
+
+const MODEL = readFileSync(join(DATA, 'tiny.onnx'));
+const SPEC: DatasetSpec = { format: 'npy', inputs: join(DATA, 'tiny-x.npy'), labels: join(DATA, 'tiny-y.npy') };
+
+async function dataset(): Promise<Dataset> {
+  return withSession(MODEL, {}, async (s) => openDataset(SPEC, sessionInputs(s), { numClasses: classesOf(sessionOutputs(s)[0]) }));
+}
+
+/** Logits of a fresh session on `bytes` over the whole dataset. */
+async function fresh(bytes: Uint8Array, ds: Dataset): Promise<Float32Array> {
+  return withSession(bytes, {}, async (s) => (await computeReference(s, ds, { batchSize: 64 })).outputs['logits']!.data);
+}
+
+function maxDiff(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+describe('eval/session + referenceCache', () => {
+  it('ORT logits equal numpy closed-form logits; labels and metadata come through', async () => {
+    const ds = await dataset();
+    const logits = await fresh(MODEL, ds);
+    const want = (await (await openNpy(join(DATA, 'tiny-logits.npy'))).readRows(0, 400)) as Float32Array;
+    assert.ok(maxDiff(logits, want) < 1e-4);
+    const s = await createSession(MODEL);
+    try {
+      assert.deepEqual(sessionInputs(s), [{ name: 'input', dims: ['N', 1, 4, 4], type: 'float32' }]);
+      assert.equal(classesOf(sessionOutputs(s)[0]), 10);
+    } finally {
+      await s.release();
+    }
+  });
+
+  it('caches reference outputs on disk, keyed by model and data content', async () => {
+    const dir = tempDir();
+    const ds = await dataset();
+    const fp = await datasetFingerprint(SPEC);
+    const first = await withSession(MODEL, {}, (s) => cachedReference(dir, MODEL, fp, s, ds));
+    const second = await withSession(MODEL, {}, (s) => cachedReference(dir, MODEL, fp, s, ds));
+    assert.equal(first.cached, false);
+    assert.equal(second.cached, true);
+    assert.equal(first.file, second.file);
+    assert.deepEqual(second.ref.outputs['logits']!.data, first.ref.outputs['logits']!.data);
+    assert.deepEqual(second.ref.labels, first.ref.labels);
+    // a change of the data content gives another key
+    const copy = join(dir, 'x.npy');
+    const bytes = readFileSync(join(DATA, 'tiny-x.npy'));
+    writeFileSync(copy, bytes);
+    const fpCopy = await datasetFingerprint({ ...SPEC, inputs: copy });
+    bytes[bytes.length - 1] ^= 1;
+    writeFileSync(copy, bytes);
+    assert.notEqual(await datasetFingerprint({ ...SPEC, inputs: copy }), fpCopy);
+    assert.notEqual(await datasetFingerprint(SPEC, 10), fp);
+  });
+});
+
+describe('eval/weightsAsInputs', () => {
+  it('moves weights to inputs and splits the graph at the first use', () => {
+    const w = weightsAsInputs(MODEL, ['fc.w']);
+    assert.deepEqual(w.weights.get('fc.w')!.dims, [10, 48]);
+    const split = splitAtWeights(MODEL, ['fc.w'])!;
+    assert.deepEqual(split.frontier, ['f']);
+    assert.deepEqual(split.outputs, ['logits']);
+    assert.equal(split.suffixNodes, 1);
+    const first = splitAtWeights(MODEL, ['conv.w'])!;
+    assert.deepEqual(first.frontier, ['input']);
+    assert.deepEqual(first.frontierFromInputs, ['input']);
+    assert.equal(first.prefix.length, 0);
+    assert.throws(() => weightsAsInputs(MODEL, ['nope']), /'nope' is not an initializer/);
+  });
+});
+
+describe('eval/VariantEvaluator', () => {
+  const perturb = (d: Float32Array, seed: number, scale: number) => {
+    const r = mulberry32(seed);
+    return d.map((x) => x + (r() - 0.5) * scale);
+  };
+
+  for (const [weight, mode] of [
+    ['fc.w', 'auto'],
+    ['conv.w', 'auto'],
+    ['fc.w', 'inputs'],
+  ] as const) {
+    it(`a variant of ${weight} (${mode}) gives the logits of a fresh session with the same weights`, async () => {
+      const ds = await dataset();
+      const ev = await VariantEvaluator.create(MODEL, [weight], ds, { mode, batchSize: 64 });
+      try {
+        assert.equal(ev.mode, mode === 'inputs' ? 'inputs' : 'split');
+        const orig = ev.originalWeights().get(weight)!;
+        const same = await ev.evaluate(new Map(), { keepOutputs: true });
+        assert.equal(same.agreement, 1);
+        assert.equal(same.top1, same.referenceTop1);
+        assert.ok(same.fidelity.maxAbsDiff < 1e-5);
+        const v = perturb(orig.data, 7, 0.8);
+        const r = await ev.evaluate(new Map([[weight, v]]), { keepOutputs: true });
+        const want = await fresh(substituteWeights(MODEL, new Map([[weight, v]])), ds);
+        assert.ok(maxDiff(r.outputs!, want) < 1e-5, `max |Δ| ${maxDiff(r.outputs!, want)}`);
+        assert.equal(r.samples, 400);
+        assert.equal(r.stoppedEarly, false);
+        assert.ok(r.agreement < 1);
+        // accuracy against labels from the fresh logits
+        const labels = (await (await openNpy(join(DATA, 'tiny-y.npy'))).readRows(0, 400)) as BigInt64Array;
+        let correct = 0;
+        for (let i = 0; i < 400; i++) {
+          const row = Array.from(want.subarray(i * 10, i * 10 + 10));
+          if (row.indexOf(Math.max(...row)) === Number(labels[i])) correct++;
+        }
+        assert.equal(r.top1, correct / 400);
+        assert.ok(Math.abs(r.loss - (r.referenceTop1 - r.top1)) < 1e-12);
+      } finally {
+        await ev.dispose();
+      }
+    });
+  }
+
+  it('stops early on decisive variants and names the decision', async () => {
+    const ds = await dataset();
+    const ev = await VariantEvaluator.create(MODEL, ['fc.w'], ds, { batchSize: 25 });
+    try {
+      const zero = new Float32Array(480);
+      const bad = await ev.evaluate(new Map([['fc.w', zero]]), { budget: 0.05 });
+      assert.equal(bad.decision, 'over');
+      assert.ok(bad.stoppedEarly && bad.samples < 400, `${bad.samples}`);
+      assert.ok(bad.ci[0] > 0.05);
+      const good = await ev.evaluate(new Map(), { budget: 0.3 });
+      assert.equal(good.decision, 'within');
+      assert.ok(good.stoppedEarly && good.samples < 400, `${good.samples}`);
+      assert.ok(good.ci[1] <= 0.3);
+      await rejectsWith(ev.evaluate(new Map([['fc.w', new Float32Array(3)]])), 'E_BAD_ARGUMENT', 'fc.w', '3 values');
+      await rejectsWith(ev.evaluate(new Map([['conv.w', new Float32Array(27)]])), 'E_BAD_ARGUMENT', 'conv.w');
+    } finally {
+      await ev.dispose();
+    }
+  });
+});
