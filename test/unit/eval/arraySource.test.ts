@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { openArrayFile, openIdx, openNpy, openNpz } from '../../../src/engine/eval/arraySource';
-import { DATA, rejectsWith, tempDir } from './helpers';
+import { DATA, list, rejectsWith, tempDir } from './helpers';
 
 const f = (n: string) => join(DATA, n);
 
@@ -11,12 +11,12 @@ describe('eval/arraySource', () => {
   it('reads numpy-written .npy files of every dtype and byte order to the same values', async () => {
     const ref = await openNpy(f('u1.npy'));
     assert.deepEqual(ref.shape, [6, 1, 4, 4]);
-    const want = Array.from(await ref.readRows(1, 3));
+    const want = list(await ref.readRows(1, 3));
     assert.equal(want.length, 48);
     for (const name of ['f4.npy', 'f4be.npy', 'f8.npy', 'f2.npy', 'i8.npy']) {
       const a = await openNpy(f(name));
       assert.deepEqual(a.shape, [6, 1, 4, 4], name);
-      assert.deepEqual(Array.from(await a.readRows(1, 3), Number), want, name);
+      assert.deepEqual(list(await a.readRows(1, 3)), want, name);
     }
   });
 
@@ -42,8 +42,8 @@ describe('eval/arraySource', () => {
     writeFileSync(join(dir, 'b.npy'), mk(2, '|u1', '(2, 2)', Buffer.from([1, 2, 3, 4])));
     writeFileSync(join(dir, 'c.npy'), mk(1, '<f4', '(5,)', Buffer.alloc(8)));
     writeFileSync(join(dir, 'd.npy'), mk(1, '<c8', '(1,)', Buffer.alloc(8)));
-    assert.deepEqual(Array.from(await (await openNpy(join(dir, 'a.npy'))).readRows(0, 3)), [7, -2, 100000]);
-    assert.deepEqual(Array.from(await (await openNpy(join(dir, 'b.npy'))).readRows(1, 1)), [3, 4]);
+    assert.deepEqual(list(await (await openNpy(join(dir, 'a.npy'))).readRows(0, 3)), [7, -2, 100000]);
+    assert.deepEqual(list(await (await openNpy(join(dir, 'b.npy'))).readRows(1, 1)), [3, 4]);
     await rejectsWith(openNpy(join(dir, 'c.npy')), 'E_DATASET', 'c.npy', 'truncated');
     await rejectsWith(openNpy(join(dir, 'd.npy')), 'E_DATASET', 'd.npy', "'<c8'");
     writeFileSync(join(dir, 'e.npy'), 'hello');
@@ -52,12 +52,12 @@ describe('eval/arraySource', () => {
   });
 
   it('reads stored and deflated .npz archives', async () => {
-    const want = Array.from(await (await openNpy(f('u1.npy'))).readRows(0, 6));
+    const want = list(await (await openNpy(f('u1.npy'))).readRows(0, 6));
     for (const name of ['stored.npz', 'deflated.npz']) {
       const m = await openNpz(f(name));
       assert.deepEqual([...m.keys()].sort(), ['input', 'labels']);
-      assert.deepEqual(Array.from(await m.get('input')!.readRows(0, 6), Number), want, name);
-      assert.deepEqual(Array.from(await m.get('labels')!.readRows(0, 6), Number), [0, 1, 2, 3, 4, 5]);
+      assert.deepEqual(list(await m.get('input')!.readRows(0, 6)), want, name);
+      assert.deepEqual(list(await m.get('labels')!.readRows(0, 6)), [0, 1, 2, 3, 4, 5]);
     }
   });
 
@@ -76,9 +76,9 @@ describe('eval/arraySource', () => {
     for (const n of ['x.idx', 'x.idx.gz']) {
       const a = await openArrayFile(join(dir, n));
       assert.deepEqual(a.shape, [3, 2, 2]);
-      assert.deepEqual(Array.from(await a.readRows(1, 2)), [80, 100, 120, 140, 160, 180, 200, 220]);
+      assert.deepEqual(list(await a.readRows(1, 2)), [80, 100, 120, 140, 160, 180, 200, 220]);
     }
-    assert.deepEqual(Array.from(await (await openIdx(join(dir, 'y-ubyte'))).readRows(0, 2)), [-5, 70000]);
+    assert.deepEqual(list(await (await openIdx(join(dir, 'y-ubyte'))).readRows(0, 2)), [-5, 70000]);
     writeFileSync(join(dir, 'bad.idx'), Buffer.from([1, 2, 3, 4, 5]));
     await rejectsWith(openIdx(join(dir, 'bad.idx')), 'E_DATASET', 'bad.idx', 'not an IDX');
     writeFileSync(join(dir, 'short.idx'), head);

@@ -5,7 +5,7 @@ import { openNpy } from '../../../src/engine/eval/arraySource';
 import { openDataset } from '../../../src/engine/eval/dataset';
 import { datasetSpecFromArgs, loadDatasetSpec, parseDatasetSpec, type DatasetSpec } from '../../../src/engine/eval/datasetSpec';
 import type { Batch, Dataset, ModelInputSpec } from '../../../src/engine/eval/types';
-import { DATA, rejectsWith, tempDir } from './helpers';
+import { DATA, list, rejectsWith, tempDir } from './helpers';
 
 const f = (n: string) => join(DATA, n);
 const MODEL: ModelInputSpec[] = [{ name: 'input', dims: ['N', 1, 4, 4], type: 'float32' }];
@@ -22,7 +22,7 @@ describe('eval/dataset', () => {
     const ds = await openDataset(spec, MODEL, { numClasses: 10 });
     assert.equal(ds.meta.count, 6);
     assert.ok(ds.meta.hasLabels);
-    const raw = Array.from(await (await openNpy(f('u1.npy'))).readRows(0, 6));
+    const raw = list(await (await openNpy(f('u1.npy'))).readRows(0, 6));
     const batches = await all(ds, 4);
     assert.deepEqual(batches.map((b) => [b.start, b.count]), [[0, 4], [4, 2]]);
     assert.deepEqual(batches[1]!.feeds['input']!.dims, [2, 1, 4, 4]);

@@ -24,3 +24,8 @@ export async function rejectsWith(p: Promise<unknown> | (() => unknown), code: s
   }
   assert.fail('expected an error');
 }
+
+/** Any typed array (bigint ones too) as plain numbers. */
+export function list(a: ArrayLike<number | bigint>): number[] {
+  return Array.from(a, (v) => Number(v));
+}
