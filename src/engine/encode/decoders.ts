@@ -74,7 +74,13 @@ export class DecodeBuilder {
  */
 export function unpackCodes(b: DecodeBuilder, codes: ArrayLike<number>, bits: number): string {
   const n = codes.length;
-  const packed = makeTensor({ name: b.name('packed'), dataType: DataType.UINT8, dims: [bits === 8 ? n : Math.ceil(n / 8) * bits], raw: packBits(codes, bits) });
+  const packed = makeTensor({
+    name: b.name('packed'),
+    dataType: DataType.UINT8,
+    dims: [bits === 8 ? n : Math.ceil(n / 8) * bits],
+    raw: packBits(codes, bits),
+    docString: packedDocString(bits, n),
+  });
   b.init(packed);
   if (bits === 8) return b.op('Cast', [packed.name], [attr.int('to', DataType.INT64)]);
   const groups = Math.ceil(n / 8);
@@ -88,6 +94,20 @@ export function unpackCodes(b: DecodeBuilder, codes: ArrayLike<number>, bits: nu
   const masked = b.op('Mod', [shifted, b.int64('modulus', [2 ** bits], [])]);
   const flat = b.op('Reshape', [masked, b.int64('flat', [groups * 8])]);
   return groups * 8 === n ? flat : b.op('Slice', [flat, b.int64('starts', [0]), b.int64('ends', [n]), b.int64('axes', [0])]);
+}
+
+/**
+ * The doc string that marks a packed code stream, so tools (the archive) can find streams and
+ * their layout from the ONNX file alone: `onnx-compress:packed bits=<b> count=<n>`.
+ */
+export function packedDocString(bits: number, count: number): string {
+  return `onnx-compress:packed bits=${bits} count=${count}`;
+}
+
+/** Parses {@link packedDocString}; `undefined` for other doc strings. */
+export function parsePackedDocString(doc: string): { bits: number; count: number } | undefined {
+  const m = /^onnx-compress:packed bits=(\d) count=(\d+)$/.exec(doc);
+  return m ? { bits: Number(m[1]), count: Number(m[2]) } : undefined;
 }
 
 /** Shape that puts `values` along `axis` of a rank-`rank` tensor, 1 elsewhere (for broadcasting). */

@@ -1,0 +1,137 @@
+/**
+ * Applies per-layer techniques to a model: compresses each weight, then writes it in the smallest
+ * exact ONNX encoding (`choose.ts`) or, for low rank, as two layers (`lowRank.ts`). The model is
+ * edited in place; load a fresh copy for each application.
+ */
+import { compressTensor, type BitBreakdown, type CompressedTensor, type CompressOptions, type TechniqueSpec } from '../compress';
+import { fail, throwIfAborted } from '../errors';
+import { listWeights, type OnnxModel, type WeightInfo } from '../onnx';
+import { specLabel } from '../explore/plan';
+import { chooseEncoding } from './choose';
+import { denseDecoder } from './decoders';
+import { applyLowRank, lowRankUnsupported } from './lowRank';
+
+/** What happened to one layer. */
+export interface LayerApplyResult {
+  /** Weight initializer name. */
+  name: string;
+  /** Technique and level. */
+  spec: TechniqueSpec;
+  /** Short label, e.g. `share k=16`. */
+  label: string;
+  /** Elements. */
+  params: number;
+  /** Bytes of the original tensor as stored. */
+  originalBytes: number;
+  /** Theoretical storage (exact bits, and with Huffman-coded indices). */
+  bits: BitBreakdown;
+  /** The ONNX encoding chosen (`codebook`, `quant8`, `mask`, `lowrank`, `dense`...). */
+  encoding: string;
+  /** Bytes of that encoding's initializers plus an estimate of its nodes. */
+  onnxBytes: number;
+  /** Σ(w - ŵ)². */
+  sse: number;
+}
+
+/** Result of {@link applySpecs}. */
+export interface ApplyResult {
+  layers: LayerApplyResult[];
+  /** Layers of the plan that were skipped, with the reason. */
+  skipped: Array<{ name: string; reason: string }>;
+  /** The float32 reconstruction of every compressed weight (what the encoded model decodes to). */
+  reconstructions: Map<string, Float32Array>;
+}
+
+/** Options of {@link applySpecs}. */
+export interface ApplyOptions {
+  /** Write encodings into the model (default true). False only computes results and reconstructions. */
+  encode: boolean;
+  /** Layers whose plan entry came from `default` (skipped, not failed, when the technique cannot apply). */
+  fromDefault: ReadonlySet<string>;
+  /** Progress after each layer: done / total. */
+  onProgress: ((done: number, total: number, layer: string) => void) | undefined;
+  signal: AbortSignal | undefined;
+  /** Passed to the compressors. */
+  compress: Partial<CompressOptions>;
+}
+
+/** Compresses one weight of a model with one spec. */
+export function compressWeight(model: OnnxModel, w: WeightInfo, spec: TechniqueSpec, options: Partial<CompressOptions> = {}): CompressedTensor {
+  const data = model.float32(w.tensor);
+  return compressTensor({ data, shape: w.shape, role: w.kind, channelAxis: w.channelAxis, name: w.name }, spec, options);
+}
+
+/**
+ * Compresses and encodes every weight in `specs`.
+ * @throws E_PLAN when a technique cannot be applied to a layer the plan names explicitly.
+ */
+export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, TechniqueSpec>, options: Partial<ApplyOptions> = {}): ApplyResult {
+  const o: ApplyOptions = { encode: true, fromDefault: new Set(), onProgress: undefined, signal: undefined, compress: {}, ...options };
+  const weights = new Map(listWeights(model).map((w) => [w.name, w]));
+  const result: ApplyResult = { layers: [], skipped: [], reconstructions: new Map() };
+  let done = 0;
+  for (const [name, spec] of specs) {
+    throwIfAborted(o.signal);
+    const w = weights.get(name);
+    if (!w) fail('E_PLAN', `${model.source}: no weight named '${name}'.`);
+    if (spec.technique === 'lowrank') {
+      const why = w.graph !== 'main' || w.source !== 'initializer' ? 'low rank applies to initializers of the main graph' : lowRankUnsupported(model, name, w.shape);
+      if (why) {
+        if (o.fromDefault.has(name)) {
+          result.skipped.push({ name, reason: why });
+          continue;
+        }
+        fail('E_PLAN', `${model.source}: layer '${name}': ${why}.`);
+      }
+    }
+    const ct = compressWeight(model, w, spec, { ...o.compress, signal: o.signal });
+    let encoding = 'lowrank';
+    let onnxBytes = 0;
+    if (ct.storage.kind === 'lowrank') {
+      onnxBytes = (ct.storage.left.length + ct.storage.right.length) * 4;
+      if (o.encode) applyLowRank(model, name, w.shape, ct.storage);
+    } else {
+      const c = w.graph === 'main' ? chooseEncoding(name, w.shape, ct) : { kind: 'dense', graph: denseDecoder(name, w.shape, ct.weights), bytes: ct.weights.length * 4 };
+      encoding = c.kind;
+      onnxBytes = c.bytes;
+      if (o.encode) replaceWeight(model, w, c.graph);
+    }
+    result.reconstructions.set(name, ct.weights);
+    result.layers.push({ name, spec, label: specLabel(spec), params: w.params, originalBytes: w.bytes, bits: ct.bits, encoding, onnxBytes, sse: ct.sse });
+    o.onProgress?.(++done, specs.size, name);
+  }
+  return result;
+}
+
+/** Replaces a weight by a decode graph that outputs the same name. */
+function replaceWeight(model: OnnxModel, w: WeightInfo, g: { initializers: import('../onnx').TensorProto[]; nodes: import('../onnx').NodeProto[] }): void {
+  if (w.graph !== 'main' && w.source === 'initializer') {
+    // Subgraph weights keep their place (only dense graphs reach here).
+    model.replaceInitializer(w.name, g.initializers[0]!);
+    return;
+  }
+  const graph = model.graph;
+  if (w.source === 'constant') {
+    const i = graph.node.findIndex((n) => n.opType === 'Constant' && n.output[0] === w.name);
+    graph.node.splice(i, 1);
+  } else {
+    model.removeInitializer(w.name);
+    const gi = graph.input.findIndex((v) => v.name === w.name);
+    if (gi >= 0) graph.input.splice(gi, 1);
+  }
+  for (const t of g.initializers) graph.initializer.push(t);
+  if (g.nodes.length) model.insertNodes(g.nodes);
+}
+
+/**
+ * Writes reconstructions into the model as plain float32 initializers (the "simulated" model whose
+ * outputs the encoded model must match).
+ */
+export function setReconstructions(model: OnnxModel, reconstructions: ReadonlyMap<string, Float32Array>): void {
+  const weights = new Map(listWeights(model).map((w) => [w.name, w]));
+  for (const [name, data] of reconstructions) {
+    const w = weights.get(name);
+    if (!w) fail('E_BAD_ARGUMENT', `${model.source}: no weight named '${name}'.`);
+    replaceWeight(model, w, denseDecoder(name, w.shape, data));
+  }
+}

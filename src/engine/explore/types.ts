@@ -1,0 +1,163 @@
+/**
+ * Result files of `analyze` and `compress`, shared by the CLI, the report writers and the VS Code
+ * panel. These are the documented, versioned JSON schemas (README, "Result files"). Everything is
+ * plain JSON: no bigint, no typed arrays, no class instances.
+ *
+ * Units: accuracies and losses are fractions (0.004 = 0.4 percentage points); sizes are bytes.
+ * "loss" is the top-1 accuracy drop against the original model on the same samples when the dataset
+ * has labels, else the top-1 disagreement with the original model (1 − agreement).
+ */
+import type { TechniqueSpec } from '../compress';
+import type { LayerPlan, PlanFile } from './plan';
+
+/** The model a result file belongs to. */
+export interface ModelRef {
+  /** Path as given (relative to the results folder's parent when written by the tools). */
+  file: string;
+  /** sha256 of the .onnx file (hex). Results of another model are refused on resume. */
+  sha256: string;
+  /** .onnx file size plus external data, bytes. */
+  bytes: number;
+  /** Parameters of the compressible layers. */
+  compressibleParams: number;
+}
+
+/** The data a result was measured on. */
+export interface DatasetRef {
+  /** Dataset JSON path, or a description such as `x.npy + y.npy` or `synthetic`. */
+  source: string;
+  /** Samples used. */
+  samples: number;
+  /** Whether losses are accuracy drops (labels) or disagreements (no labels). */
+  labels: boolean;
+}
+
+/** A column of the sensitivity matrix: one technique at one level. */
+export interface LevelDef {
+  /** Stable id, e.g. `share:k=4`, `prune:0.5`, `quant:4`, `bf16m:3`, `lowrank:0.9`. */
+  id: string;
+  /** Technique family for grouping columns: `share`, `prune`, `quant`, `float`, `lowrank`. */
+  technique: string;
+  /** Short label for headers, e.g. `k=4`, `50%`, `4 bit`. */
+  label: string;
+  /** The exact spec applied. */
+  spec: TechniqueSpec;
+}
+
+/** A row of the sensitivity matrix: one compressible layer, in graph order. */
+export interface LayerRow {
+  /** Weight initializer name (plans use it). */
+  name: string;
+  /** Consumer op type, e.g. `Conv`. */
+  op: string;
+  /** Consumer node name. */
+  node: string;
+  /** `conv`, `gemm`, `matmul` or `other`. */
+  kind: string;
+  shape: number[];
+  params: number;
+  /** Bytes as stored in the original model. */
+  bytes: number;
+}
+
+/** One measured cell: a layer compressed alone at one level. */
+export interface SensitivityCell {
+  layer: string;
+  level: string;
+  /** Loss (see module comment) and its confidence interval (95 % unless stated in the file). */
+  loss: number;
+  ci: [number, number];
+  /** Top-1 accuracy of the variant (null without labels) and its agreement with the original. */
+  top1: number | null;
+  agreement: number;
+  /** Samples evaluated (fewer than the dataset when stopped early). */
+  samples: number;
+  stoppedEarly: boolean;
+  /** Exact storage bits of this layer at this level, and with Huffman-coded indices. */
+  bits: number;
+  entropyBits: number;
+  /** Bytes of the smallest exact ONNX encoding of this layer at this level. */
+  onnxBytes: number;
+  /** Relative weight error ‖w − ŵ‖² / ‖w‖². */
+  relError: number;
+  /** Wall time of the evaluation, seconds. */
+  seconds: number;
+}
+
+/** `sensitivity.json` (schema 1). Written as results arrive; `complete` is false until done. */
+export interface SensitivityFile {
+  schema: 'onnx-compress/sensitivity@1';
+  tool: string;
+  model: ModelRef;
+  dataset: DatasetRef;
+  /** Confidence of `ci` (e.g. 0.95) and the early-stopping budget used (fraction), if any. */
+  confidence: number;
+  budget: number | null;
+  baseline: { top1: number | null; samples: number };
+  levels: LevelDef[];
+  layers: LayerRow[];
+  /** Measured cells (any order); a missing cell has not been measured yet. */
+  cells: SensitivityCell[];
+  complete: boolean;
+  /** ISO times. */
+  started: string;
+  updated: string;
+}
+
+/** One candidate compressed model, measured for real. */
+export interface Candidate {
+  /** `c1`, `c2`, ... in the order found. */
+  id: string;
+  /** The plan (every compressible layer listed). */
+  plan: PlanFile;
+  /** Size of the compressed ONNX file (encodings of the encode module), bytes. */
+  bytes: number;
+  /** Original file bytes ÷ `bytes`. */
+  ratio: number;
+  /** Exact storage bits of the compressed layers plus untouched tensors, bytes (theory). */
+  theoreticalBytes: number;
+  /** Measured on the search data. */
+  top1: number | null;
+  loss: number;
+  /** Loss the predictor expected before the measurement. */
+  predictedLoss: number;
+  /** Measured on held-out data the search did not see (the confirmation), when done. */
+  holdout: { top1: number | null; loss: number; samples: number } | null;
+  /** Full evaluations spent when this candidate was measured (cumulative). */
+  evaluations: number;
+  /** On the Pareto front of (bytes, loss) among all candidates. */
+  pareto: boolean;
+  /** Meets the budget. */
+  feasible: boolean;
+}
+
+/** `candidates.json` (schema 1). */
+export interface CandidatesFile {
+  schema: 'onnx-compress/candidates@1';
+  tool: string;
+  model: ModelRef;
+  dataset: DatasetRef;
+  holdoutDataset: DatasetRef | null;
+  /** The budget: max loss (fraction) or max size (bytes). */
+  budget: { maxLoss: number } | { maxSize: number };
+  techniques: string[];
+  baseline: { top1: number | null; samples: number };
+  candidates: Candidate[];
+  /** Id of the chosen candidate (null when none meets the budget). */
+  chosen: string | null;
+  /** Full evaluations of the whole run (sensitivity cells included) and wall time. */
+  evaluations: number;
+  seconds: number;
+  /** Written files, relative to the results folder. */
+  outputs: { model?: string; archive?: string; report?: string; html?: string };
+}
+
+/** Progress events streamed by `analyze` and `compress` (CLI stderr, VS Code progress + panel). */
+export type ExploreEvent =
+  | { type: 'phase'; phase: string; message: string }
+  | { type: 'progress'; done: number; total: number; message: string }
+  | { type: 'cell'; cell: SensitivityCell }
+  | { type: 'candidate'; candidate: Candidate }
+  | { type: 'log'; message: string };
+
+export type { LayerPlan, PlanFile };
