@@ -13,6 +13,8 @@ import {
   codebookDecoder,
   denseDecoder,
   maskDecoder,
+  maskedCodebookDecoder,
+  maskedQuantDecoder,
   payloadBytes,
   quantDecoder,
   type DecodeGraph,
@@ -49,10 +51,14 @@ export function encodingChoices(name: string, dims: readonly number[], ct: Compr
   switch (s.kind) {
     case 'codebook':
       out.push(choice('codebook', codebookDecoder(name, { dims, codebook: s.codebook, k: s.k, axis: s.axis, indices: s.indices, bits: bitsFor(s.k) })));
+      if (s.zeroIndex === 0) out.push(choice('masked-codebook', maskedCodebookDecoder(name, { dims, codebook: s.codebook, k: s.k, axis: s.axis, indices: s.indices, zeroIndex: 0 })));
       break;
-    case 'quant':
-      out.push(choice(`quant${s.bits}`, quantDecoder(name, { dims, bits: s.bits, symmetric: s.symmetric, axis: s.axis, scale: s.scale, zeroPoint: s.zeroPoint, codes: s.codes })));
+    case 'quant': {
+      const q = { dims, bits: s.bits, symmetric: s.symmetric, axis: s.axis, scale: s.scale, zeroPoint: s.zeroPoint, codes: s.codes };
+      out.push(choice(`quant${s.bits}`, quantDecoder(name, q)));
+      if (ct.spec.technique === 'prune+quant') out.push(choice(`masked-quant${s.bits}`, maskedQuantDecoder(name, q)));
       break;
+    }
     case 'float': {
       const bits = 1 + s.spec.exponentBits + s.spec.mantissaBits;
       if (s.format === 'fp16' || s.format === 'bf16') {

@@ -134,7 +134,12 @@ export interface CodebookDecode {
 /** Weight = codebook[c·k + index] via Gather (per-channel: index + k·channel, broadcast). */
 export function codebookDecoder(weight: string, o: CodebookDecode): DecodeGraph {
   const b = new DecodeBuilder(weight);
-  const idx = unpackCodes(b, o.indices, o.bits);
+  codebookFromIndex(b, unpackCodes(b, o.indices, o.bits), o);
+  return b.build();
+}
+
+/** Gathers codebook entries for an int64 index tensor (one per weight, tensor order). */
+function codebookFromIndex(b: DecodeBuilder, idx: string, o: Omit<CodebookDecode, 'indices' | 'bits'>): void {
   const shaped = b.op('Reshape', [idx, b.int64('shape', o.dims)]);
   let global = shaped;
   if (o.axis !== null) {
@@ -143,7 +148,42 @@ export function codebookDecoder(weight: string, o: CodebookDecode): DecodeGraph 
     global = b.op('Add', [shaped, b.int64('offsets', offsets, axisShape(o.dims.length, o.axis, channels))]);
   }
   const table = b.float('codebook', o.codebook, [o.codebook.length]);
-  b.op('Gather', [table, global], [attr.int('axis', 0)], weight);
+  b.op('Gather', [table, global], [attr.int('axis', 0)], b.weight);
+}
+
+/**
+ * Codes of kept weights only, expanded to one code per weight: a 1-bit mask (1 = kept) and the kept
+ * weights' codes in tensor order. Pruned positions get code `fill`.
+ * position = CumSum(mask)·mask → Gather([fill, codes...], position). Returns the int64 codes and
+ * the int64 mask.
+ */
+function expandKept(b: DecodeBuilder, mask: Uint8Array, kept: ArrayLike<number>, bits: number, fill: number): { codes: string; mask: string } {
+  const m = unpackCodes(b, mask, 1);
+  const pos = b.op('Mul', [b.op('CumSum', [m, b.int64('axis', [0], [])]), m]);
+  const codes = kept.length > 0 ? unpackCodes(b, kept, bits) : b.int64('nokept', [], [0]);
+  const padded = b.op('Concat', [b.int64('fill', [fill]), codes], [attr.int('axis', 0)]);
+  return { codes: b.op('Gather', [padded, pos], [attr.int('axis', 0)]), mask: m };
+}
+
+/**
+ * Pruned + shared: the mask, and for kept weights their index minus one in ⌈log2(k-1)⌉ bits (index
+ * 0 is the exact zero entry that every pruned weight uses, so kept weights never need it).
+ */
+export function maskedCodebookDecoder(weight: string, o: Omit<CodebookDecode, 'bits'> & { zeroIndex: 0 }): DecodeGraph {
+  const b = new DecodeBuilder(weight);
+  const n = o.indices.length;
+  const mask = new Uint8Array(n);
+  const kept: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const v = o.indices[i]!;
+    if (v !== 0) {
+      mask[i] = 1;
+      kept.push(v - 1);
+    }
+  }
+  const bits = Math.max(1, Math.ceil(Math.log2(Math.max(2, o.k - 1))));
+  const { codes } = expandKept(b, mask, kept, bits, -1);
+  codebookFromIndex(b, b.op('Add', [codes, b.int64('one', [1], [])]), o);
   return b.build();
 }
 
@@ -187,6 +227,36 @@ export function quantDecoder(weight: string, o: QuantDecode): DecodeGraph {
   const q = b.op('Sub', [shaped, shift]);
   const qf = b.op('Cast', [q], [attr.int('to', DataType.FLOAT)]);
   b.op('Mul', [qf, b.float('scale', o.scale, bShape)], [], weight);
+  return b.build();
+}
+
+/**
+ * Pruned + quantized: the mask (1 = code differs from the zero point, so the value is non-zero) and
+ * the kept codes; decoded like {@link quantDecoder}, then `Where(mask, value, 0)` so pruned weights
+ * are exactly +0 as in the reconstruction.
+ */
+export function maskedQuantDecoder(weight: string, o: QuantDecode): DecodeGraph {
+  const b = new DecodeBuilder(weight);
+  const n = o.codes.length;
+  const minCode = o.codes instanceof Int8Array ? -(2 ** (o.bits - 1) - 1) : 0;
+  const perChannel = o.axis !== null;
+  const strides = o.dims.map((_, i) => o.dims.slice(i + 1).reduce((a, x) => a * x, 1));
+  const mask = new Uint8Array(n);
+  const kept: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const c = perChannel ? Math.floor(i / strides[o.axis!]!) % o.dims[o.axis!]! : 0;
+    if (o.codes[i] !== o.zeroPoint[c]) {
+      mask[i] = 1;
+      kept.push(o.codes[i]! - minCode);
+    }
+  }
+  const { codes, mask: m } = expandKept(b, mask, kept, o.bits, 0);
+  const shaped = b.op('Reshape', [codes, b.int64('shape', o.dims)]);
+  const bShape = perChannel ? axisShape(o.dims.length, o.axis!, o.scale.length) : [];
+  const q = b.op('Sub', [shaped, b.int64('zp_shift', Array.from(o.zeroPoint, (z) => z - minCode), bShape)]);
+  const value = b.op('Mul', [b.op('Cast', [q], [attr.int('to', DataType.FLOAT)]), b.float('scale', o.scale, bShape)]);
+  const keep = b.op('Cast', [b.op('Reshape', [m, b.int64('shape', o.dims)])], [attr.int('to', DataType.BOOL)]);
+  b.op('Where', [keep, value, b.float('zero', new Float32Array([0]), [])], [], weight);
   return b.build();
 }
 
