@@ -88,6 +88,40 @@ function encodeMagnitude(r: number, f: FloatFormat): number {
   return (e + f.bias) * 2 ** m + (r / 2 ** (e - m) - 2 ** m);
 }
 
+/**
+ * Encodes every value of `data` to format `f`; the same result as {@link roundToFormat} per value
+ * (tests check this), computed on the float32 bit patterns: for targets where the value is normal,
+ * RNE is `(bits + 2^(s-1) - 1 + lsb) >> s` with s = 23 - m, then the exponent is re-biased.
+ * Values that are subnormal in the target (or in float32) take the arithmetic path.
+ */
+export function encodeFloats(data: Float32Array, f: FloatFormat): Uint8Array | Uint16Array {
+  const m = f.mantissaBits;
+  const e = f.exponentBits;
+  const width = 1 + e + m;
+  const codes = width <= 8 ? new Uint8Array(data.length) : new Uint16Array(data.length);
+  const u32 = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const shift = 23 - m;
+  const half = 2 ** (shift - 1) - 1;
+  const rebias = (127 - f.bias) * 2 ** m;
+  const minNormalE32 = Math.max(1, 1 - f.bias + 127);
+  const maxCode = maxFinite(f) === 0 ? 0 : encodeMagnitude(maxFinite(f), f);
+  const overflowCode = f.overflow === 'inf' && f.ieeeSpecials ? (2 ** e - 1) * 2 ** m : maxCode;
+  const signBit = 2 ** (e + m);
+  const invQuantum = 2 ** -(1 - f.bias - m);
+  for (let i = 0; i < data.length; i++) {
+    const u = u32[i]!;
+    const mag = u & 0x7fffffff;
+    let code: number;
+    if (mag === 0) code = 0;
+    else if (mag >>> 23 >= minNormalE32) code = ((mag + half + ((mag >>> shift) & 1)) >>> shift) - rebias;
+    else if (mag >>> 23 === 0) code = roundToFormat(Math.abs(data[i]!), f).code;
+    else code = roundHalfEven(Math.abs(data[i]!) * invQuantum);
+    if (code > maxCode) code = overflowCode;
+    codes[i] = u >>> 31 ? code + signBit : code;
+  }
+  return codes;
+}
+
 /** Decodes a bit pattern of format `f` (for tests and encoders). */
 export function decodeFormat(code: number, f: FloatFormat): number {
   const m = f.mantissaBits;
@@ -171,14 +205,13 @@ export function floatWeights(
   const n = data.length;
   const f = resolveFloatFormat(spec, data);
   const width = 1 + f.exponentBits + f.mantissaBits;
-  const codes = width <= 8 ? new Uint8Array(n) : new Uint16Array(n);
+  const codes = encodeFloats(data, f);
   const weights = new Float32Array(n);
   const counts = new Float64Array(2 ** width);
   const table = new Float32Array(2 ** width);
   for (let c = 0; c < table.length; c++) table[c] = decodeFormat(c, f);
   for (let i = 0; i < n; i++) {
-    const code = roundToFormat(data[i]!, f).code;
-    codes[i] = code;
+    const code = codes[i]!;
     weights[i] = table[code]!;
     counts[code]!++;
   }

@@ -257,15 +257,19 @@ export function lowRankWeights(
   }
   const left = new Float32Array(rows * rank);
   const right = new Float32Array(rank * cols);
+  const acc = new Float64Array(cols);
   for (let t = 0; t < rank; t++) {
     const v = vectors.subarray(t * g, t * g + g);
     if (byRows) {
       for (let a = 0; a < rows; a++) left[a * rank + t] = v[a]!;
-      for (let j = 0; j < cols; j++) {
-        let s = 0;
-        for (let a = 0; a < rows; a++) s += v[a]! * M[a * cols + j]!;
-        right[t * cols + j] = s;
+      // Row-wise accumulation keeps M's accesses contiguous.
+      acc.fill(0);
+      for (let a = 0; a < rows; a++) {
+        const va = v[a]!;
+        const ra = a * cols;
+        for (let j = 0; j < cols; j++) acc[j] = acc[j]! + va * M[ra + j]!;
       }
+      right.set(acc, t * cols);
     } else {
       for (let j = 0; j < cols; j++) right[t * cols + j] = v[j]!;
       for (let a = 0; a < rows; a++) {

@@ -129,6 +129,17 @@ export function shareCore(
   const books: Float32Array[][] = ks.map(() => []);
   const buf = new Float32Array(layout.perChannel);
   const keepBuf = keep ? new Uint8Array(layout.perChannel) : null;
+  const sws: SortedWeights[] = [];
+  let prunedCount = 0;
+  let prunedSq = 0;
+  if (keep) {
+    for (let i = 0; i < n; i++) {
+      if (keep[i] === 0) {
+        prunedCount++;
+        prunedSq += data[i]! * data[i]!;
+      }
+    }
+  }
   for (let c = 0; c < groups; c++) {
     if (c % 16 === 0) opts.signal?.throwIfAborted();
     let values: Float32Array;
@@ -149,6 +160,7 @@ export function shareCore(
       values = kept;
     }
     const sw = SortedWeights.from(values);
+    sws.push(sw);
     const res = kmeans1d(sw, clusterKs, opts);
     res.forEach((r, i) => books[i]!.push(Float32Array.from(r.centers, Math.fround)));
   }
@@ -168,13 +180,25 @@ export function shareCore(
     const weights = new Float32Array(n);
     const counts = new Uint32Array(kEff);
     const assigners = perGroup.map((b) => makeAssigner(b));
+    // Counts and SSE come from the sorted groups (O(k log n) each): the weights of entry j are the
+    // sorted run (mid[j-1], mid[j]], the same rule assignRun applies element by element.
+    let sse = prunedSq;
+    counts[0] = counts[0]! + prunedCount;
+    for (let c = 0; c < groups; c++) sse += runStats(sws[c]!, assigners[c]!, off, counts);
     // Walk the tensor in order; each run of `inner` elements belongs to one channel.
     for (let o = 0, p = 0; o < layout.outer; o++) {
       for (let c = 0; c < groups; c++, p += layout.inner) {
         assignRun(assigners[c]!, data, p, p + layout.inner, off, indices, weights);
       }
     }
-    const sse = finishAssignment(data, keep, indices, weights, counts);
+    if (keep) {
+      for (let i = 0; i < n; i++) {
+        if (keep[i] === 0) {
+          indices[i] = 0;
+          weights[i] = 0;
+        }
+      }
+    }
     const storage: CodebookStorage = {
       kind: 'codebook',
       k: kEff,
@@ -296,27 +320,22 @@ function assignRun(
   }
 }
 
-/** Sets pruned weights (keep = 0) to index 0 / value 0, counts indices, returns Σ(w - ŵ)². */
-function finishAssignment(
-  data: Float32Array,
-  keep: Uint8Array | null,
-  indices: Uint8Array,
-  weights: Float32Array,
-  counts: Uint32Array,
-): number {
-  if (keep !== null) {
-    for (let i = 0; i < data.length; i++) {
-      if (keep[i] === 0) {
-        indices[i] = 0;
-        weights[i] = 0;
-      }
-    }
-  }
+/** Adds the per-entry counts of one sorted group to `counts` and returns its Σ(w - ŵ)². */
+function runStats(sw: SortedWeights, a: Assigner, off: number, counts: Uint32Array): number {
+  const m = a.book.length;
   let sse = 0;
-  for (let i = 0; i < data.length; i++) {
-    counts[indices[i]!]!++;
-    const d = data[i]! - weights[i]!;
-    sse += d * d;
+  let start = 0;
+  for (let j = 0; j < m; j++) {
+    const end = j < m - 1 ? sw.upperBound(a.mid[j]!, start) : sw.n;
+    const cnt = end - start;
+    if (cnt > 0) {
+      const v = a.book[j]! - sw.shift;
+      const sum = sw.prefixSum[end]! - sw.prefixSum[start]!;
+      const e = sw.prefixSq[end]! - sw.prefixSq[start]! - 2 * v * sum + cnt * v * v;
+      sse += e > 0 ? e : 0;
+      counts[j + off] = counts[j + off]! + cnt;
+    }
+    start = end;
   }
   return sse;
 }

@@ -10,7 +10,7 @@ export function makeCompressOptions(options: Partial<CompressOptions> = {}): Com
     signal: undefined,
     maxExactPoints: 4096,
     binsPerCluster: 16,
-    minBins: 2048,
+    minBins: 256,
     lloydIterations: 50,
     ...options,
   };

@@ -302,7 +302,7 @@ export interface CompressOptions {
   readonly maxExactPoints: number;
   /** Weight sharing, histogram path: histogram bins per cluster (bins = max(minBins, this·k)). Default 16. */
   readonly binsPerCluster: number;
-  /** Weight sharing, histogram path: minimum number of histogram bins. Default 2048. */
+  /** Weight sharing, histogram path: minimum number of histogram bins. Default 256. */
   readonly minBins: number;
   /** Weight sharing, histogram path: maximum Lloyd passes after the DP. Default 50. */
   readonly lloydIterations: number;

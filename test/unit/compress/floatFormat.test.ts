@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import {
   FLOAT_FORMATS,
   decodeFormat,
+  encodeFloats,
   floatWeights,
   maxFinite,
   resolveFloatFormat,
@@ -149,6 +150,33 @@ describe('compress/floatFormat', () => {
       exponentBits: 2,
     });
     assert.deepEqual(Array.from(h.weights), [4, 0]);
+  });
+
+  it('the bit-level encoder equals the arithmetic reference on random float32 patterns', () => {
+    const rand = mulberry32(99);
+    const u = new Uint32Array(30000);
+    for (let i = 0; i < u.length; i++) {
+      // Mix full-range patterns with small magnitudes (where subnormal targets matter).
+      u[i] = i % 2 ? Math.floor(rand() * 2 ** 32) : ((rand() < 0.5 ? 0x80000000 : 0) | (Math.floor(rand() * 60) + 90) << 23 | Math.floor(rand() * 2 ** 23)) >>> 0;
+    }
+    u[0] = 0x80000000;
+    u[1] = 0x00000001;
+    const data = new Float32Array(u.buffer).map((x) => (Number.isFinite(x) ? x : 1));
+    const formats: FloatFormat[] = [
+      fp16,
+      bf16,
+      fp8e4m3,
+      fp8e5m2,
+      { exponentBits: 3, mantissaBits: 2, bias: -3, ieeeSpecials: false, nanAllOnes: false, overflow: 'saturate' },
+      { exponentBits: 6, mantissaBits: 0, bias: 140, ieeeSpecials: false, nanAllOnes: false, overflow: 'saturate' },
+      { ...bf16, mantissaBits: 3, overflow: 'saturate' },
+    ];
+    for (const f of formats) {
+      const codes = encodeFloats(data, f);
+      for (let i = 0; i < data.length; i++) {
+        assert.equal(codes[i], roundToFormat(data[i]!, f).code, `x = ${data[i]} in ${JSON.stringify(f)}`);
+      }
+    }
   });
 
   it('fp16/fp8 tensors: bits and decode', () => {
