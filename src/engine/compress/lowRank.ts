@@ -15,7 +15,7 @@
  * `fround(Σ_t left[c,t]·right[t,j])` summed in float64 over t ascending (a runtime MatMul in float32
  * may differ in the last bits). Bits: indices 32·r·(rows + cols); no codebook, params or sparsity.
  */
-import { fail } from '../errors';
+import { fail, throwIfAborted } from '../errors';
 import { makeBits } from './storage';
 import { channelLayout, makeCompressOptions, sumSquaredError, tensorLabel, validateTensor } from './tensor';
 import type { CompressOptions, CompressedTensor, LowRankSpec, LowRankStorage, WeightTensor } from './types';
@@ -48,7 +48,7 @@ export function symmetricEigen(a: Float64Array, n: number, signal?: AbortSignal)
   // tred2: Householder reduction to tridiagonal form (EISPACK, via JAMA).
   for (let j = 0; j < n; j++) d[j] = V[(n - 1) * n + j]!;
   for (let i = n - 1; i > 0; i--) {
-    if (i % 64 === 0) signal?.throwIfAborted();
+    if (i % 64 === 0) throwIfAborted(signal);
     let scale = 0;
     let h = 0;
     for (let k = 0; k < i; k++) scale += Math.abs(d[k]!);
@@ -128,7 +128,7 @@ export function symmetricEigen(a: Float64Array, n: number, signal?: AbortSignal)
   let tst1 = 0;
   const eps = 2 ** -52;
   for (let l = 0; l < n; l++) {
-    if (l % 64 === 0) signal?.throwIfAborted();
+    if (l % 64 === 0) throwIfAborted(signal);
     tst1 = Math.max(tst1, Math.abs(d[l]!) + Math.abs(e[l]!));
     let m = l;
     while (m < n - 1 && Math.abs(e[m]!) > eps * tst1) m++;
@@ -216,7 +216,7 @@ export function lowRankWeights(
   const G = new Float64Array(g * g);
   if (byRows) {
     for (let a = 0; a < rows; a++) {
-      opts.signal?.throwIfAborted();
+      throwIfAborted(opts.signal);
       for (let b = 0; b <= a; b++) {
         let s = 0;
         const ra = a * cols;

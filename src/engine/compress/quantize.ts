@@ -19,7 +19,7 @@
  * With pruning first (`prune+quant`), ranges come from the kept weights only and pruned weights
  * get the code of exact 0 (0, or zp).
  */
-import { fail } from '../errors';
+import { fail, throwIfAborted } from '../errors';
 import { huffmanBits } from './huffman';
 import { pruneMask, validatePruneSpec } from './prune';
 import { makeBits } from './storage';
@@ -146,7 +146,7 @@ function quantCore(
   if (alphas.length > 1) {
     const buf = new Float32Array(l.perChannel);
     for (let c = 0; c < groups; c++) {
-      if (c % 16 === 0) opts.signal?.throwIfAborted();
+      if (c % 16 === 0) throwIfAborted(opts.signal);
       // Kept values of the group, sorted, with prefix sums: since the code is a monotone function of
       // w, each code covers a contiguous run, found by binary search with the very same codeOf, so
       // the error of a candidate costs O(2^b log n) instead of a pass over the group.

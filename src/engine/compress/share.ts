@@ -11,7 +11,7 @@
  * `k` is the effective one (documented no-op, not an error). Per channel, a channel with fewer
  * distinct values than the codebook size repeats its last entry to fill its codebook.
  */
-import { fail } from '../errors';
+import { fail, throwIfAborted } from '../errors';
 import { huffmanBits } from './huffman';
 import { SortedWeights, kmeans1d } from './kmeans1d';
 import { makeBits } from './storage';
@@ -141,7 +141,7 @@ export function shareCore(
     }
   }
   for (let c = 0; c < groups; c++) {
-    if (c % 16 === 0) opts.signal?.throwIfAborted();
+    if (c % 16 === 0) throwIfAborted(opts.signal);
     let values: Float32Array;
     if (groups === 1) {
       values = data;

@@ -287,7 +287,10 @@ export interface CompressedTensor {
   readonly weights: Float32Array;
   readonly storage: StorageDescription;
   readonly bits: BitBreakdown;
-  /** Σ (w - ŵ)² over all weights, in float64. */
+  /**
+   * Σ (w - ŵ)² over all weights, in float64 (weight sharing computes it from sorted prefix sums,
+   * which equals the element-wise sum up to float64 rounding).
+   */
   readonly sse: number;
 }
 

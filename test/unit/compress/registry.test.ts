@@ -126,3 +126,19 @@ describe('compress/registry (every technique)', () => {
     expectError(() => compressTensor(t, { technique: 'magic' } as unknown as TechniqueSpec), 'E_BAD_ARGUMENT', 'magic');
   });
 });
+
+describe('compress cancellation', () => {
+  const t = tensor(trainedLike(64 * 40, 5), [64, 40], 'gemm', 0);
+  const specs: TechniqueSpec[] = [
+    { technique: 'share', k: 8, perChannel: true },
+    { technique: 'quant', bits: 4, symmetric: true, perChannel: true, clip: 'mse' },
+    { technique: 'lowrank', rank: 2 },
+  ];
+  for (const spec of specs) {
+    it(`${spec.technique} stops with E_CANCELLED on an aborted signal`, () => {
+      const ac = new AbortController();
+      ac.abort();
+      expectError(() => compressTensor(t, spec, { signal: ac.signal }), 'E_CANCELLED');
+    });
+  }
+});
