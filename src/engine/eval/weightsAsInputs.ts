@@ -89,6 +89,8 @@ export interface SplitModels {
   readonly prefix: Uint8Array;
   /** Frontier tensors + variable weights → the graph outputs that depend on the weights. */
   readonly suffix: Uint8Array;
+  /** The same suffix with the variable weights kept as initializers (for {@link substituteWeights}). */
+  readonly suffixBaked: Uint8Array;
   /** Suffix inputs other than weights: names of cached activations (or original graph inputs). */
   readonly frontier: readonly string[];
   /** Frontier names that are original graph inputs (fed from the dataset, not from the prefix). */
@@ -177,11 +179,17 @@ export function splitAtWeights(
     output: outputs,
     valueInfo: g.valueInfo.filter((v) => tainted.has(v.name)),
   });
+  const baked = create(ModelProtoSchema, {
+    ...model,
+    graph: create(GraphProtoSchema, { ...suffixGraph, initializer: g.initializer.filter((t) => suffixUsed.has(t.name)) }),
+  });
+  const suffixBaked = encodeModel(baked);
   for (const [n, w] of weights) suffixGraph.input.push(tensorValueInfo(n, FLOAT, w.dims));
   const suffix = create(ModelProtoSchema, { ...model, graph: suffixGraph });
   return {
     prefix: prefixOut.length > 0 ? encodeModel(prefix) : new Uint8Array(0),
     suffix: encodeModel(suffix),
+    suffixBaked,
     frontier,
     frontierFromInputs: frontier.filter((f) => graphInputs.has(f)),
     outputs: outputs.map((o) => o.name),
@@ -212,4 +220,55 @@ export function substituteWeights(modelBytes: Uint8Array, values: ReadonlyMap<st
     t.externalData = [];
   }
   return encodeModel(model);
+}
+
+/**
+ * Returns the model with the tensors `names` added as graph outputs (element type from
+ * `value_info` when present, else float32), so one run yields them along with the real outputs.
+ */
+export function withExtraOutputs(modelBytes: Uint8Array, names: readonly string[]): Uint8Array {
+  const model = decodeModel(modelBytes);
+  const g = model.graph!;
+  const have = new Set(g.output.map((o) => o.name));
+  const typeOf = new Map([...g.valueInfo, ...g.input].map((v) => [v.name, v] as const));
+  for (const n of names) if (!have.has(n)) g.output.push(typeOf.get(n) ?? tensorValueInfo(n, FLOAT));
+  return encodeModel(model);
+}
+
+/**
+ * Rewrites float32 weights inside encoded model bytes without re-encoding: the weights' stored bytes
+ * (raw_data, or packed float_data — both little-endian IEEE-754) are located once, and a variant
+ * is written over them in a private copy of the bytes (same length, so the protobuf stays valid).
+ * Falls back to {@link substituteWeights} when a weight's bytes are not found exactly once.
+ */
+export class WeightSplicer {
+  private readonly buf: Buffer;
+  private readonly offsets = new Map<string, number>();
+  private readonly fallback: boolean;
+
+  constructor(
+    private readonly modelBytes: Uint8Array,
+    private readonly weights: ReadonlyMap<string, WeightTensor>,
+  ) {
+    this.buf = Buffer.from(modelBytes);
+    let ok = true;
+    for (const [n, w] of weights) {
+      const needle = Buffer.from(w.data.buffer, w.data.byteOffset, w.data.byteLength);
+      const at = needle.length >= 16 ? this.buf.indexOf(needle) : -1;
+      if (at < 0 || this.buf.indexOf(needle, at + 1) >= 0) ok = false;
+      else this.offsets.set(n, at);
+    }
+    this.fallback = !ok;
+  }
+
+  /** Model bytes with `variant` values (others original). The buffer is reused by the next call. */
+  bytesFor(variant: ReadonlyMap<string, Float32Array>): Uint8Array {
+    if (this.fallback) return substituteWeights(this.modelBytes, variant);
+    for (const [n, w] of this.weights) {
+      const v = variant.get(n) ?? w.data;
+      if (v.length !== w.data.length) fail('E_BAD_ARGUMENT', `Variant of '${n}' has ${v.length} values, the weight has ${w.data.length}.`);
+      this.buf.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), this.offsets.get(n)!);
+    }
+    return this.buf;
+  }
 }

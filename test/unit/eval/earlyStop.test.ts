@@ -1,19 +1,19 @@
 import { strict as assert } from 'node:assert';
-import { bernsteinSerflingRadius, SequentialTest } from '../../../src/engine/eval/earlyStop';
+import { bernoulliKl, klBounds, SequentialTest } from '../../../src/engine/eval/earlyStop';
 import { mulberry32 } from '../../../src/engine/util/random';
 
 /** Runs the test over `losses` in a seeded random order, `batch` at a time; returns the stop. */
-function run(losses: number[], budget: number, batch: number, seed: number, range = 1) {
+function run(losses: number[], budget: number, batch: number, seed: number, twoSided = false) {
   const r = mulberry32(seed);
   const p = losses.slice();
   for (let i = p.length - 1; i > 0; i--) {
     const j = Math.floor(r() * (i + 1));
     [p[i], p[j]] = [p[j]!, p[i]!];
   }
-  const t = new SequentialTest(budget, { population: p.length, maxLooks: Math.ceil(p.length / batch), range });
+  const t = new SequentialTest(budget, { population: p.length, maxLooks: Math.ceil(p.length / batch), twoSided });
   for (let s = 0; s < p.length; s += batch) {
     const b = p.slice(s, s + batch);
-    t.add(b.reduce((a, x) => a + x, 0), b.reduce((a, x) => a + x * x, 0), b.length);
+    t.add(b.filter((x) => x > 0).length, b.filter((x) => x < 0).length, b.length);
     const d = t.decide();
     if (d) return { decision: d, n: Math.min(p.length, s + batch) };
   }
@@ -21,11 +21,18 @@ function run(losses: number[], budget: number, batch: number, seed: number, rang
 }
 
 describe('eval/earlyStop', () => {
-  it('the radius shrinks with n and is 0 on the whole population', () => {
-    const a = bernsteinSerflingRadius(100, 0.3, 1, 1000, 0.01);
-    const b = bernsteinSerflingRadius(400, 0.3, 1, 1000, 0.01);
-    assert.ok(a > b && b > 0);
-    assert.equal(bernsteinSerflingRadius(1000, 0.3, 1, 1000, 0.01), 0);
+  it('KL bounds solve n·KL(p̂‖q) = ln(1/δ), shrink with n, and match the closed form at k = 0', () => {
+    const [lo, hi] = klBounds(30, 100, 0.01);
+    assert.ok(Math.abs(100 * bernoulliKl(0.3, hi) - Math.log(100)) < 1e-6);
+    assert.ok(Math.abs(100 * bernoulliKl(0.3, lo) - Math.log(100)) < 1e-6);
+    const [lo4, hi4] = klBounds(120, 400, 0.01);
+    assert.ok(hi4 - lo4 < hi - lo && lo < 0.3 && hi > 0.3);
+    // k = 0: n·ln(1/(1−q)) = ln(1/δ)  →  q = 1 − δ^(1/n)
+    assert.ok(Math.abs(klBounds(0, 200, 0.05)[1] - (1 - 0.05 ** (1 / 200))) < 1e-9);
+    assert.deepEqual(klBounds(0, 200, 0.05)[0], 0);
+    const t = new SequentialTest(0.1, { population: 10, maxLooks: 1 });
+    t.add(3, 1, 10);
+    assert.deepEqual(t.interval(), { mean: 0.2, lo: 0.2, hi: 0.2, n: 10 });
   });
 
   it('stops early on clear cases, in the right direction', () => {
@@ -51,7 +58,7 @@ describe('eval/earlyStop', () => {
     const pop = [...Array(60).fill(1), ...Array(20).fill(-1), ...Array(920).fill(0)];
     for (const budget of [0.01, 0.02, 0.06, 0.1]) {
       const truth = 0.04 <= budget ? 'within' : 'over';
-      for (let seed = 0; seed < 50; seed++) assert.equal(run(pop, budget, 50, seed, 2).decision, truth, `budget ${budget} seed ${seed}`);
+      for (let seed = 0; seed < 50; seed++) assert.equal(run(pop, budget, 50, seed, true).decision, truth, `budget ${budget} seed ${seed}`);
     }
   });
 });

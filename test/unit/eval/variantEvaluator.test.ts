@@ -6,7 +6,9 @@ import { openDataset } from '../../../src/engine/eval/dataset';
 import { cachedReference, computeReference, datasetFingerprint } from '../../../src/engine/eval/referenceCache';
 import { classesOf, createSession, sessionInputs, sessionOutputs, withSession } from '../../../src/engine/eval/session';
 import { VariantEvaluator } from '../../../src/engine/eval/variantEvaluator';
-import { splitAtWeights, substituteWeights, weightsAsInputs } from '../../../src/engine/eval/weightsAsInputs';
+import { splitAtWeights, substituteWeights, weightsAsInputs, WeightSplicer } from '../../../src/engine/eval/weightsAsInputs';
+import { decodeModel } from '../../../src/engine/onnx/codec';
+import { tensorToFloat32 } from '../../../src/engine/onnx/tensor';
 import { mulberry32 } from '../../../src/engine/util/random';
 import type { DatasetSpec } from '../../../src/engine/eval/datasetSpec';
 import type { Dataset } from '../../../src/engine/eval/types';
@@ -83,6 +85,22 @@ describe('eval/weightsAsInputs', () => {
     assert.equal(first.prefix.length, 0);
     assert.throws(() => weightsAsInputs(MODEL, ['nope']), /'nope' is not an initializer/);
   });
+
+  it('splices variant weights into the encoded bytes (and falls back for tiny tensors)', () => {
+    const { weights } = weightsAsInputs(MODEL, ['conv.w', 'conv.b']);
+    const sp = new WeightSplicer(MODEL, weights);
+    const v = new Map([['conv.w', new Float32Array(27).map((_, i) => i / 7)], ['conv.b', new Float32Array([1, 2, 3])]]);
+    for (const bytes of [sp.bytesFor(v), substituteWeights(MODEL, v)]) {
+      const g = decodeModel(bytes.slice()).graph!;
+      const get = (n: string) => Array.from(tensorToFloat32(g.initializer.find((t) => t.name === n)!));
+      assert.deepEqual(get('conv.w'), Array.from(v.get('conv.w')!));
+      assert.deepEqual(get('conv.b'), [1, 2, 3]);
+      assert.equal(get('fc.w').length, 480);
+    }
+    const only = new WeightSplicer(MODEL, weightsAsInputs(MODEL, ['fc.w']).weights);
+    const back = decodeModel(only.bytesFor(new Map()).slice()).graph!;
+    assert.deepEqual(Array.from(tensorToFloat32(back.initializer.find((t) => t.name === 'fc.w')!)), Array.from(weightsAsInputs(MODEL, ['fc.w']).weights.get('fc.w')!.data));
+  });
 });
 
 describe('eval/VariantEvaluator', () => {
@@ -91,16 +109,19 @@ describe('eval/VariantEvaluator', () => {
     return d.map((x) => x + (r() - 0.5) * scale);
   };
 
-  for (const [weight, mode] of [
-    ['fc.w', 'auto'],
-    ['conv.w', 'auto'],
-    ['fc.w', 'inputs'],
+  for (const [weight, mode, strategy] of [
+    ['fc.w', 'auto', 'feed'],
+    ['conv.w', 'auto', 'rebuild'],
+    ['fc.w', 'inputs', 'feed'],
+    ['fc.w', 'auto', 'rebuild'],
+    ['conv.w', 'inputs', 'auto'],
   ] as const) {
-    it(`a variant of ${weight} (${mode}) gives the logits of a fresh session with the same weights`, async () => {
+    it(`a variant of ${weight} (${mode}, ${strategy}) gives the logits of a fresh session with the same weights`, async () => {
       const ds = await dataset();
-      const ev = await VariantEvaluator.create(MODEL, [weight], ds, { mode, batchSize: 64 });
+      const ev = await VariantEvaluator.create(MODEL, [weight], ds, { mode, strategy, batchSize: 64 });
       try {
         assert.equal(ev.mode, mode === 'inputs' ? 'inputs' : 'split');
+        if (strategy !== 'auto') assert.equal(ev.strategy, strategy);
         const orig = ev.originalWeights().get(weight)!;
         const same = await ev.evaluate(new Map(), { keepOutputs: true });
         assert.equal(same.agreement, 1);
@@ -127,6 +148,22 @@ describe('eval/VariantEvaluator', () => {
       }
     });
   }
+
+  it('evaluators of several layers from one pass equal separately built ones', async () => {
+    const ds = await dataset();
+    const [a, b] = await VariantEvaluator.createMany(MODEL, [['fc.w'], ['conv.w']], ds, { batchSize: 50 });
+    try {
+      for (const [ev, name] of [[a!, 'fc.w'], [b!, 'conv.w']] as const) {
+        const v = perturb(ev.originalWeights().get(name)!.data, 3, 0.5);
+        const r = await ev.evaluate(new Map([[name, v]]), { keepOutputs: true });
+        const want = await fresh(substituteWeights(MODEL, new Map([[name, v]])), ds);
+        assert.ok(maxDiff(r.outputs!, want) < 1e-5);
+      }
+    } finally {
+      await a!.dispose();
+      await b!.dispose();
+    }
+  });
 
   it('stops early on decisive variants and names the decision', async () => {
     const ds = await dataset();
