@@ -58,6 +58,11 @@ export interface LayerRow {
   params: number;
   /** Bytes as stored in the original model. */
   bytes: number;
+  /**
+   * Levels that do not apply to this layer, with the reason (e.g. low rank on a layer whose op the
+   * low-rank rewrite does not support). No cell is measured for them; absent when every level applies.
+   */
+  unsupported?: Record<string, string>;
 }
 
 /** One measured cell: a layer compressed alone at one level. */

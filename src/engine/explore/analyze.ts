@@ -1,0 +1,270 @@
+/**
+ * Sensitivity analysis: every compressible layer compressed alone at every level, evaluated
+ * against the original model. Results stream into `sensitivity.json` (atomic rewrites) so that a
+ * cancelled or killed run keeps what finished and a re-run measures only the missing cells.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { CompressError, fail, throwIfAborted } from '../errors';
+import { chooseEncoding } from '../encode/choose';
+import { compressWeight } from '../encode/apply';
+import type { WeightInfo } from '../onnx';
+import type { VariantEvaluator } from '../eval/variantEvaluator';
+import { writeFileAtomic } from '../util/atomicWrite';
+import { sensitivityCsv } from '../report/csv';
+import { defaultLevels, levelUnsupported, parseTechniques, type TechniqueFamily } from './levels';
+import { acquireLock, openEvaluator, prepareModel, resultsDirFor, TOOL, type DataInput, type OpenedEvaluator, type PreparedModel } from './workspace';
+import type { ExploreEvent, LayerRow, LevelDef, SensitivityCell, SensitivityFile } from './types';
+
+/** Options of {@link analyzeModel}. */
+export interface AnalyzeOptions {
+  /** Path of the .onnx model. Required. */
+  model: string;
+  /** Search data. Required. */
+  data: DataInput;
+  /** Results folder. Default `<model>.compress/` next to the model. */
+  out: string | undefined;
+  /** Technique families (columns). Default all: share, prune, quant, float, lowrank. */
+  techniques: readonly TechniqueFamily[];
+  /** Explicit columns instead of the defaults of `techniques`. Default none. */
+  levels: readonly LevelDef[] | undefined;
+  /** Samples used for the sensitivity cells (the first N of the data). Default 1000. */
+  limit: number | undefined;
+  /**
+   * Early stopping: once a level of a technique on a layer loses more than this (fraction of top-1,
+   * 0.05 = 5 points), its harsher levels on that layer are evaluated with early stopping against
+   * this budget (they stop as soon as they are decisively above it). Default 0.05.
+   */
+  screenAbove: number;
+  /** Discard earlier results in the folder instead of resuming. Default false. */
+  fresh: boolean;
+  /** onnxruntime intra-op threads. Default: all cores. */
+  threads: number | undefined;
+  /** Samples per inference batch. Default 100. */
+  batchSize: number;
+  /** Minimum interval between `progress` events and between file rewrites, ms. Default 1000. */
+  progressIntervalMs: number;
+  signal: AbortSignal | undefined;
+  /** Streamed events: phases, throttled progress, every measured cell. */
+  onEvent: ((e: ExploreEvent) => void) | undefined;
+}
+
+/** Merges {@link AnalyzeOptions} defaults. */
+export function makeAnalyzeOptions(o: Partial<AnalyzeOptions> & Pick<AnalyzeOptions, 'model' | 'data'>): AnalyzeOptions {
+  return {
+    out: undefined,
+    techniques: parseTechniques(undefined),
+    levels: undefined,
+    limit: 1000,
+    screenAbove: 0.05,
+    fresh: false,
+    threads: undefined,
+    batchSize: 100,
+    progressIntervalMs: 1000,
+    signal: undefined,
+    onEvent: undefined,
+    ...o,
+  };
+}
+
+/** File names inside the results folder. */
+export const FILES = {
+  sensitivity: 'sensitivity.json',
+  sensitivityCsv: 'sensitivity.csv',
+  candidates: 'candidates.json',
+  candidatesCsv: 'candidates.csv',
+  report: 'report.md',
+  html: 'report.html',
+} as const;
+
+/**
+ * Runs (or resumes) the sensitivity analysis and returns the complete `sensitivity.json`.
+ * Writes `sensitivity.json` as cells arrive and `sensitivity.csv` at the end (also when cancelled).
+ * @throws E_BAD_ARGUMENT when the folder holds results of another model or dataset (use `fresh`);
+ * E_IO when another run holds the folder; E_CANCELLED when `signal` fires (finished cells are kept).
+ */
+export async function analyzeModel(options: Partial<AnalyzeOptions> & Pick<AnalyzeOptions, 'model' | 'data'>): Promise<SensitivityFile> {
+  const o = makeAnalyzeOptions(options);
+  const dir = resultsDirFor(o.model, o.out);
+  const release = acquireLock(dir);
+  try {
+    const pm = await prepareModel(o.model, dir, o.signal);
+    return await runSensitivity(pm, dir, o);
+  } finally {
+    release();
+  }
+}
+
+/** Layer rows of the matrix. */
+function layerRows(pm: PreparedModel, levels: readonly LevelDef[]): LayerRow[] {
+  return pm.layers.map((w) => {
+    const row: LayerRow = { name: w.name, op: w.op, node: w.node, kind: w.kind, shape: w.shape, params: w.params, bytes: w.bytes };
+    const un: Record<string, string> = {};
+    for (const l of levels) {
+      const why = levelUnsupported(pm.model, w, l);
+      if (why) un[l.id] = why;
+    }
+    if (Object.keys(un).length) row.unsupported = un;
+    return row;
+  });
+}
+
+/** Reads an earlier sensitivity file of the folder, if any (undefined when absent or unreadable JSON). */
+export function readSensitivity(dir: string): SensitivityFile | undefined {
+  const file = path.join(dir, FILES.sensitivity);
+  if (!fs.existsSync(file)) return undefined;
+  try {
+    const s = JSON.parse(fs.readFileSync(file, 'utf8')) as SensitivityFile;
+    return s.schema === 'onnx-compress/sensitivity@1' ? s : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The sensitivity study on an already prepared model (the caller holds the folder's lock). Opens
+ * its own evaluator on the first `limit` samples unless every cell is already measured.
+ */
+export async function runSensitivity(pm: PreparedModel, dir: string, o: AnalyzeOptions): Promise<SensitivityFile> {
+  const emit = o.onEvent ?? (() => {});
+  const levels = o.levels ? [...o.levels] : defaultLevels(o.techniques);
+  if (levels.length === 0) fail('E_BAD_ARGUMENT', 'No levels to measure.');
+  const layers = layerRows(pm, levels);
+  const file = path.join(dir, FILES.sensitivity);
+  const old = o.fresh ? undefined : readSensitivity(dir);
+  if (old && old.model.sha256 !== pm.ref.sha256) {
+    fail('E_BAD_ARGUMENT', `The results folder '${dir}' holds results of another model (sha256 ${old.model.sha256.slice(0, 12)}…, now ${pm.ref.sha256.slice(0, 12)}…): the model changed. Use another --out, or --fresh to discard them.`);
+  }
+  const total = layers.reduce((s, r) => s + levels.filter((l) => !r.unsupported?.[l.id]).length, 0);
+  const levelKey = new Map(levels.map((l) => [l.id, JSON.stringify(l.spec)]));
+  const oldLevels = new Map((old?.levels ?? []).map((l) => [l.id, JSON.stringify(l.spec)]));
+  const layerNames = new Set(layers.map((r) => r.name));
+  const kept = (old?.cells ?? []).filter((c) => layerNames.has(c.layer) && levelKey.has(c.level) && levelKey.get(c.level) === oldLevels.get(c.level));
+  const have = new Set(kept.map((c) => `${c.layer}\u0000${c.level}`));
+  const needed = total - layers.reduce((s, r) => s + levels.filter((l) => !r.unsupported?.[l.id] && have.has(`${r.name}\u0000${l.id}`)).length, 0);
+
+  emit({ type: 'phase', phase: 'setup', message: `Preparing the evaluator (${o.data.source})` });
+  let opened: OpenedEvaluator | undefined;
+  const openIt = async (): Promise<OpenedEvaluator> =>
+    (opened ??= await openEvaluator(pm, o.data, pm.layers.map((w) => [w.name]), { limit: o.limit, threads: o.threads, batchSize: o.batchSize, signal: o.signal }));
+  // The dataset reference must match to resume; opening the evaluator tells us what it is.
+  const ev = needed > 0 || !old ? await openIt() : undefined;
+  const datasetRef = ev?.ref ?? old!.dataset;
+  if (old && ev && (old.dataset.source !== ev.ref.source || old.dataset.samples !== ev.ref.samples || old.dataset.labels !== ev.ref.labels)) {
+    fail('E_BAD_ARGUMENT', `The results folder '${dir}' holds sensitivity results measured on other data (${old.dataset.source}, ${old.dataset.samples} samples; now ${ev.ref.source}, ${ev.ref.samples}). Use another --out, or --fresh to discard them.`);
+  }
+  const now = new Date().toISOString();
+  const sf: SensitivityFile = {
+    schema: 'onnx-compress/sensitivity@1',
+    tool: TOOL,
+    model: pm.ref,
+    dataset: datasetRef,
+    confidence: 0.95,
+    budget: o.screenAbove,
+    baseline: ev ? { top1: ev.top1, samples: ev.ref.samples } : old!.baseline,
+    levels,
+    layers,
+    cells: kept,
+    complete: needed === 0,
+    started: old?.started ?? now,
+    updated: now,
+  };
+  let lastWrite = 0;
+  const save = async (force: boolean): Promise<void> => {
+    if (!force && performance.now() - lastWrite < o.progressIntervalMs) return;
+    sf.updated = new Date().toISOString();
+    await writeFileAtomic(file, JSON.stringify(sf, null, 1));
+    lastWrite = performance.now();
+  };
+  const writeCsv = () => writeFileAtomic(path.join(dir, FILES.sensitivityCsv), sensitivityCsv(sf));
+  if (!ev) {
+    await save(true);
+    await writeCsv();
+    return sf;
+  }
+  if (kept.length) emit({ type: 'log', message: `Resuming: ${kept.length} of ${total} cells already measured.` });
+  emit({ type: 'phase', phase: 'sensitivity', message: `Measuring ${needed} cells (${layers.length} layers × ${levels.length} levels) on ${ev.ref.samples} samples` });
+  let done = total - needed;
+  let lastProgress = 0;
+  try {
+    await save(true);
+    for (const w of pm.layers) {
+      const row = layers.find((r) => r.name === w.name)!;
+      if (levels.every((l) => row.unsupported?.[l.id] || have.has(`${w.name}\u0000${l.id}`))) continue;
+      // One evaluator (one session) alive at a time: only the layers after this one run per variant.
+      const layerEval = await ev.evaluatorFor([w.name]);
+      try {
+      // Harsher levels of a family are screened once a milder one lost more than screenAbove.
+      const overFamily = new Set<string>();
+      for (const level of levels) {
+        if (row.unsupported?.[level.id]) continue;
+        const prior = kept.find((c) => c.layer === w.name && c.level === level.id);
+        if (prior) {
+          if (prior.loss > o.screenAbove) overFamily.add(level.technique);
+          continue;
+        }
+        throwIfAborted(o.signal);
+        const cell = await measureCell(pm, w, level, layerEval, ev.ref.labels, overFamily.has(level.technique) ? o.screenAbove : undefined, o.signal);
+        if (typeof cell === 'string') {
+          // The encoder cannot write this level for this layer: it becomes an unsupported column.
+          (row.unsupported ??= {})[level.id] = cell;
+          done++;
+          continue;
+        }
+        if (cell.loss > o.screenAbove) overFamily.add(level.technique);
+        sf.cells.push(cell);
+        done++;
+        emit({ type: 'cell', cell });
+        if (performance.now() - lastProgress >= o.progressIntervalMs || done === total) {
+          lastProgress = performance.now();
+          emit({ type: 'progress', done, total, message: `${w.name} ${level.label}` });
+        }
+        await save(false);
+      }
+      } finally {
+        await layerEval.dispose();
+      }
+    }
+    sf.complete = true;
+    emit({ type: 'progress', done: total, total, message: 'sensitivity complete' });
+  } finally {
+    await save(true);
+    await writeCsv();
+  }
+  return sf;
+}
+
+/** Compresses layer `w` alone at `level` and evaluates it (screened: early stop against `screen`). */
+async function measureCell(pm: PreparedModel, w: WeightInfo, level: LevelDef, evaluator: VariantEvaluator, labels: boolean, screen: number | undefined, signal: AbortSignal | undefined): Promise<SensitivityCell | string> {
+  const t0 = performance.now();
+  const ct = compressWeight(pm.model, w, level.spec, signal ? { signal } : {});
+  let onnxBytes: number;
+  try {
+    onnxBytes = ct.storage.kind === 'lowrank' ? (ct.storage.left.length + ct.storage.right.length) * 4 : chooseEncoding(w.name, w.shape, ct).bytes;
+  } catch (e) {
+    if (e instanceof CompressError && e.code !== 'E_CANCELLED') return `no ONNX encoding: ${e.message}`;
+    throw e;
+  }
+  const orig = pm.model.float32(w.tensor);
+  let norm = 0;
+  for (let i = 0; i < orig.length; i++) norm += orig[i]! * orig[i]!;
+  const variant = new Map([[w.name, ct.weights]]);
+  let r = await evaluator.evaluate(variant, screen === undefined ? { signal } : { budget: screen, signal });
+  // A screened cell that turned out decisively *within* the screen budget gets its exact value.
+  if (r.stoppedEarly && r.decision === 'within') r = await evaluator.evaluate(variant, { signal });
+  return {
+    layer: w.name,
+    level: level.id,
+    loss: r.loss,
+    ci: [r.ci[0], r.ci[1]],
+    top1: labels ? r.top1 : null,
+    agreement: r.agreement,
+    samples: r.samples,
+    stoppedEarly: r.stoppedEarly,
+    bits: ct.bits.total,
+    entropyBits: ct.bits.entropyTotal,
+    onnxBytes,
+    relError: ct.sse / Math.max(norm, 1e-30),
+    seconds: (performance.now() - t0) / 1000,
+  };
+}

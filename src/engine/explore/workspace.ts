@@ -1,0 +1,172 @@
+/**
+ * What `analyze` and `compress` share: the results folder and its lock, the model (bytes, sha256,
+ * compressible layers) and an evaluator of weight variants on a dataset with a disk-cached reference.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fail } from '../errors';
+import { encodeModel, listWeights, loadModel, type OnnxModel, type WeightInfo } from '../onnx';
+import { openDataset } from '../eval/dataset';
+import type { DatasetSpec } from '../eval/datasetSpec';
+import { classesOf, createSession, sessionOutputs } from '../eval/session';
+import type { Dataset } from '../eval/types';
+import { modelIo, VariantEvaluator, type ActivationStore } from '../eval/variantEvaluator';
+import type { DatasetRef, ModelRef } from './types';
+
+/** Tool name written into result files. */
+export const TOOL = 'onnx-compress';
+
+/** `<model>.compress/` next to the model unless `out` is given. */
+export function resultsDirFor(modelFile: string, out?: string): string {
+  return path.resolve(out ?? `${modelFile.replace(/\.onnx$/i, '')}.compress`);
+}
+
+/**
+ * Takes `<dir>/.lock` (holding our pid) so two runs never write the same results folder. A lock
+ * left by a process that no longer exists is taken over. Returns the release function.
+ * @throws E_IO when another live process holds the lock (its pid is quoted).
+ */
+export function acquireLock(dir: string): () => void {
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, '.lock');
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+      return () => {
+        try {
+          if (fs.readFileSync(file, 'utf8').trim() === String(process.pid)) fs.unlinkSync(file);
+        } catch {
+          // already gone
+        }
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') fail('E_IO', `Cannot create the lock file '${file}': ${(e as Error).message}.`, e);
+    }
+    const pid = Number.parseInt(fs.readFileSync(file, 'utf8').trim(), 10);
+    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
+      fail('E_IO', `The results folder '${dir}' is in use by another run (pid ${pid}). Wait for it to finish, stop it, or use another --out.`);
+    }
+    if (pid === process.pid) fail('E_IO', `The results folder '${dir}' is already in use by this process; one run per folder at a time.`);
+    fs.rmSync(file, { force: true }); // stale: its process is gone
+  }
+  fail('E_IO', `Cannot take the lock '${path.join(dir, '.lock')}'; delete it if no run is active.`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** A loaded model with what the explorers need. */
+export interface PreparedModel {
+  /** Absolute path. */
+  file: string;
+  model: OnnxModel;
+  /** The serialized model (what the evaluator runs). */
+  bytes: Uint8Array;
+  ref: ModelRef;
+  /** Compressible layers in graph order. */
+  layers: WeightInfo[];
+}
+
+/** sha256 (hex) of a file. */
+export function fileSha256(file: string): string {
+  return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+}
+
+/**
+ * Loads `file` and lists its compressible layers; `ref.file` is written relative to the results
+ * folder's parent (`resultsDir/..`).
+ * @throws E_MODEL_INVALID when it has no compressible layer.
+ */
+export async function prepareModel(file: string, resultsDir: string, signal?: AbortSignal): Promise<PreparedModel> {
+  const abs = path.resolve(file);
+  const model = await loadModel(abs, signal ? { signal } : {});
+  const layers = listWeights(model).filter((w) => w.compressible && w.dataType === 1);
+  if (layers.length === 0) fail('E_MODEL_INVALID', `${file}: no compressible float32 weight (see \`onnx-compress info ${file}\`).`);
+  const fileBytes = fs.statSync(abs).size + model.externalFiles.reduce((s, f) => s + fs.statSync(f).size, 0);
+  const bytes = model.externalFiles.length ? encodeModel(model.proto) : fs.readFileSync(abs);
+  if (model.externalFiles.length) fail('E_MODEL_UNSUPPORTED', `${file}: models with external data are not supported by analyze/compress yet; save it as one file first.`);
+  return {
+    file: abs,
+    model,
+    bytes,
+    layers,
+    ref: {
+      file: path.relative(path.dirname(resultsDir), abs) || path.basename(abs),
+      sha256: fileSha256(abs),
+      bytes: fileBytes,
+      compressibleParams: layers.reduce((s, w) => s + w.params, 0),
+    },
+  };
+}
+
+/** A dataset with its description. */
+export interface DataInput {
+  /** The validated dataset description (`loadDatasetSpec`, `datasetSpecFromArgs` or synthetic). */
+  spec: DatasetSpec;
+  /** How to name it in result files, e.g. the JSON path or `x.npy + y.npy`. */
+  source: string;
+}
+
+/** Evaluators of one model on one dataset, sharing one pass over the data. */
+export interface OpenedEvaluator {
+  /** The shared pass: reference outputs and cached activations. */
+  store: ActivationStore;
+  dataset: Dataset;
+  ref: DatasetRef;
+  /** Original top-1 on these samples (null without labels). */
+  top1: number | null;
+  /** An evaluator whose variable weights are `names` (dispose it when done). */
+  evaluatorFor(names: readonly string[]): Promise<VariantEvaluator>;
+}
+
+/**
+ * Opens `data` for the model (at most `limit` samples) and runs the shared pass that evaluators of
+ * the weight groups `groups` need (each layer alone for the sensitivity study, all layers together
+ * for the search).
+ */
+export async function openEvaluator(
+  pm: PreparedModel,
+  data: DataInput,
+  groups: readonly (readonly string[])[],
+  o: { limit: number | undefined; threads: number | undefined; batchSize: number; signal: AbortSignal | undefined },
+): Promise<OpenedEvaluator> {
+  const io = modelIo(pm.bytes);
+  const classes = await (async () => {
+    const s = await createSession(pm.bytes, o.threads ? { intraOpNumThreads: o.threads } : {});
+    try {
+      return classesOf(sessionOutputs(s)[0]);
+    } finally {
+      await s.release();
+    }
+  })();
+  const dataset = await openDataset(data.spec, io.inputs, { limit: o.limit, numClasses: classes });
+  const eo = { ...(o.threads ? { intraOpNumThreads: o.threads } : {}), batchSize: o.batchSize, signal: o.signal };
+  const store = await VariantEvaluator.prepare(pm.bytes, groups, dataset, eo);
+  const refOut = store.reference.outputs[io.outputs[0]!]!;
+  const labels = store.reference.labels;
+  let top1: number | null = null;
+  if (labels) {
+    const per = refOut.data.length / store.reference.count;
+    let right = 0;
+    for (let i = 0; i < store.reference.count; i++) {
+      let best = 0;
+      for (let c = 1; c < per; c++) if (refOut.data[i * per + c]! > refOut.data[i * per + best]!) best = c;
+      if (best === labels[i]) right++;
+    }
+    top1 = right / store.reference.count;
+  }
+  return {
+    store,
+    dataset,
+    ref: { source: data.source, samples: store.reference.count, labels: labels !== undefined },
+    top1,
+    evaluatorFor: (names) => VariantEvaluator.fromStore(pm.bytes, names, store, eo),
+  };
+}
