@@ -3,6 +3,7 @@
  * Exit codes: 0 success, 1 internal error, 2 user error (bad input or usage), 130 interrupted.
  */
 import { infoCommand, INFO_USAGE } from './info';
+import { PACK_USAGE, packCommand, UNPACK_USAGE, unpackCommand } from './pack';
 import { EXIT, runCommand } from './util';
 
 interface Command {
@@ -13,6 +14,8 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   info: { summary: 'inputs, outputs, opsets, ops and the compressible weights of a model', usage: INFO_USAGE, run: infoCommand },
+  pack: { summary: 'entropy-code a compressed ONNX file into a compact archive (.onnxc)', usage: PACK_USAGE, run: packCommand },
+  unpack: { summary: 'restore the ONNX file from an archive, byte for byte', usage: UNPACK_USAGE, run: unpackCommand },
 };
 
 function help(): string {
