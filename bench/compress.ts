@@ -157,7 +157,9 @@ export const compressBench: CompressBench = {
   run: runCompressBench,
 };
 
-if (require.main === module) {
+// Direct run (`npx tsx bench/compress.ts`); inside the esbuild bundle of bench/main.ts argv[1] is
+// dist/bench.js, so importing this module there does not start a second run.
+if (require.main === module && /compress\.ts$/.test(process.argv[1] ?? '')) {
   void runCompressBench(process.argv.slice(2)).catch((e: unknown) => {
     console.error(e);
     process.exitCode = 1;

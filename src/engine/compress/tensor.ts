@@ -9,7 +9,7 @@ export function makeCompressOptions(options: Partial<CompressOptions> = {}): Com
   const o: CompressOptions = {
     signal: undefined,
     maxExactPoints: 4096,
-    binsPerCluster: 16,
+    binsPerCluster: 8,
     minBins: 256,
     lloydIterations: 50,
     ...options,

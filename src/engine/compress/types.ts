@@ -303,7 +303,7 @@ export interface CompressOptions {
    * otherwise use a quantile histogram (see `kmeans1d.ts`). Default 4096.
    */
   readonly maxExactPoints: number;
-  /** Weight sharing, histogram path: histogram bins per cluster (bins = max(minBins, this·k)). Default 16. */
+  /** Weight sharing, histogram path: histogram bins per cluster (bins = max(minBins, this·k)). Default 8. */
   readonly binsPerCluster: number;
   /** Weight sharing, histogram path: minimum number of histogram bins. Default 256. */
   readonly minBins: number;

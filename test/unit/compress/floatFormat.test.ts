@@ -191,6 +191,20 @@ describe('compress/floatFormat', () => {
     }
   });
 
+  it('documented overflow on tensors: fp16/bf16 give ±Inf (SSE Infinity), fp8 saturates', () => {
+    const data = Float32Array.of(1e5, -1e6, 1);
+    const h = floatWeights(tensor(data), { technique: 'float', format: 'fp16' });
+    assert.deepEqual(Array.from(h.weights), [Infinity, -Infinity, 1]);
+    assert.equal(h.sse, Infinity);
+    const e4 = floatWeights(tensor(data), { technique: 'float', format: 'fp8e4m3' });
+    assert.deepEqual(Array.from(e4.weights), [448, -448, 1]);
+    const e5 = floatWeights(tensor(data), { technique: 'float', format: 'fp8e5m2' });
+    assert.deepEqual(Array.from(e5.weights), [57344, -57344, 1]);
+    // bf16m never overflows: its top exponent is taken from the tensor.
+    const m = floatWeights(tensor(data), { technique: 'float', format: 'bf16m', mantissaBits: 2 });
+    assert.ok(Number.isFinite(m.sse));
+  });
+
   it('rejects bad float specs', () => {
     const t = tensor(Float32Array.of(1));
     expectError(() => floatWeights(t, { technique: 'float', format: 'fp4' as 'fp16' }), 'E_BAD_ARGUMENT', 'fp4');
