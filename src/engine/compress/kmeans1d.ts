@@ -18,8 +18,13 @@
  *   partitions whose boundaries fall on bin edges (a Monge submatrix, so still exact for that
  *   restricted problem); after it, Lloyd passes run on the full sorted data (each O(k log n) with
  *   the prefix sums) and are kept only while the SSE strictly drops. No worst-case ratio is proven;
- *   tests check that the result is within 1 % of the exact optimum on seeded trained-like data, and
- *   the benchmark tensor lands within 0.01 %.
+ *   tests check that the result is within 1 % of the exact optimum on seeded trained-like data, where
+ *   it lands within 0.05 % (default 8 bins per cluster).
+ *
+ * SSE never increases with k: exactly so on the exact path (layer k+1 of the DP can always split a
+ * cluster of layer k). On the histogram path the bin-aligned DP optimum is also non-increasing, and
+ * Lloyd only lowers each result, so an increase would need the Lloyd gain at k to exceed the drop
+ * from k to k+1 (~2/k of the SSE on smooth data vs ≤ 0.05 % measured); tests check it for k = 2…64.
  *
  * One DP up to the largest k yields every smaller k too (layer k is the optimum with k clusters), so
  * a sweep over several k sorts once and runs the DP once.

