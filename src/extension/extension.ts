@@ -1,8 +1,13 @@
-// VS Code front end. For now one command, `onnxCompress.showModelSummary`, which proves the whole chain
-// (explorer menu -> command -> onnxruntime-node native addon in the extension host -> output + notification).
-// The engine's real `info` replaces `summarizeModel` later.
+// VS Code front end: commands (controller.ts), the engine worker (engineRunner.ts), the results panel (panel.ts).
+// `onnxCompress.showModelSummary` loads the model in onnxruntime-node (proving the native addon works in this
+// extension host) and prints the engine's `info` view (inputs, outputs, layers, sizes) to the output channel.
+import * as fs from 'node:fs';
 import * as vscode from 'vscode';
 import type { InferenceSession } from 'onnxruntime-node';
+import { loadModel, modelInfo, type ModelInfo } from '../engine/onnx';
+import { Controller } from './controller';
+import { EngineRunner } from './engineRunner';
+import { RESULTS_VIEW_TYPE, ResultsPanel } from './panel';
 
 /** Name of the output channel the extension writes to. */
 export const OUTPUT_CHANNEL_NAME = 'ONNX Compress';
@@ -10,6 +15,11 @@ export const OUTPUT_CHANNEL_NAME = 'ONNX Compress';
 /** Command ids contributed in `package.json`. */
 export const Commands = {
   showModelSummary: 'onnxCompress.showModelSummary',
+  analyzeSensitivity: 'onnxCompress.analyzeSensitivity',
+  compress: 'onnxCompress.compress',
+  openResults: 'onnxCompress.openResults',
+  exportCandidate: 'onnxCompress.exportCandidate',
+  configureDataset: 'onnxCompress.configureDataset',
 } as const;
 
 /** What `onnxCompress.showModelSummary` found out about a model; also the command's return value. */
@@ -33,21 +43,46 @@ export interface ExtensionApi {
   readonly version: string;
   /** Absolute folder the extension runs from (the dev folder or the installed `.vsix`). */
   readonly extensionPath: string;
+  /**
+   * The open results panels: model path and the view the panel renders (for tests: the same data
+   * the webview gets, so in-host tests check the heatmap rows without driving the UI).
+   */
+  panels(): { model: string; view: import('../protocol').PanelView | null }[];
 }
 
 /** Activation: creates the output channel and registers the commands; everything goes to `subscriptions`. */
 export function activate(context: vscode.ExtensionContext): ExtensionApi {
   const output = vscode.window.createOutputChannel(OUTPUT_CHANNEL_NAME);
+  const engine = new EngineRunner(context.extensionPath);
+  const controller = new Controller(context, output, engine);
   context.subscriptions.push(
     output,
-    vscode.commands.registerCommand(Commands.showModelSummary, (uri?: unknown) =>
-      showModelSummary(output, uri),
+    { dispose: () => controller.dispose() },
+    { dispose: () => engine.dispose() },
+    { dispose: () => ResultsPanel.all().forEach((p) => p.dispose()) },
+    vscode.commands.registerCommand(Commands.showModelSummary, (uri?: unknown) => showModelSummary(output, uri)),
+    vscode.commands.registerCommand(Commands.analyzeSensitivity, (uri?: unknown) => controller.analyzeSensitivity(uri)),
+    vscode.commands.registerCommand(Commands.compress, (uri?: unknown, args?: unknown) =>
+      controller.compress(uri, isObject(args) ? args : undefined),
     ),
+    vscode.commands.registerCommand(Commands.openResults, (uri?: unknown) => controller.openResults(uri)),
+    vscode.commands.registerCommand(Commands.exportCandidate, (uri?: unknown, id?: unknown, args?: unknown) =>
+      controller.exportCandidate(uri, id, isObject(args) ? args : undefined),
+    ),
+    vscode.commands.registerCommand(Commands.configureDataset, (uri?: unknown, choice?: unknown, overwrite?: unknown) =>
+      controller.configureDataset(uri, isObject(choice) ? (choice as never) : undefined, overwrite === true),
+    ),
+    vscode.window.registerWebviewPanelSerializer(RESULTS_VIEW_TYPE, ResultsPanel.serializer(context.extensionUri, controller)),
   );
   return {
     version: String((context.extension.packageJSON as { version?: unknown }).version),
     extensionPath: context.extensionPath,
+    panels: () => ResultsPanel.all().map((p) => ({ model: p.model, view: p.view })),
   };
+}
+
+function isObject(v: unknown): v is Record<string, never> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof vscode.Uri);
 }
 
 /** Nothing to do: all resources are in `context.subscriptions`. */
@@ -72,6 +107,11 @@ async function showModelSummary(
     output.appendLine(`  size:    ${summary.sizeBytes} bytes`);
     output.appendLine(`  inputs:  ${summary.inputNames.join(', ')}`);
     output.appendLine(`  outputs: ${summary.outputNames.join(', ')}`);
+    if (uri.scheme === 'file') {
+      const model = await loadModel(uri.fsPath);
+      const external = model.externalFiles.reduce((s, f) => s + fs.statSync(f).size, 0);
+      for (const line of formatInfo(modelInfo(model, summary.sizeBytes + external))) output.appendLine(`  ${line}`);
+    }
     output.show(true);
     void vscode.window.showInformationMessage(
       `${name}: ${formatBytes(summary.sizeBytes)}, inputs ${summary.inputNames.join(', ')}; ` +
@@ -120,6 +160,22 @@ async function summarizeModel(uri: vscode.Uri): Promise<ModelSummary> {
   } finally {
     await session.release();
   }
+}
+
+/** The `info` view as lines: inputs and outputs with types, then one line per weight. */
+function formatInfo(info: ModelInfo): string[] {
+  const shape = (s: Array<number | string | null> | null): string => (s ? `[${s.map((d) => d ?? '?').join(', ')}]` : '?');
+  const lines = [
+    `file:    ${formatBytes(info.fileBytes)}, IR ${info.irVersion}, ${info.nodes} nodes (${Object.entries(info.ops).map(([k, v]) => `${k} ${v}`).join(', ')})`,
+    ...info.inputs.map((v) => `input   ${v.name}: ${v.dtype} ${shape(v.shape)}`),
+    ...info.outputs.map((v) => `output  ${v.name}: ${v.dtype} ${shape(v.shape)}`),
+    'layers:',
+  ];
+  for (const w of info.weights) {
+    lines.push(`  ${w.name.padEnd(28)} ${w.op.padEnd(10)} [${w.shape.join('×')}]`.padEnd(60) + ` ${String(w.params).padStart(10)} params ${formatBytes(w.bytes).padStart(10)}  ${w.compressible ? 'compressible' : `kept: ${w.reason ?? ''}`}`);
+  }
+  lines.push(`weights: ${info.totalParams} params, ${formatBytes(info.totalWeightBytes)}; compressible ${info.compressibleParams} params, ${formatBytes(info.compressibleBytes)}`);
+  return lines;
 }
 
 function formatBytes(n: number): string {
