@@ -256,6 +256,16 @@ export class ActivationStore {
     if (inputBytes > o.maxCacheBytes) {
       fail('E_BAD_ARGUMENT', `The dataset's inputs (${(inputBytes / 2 ** 20).toFixed(0)} MiB) exceed the evaluator's cache (${(o.maxCacheBytes / 2 ** 20).toFixed(0)} MiB): use --limit or raise maxCacheBytes.`);
     }
+    let finalOrder = order;
+    if (done < N) {
+      // Skipped (undecodable) images leave holes at the end of the dataset indices: compact.
+      const keep = Array.from(order, (k, p) => (k < done ? p : -1)).filter((p) => p >= 0);
+      finalOrder = Int32Array.from(keep, (p) => order[p]!);
+      for (const c of cols.values()) {
+        keep.forEach((p, q) => (c.data as Float32Array).copyWithin(q * c.per, p * c.per, (p + 1) * c.per));
+        c.data = (c.data as Float32Array).slice(0, keep.length * c.per);
+      }
+    }
     const outputs: Record<string, { sampleDims: readonly number[]; data: Float32Array }> = {};
     for (const [n, e] of outs) {
       const per = e.sampleDims.reduce((a, b) => a * b, 1);
@@ -263,8 +273,8 @@ export class ActivationStore {
       for (const p of e.parts) data.set(p.data, p.start * per);
       outputs[n] = { sampleDims: e.sampleDims, data };
     }
-    const reference: ReferenceOutputs = labels ? { count: done, outputs, labels } : { count: done, outputs };
-    return new ActivationStore(done, order, cols, reference, io.inputs, bs, performance.now() - t0);
+    const reference: ReferenceOutputs = labels ? { count: done, outputs, labels: labels.slice(0, done) } : { count: done, outputs };
+    return new ActivationStore(done, finalOrder, cols, reference, io.inputs, bs, performance.now() - t0);
   }
 
   /** True when the store holds every tensor of `names`. */

@@ -12,6 +12,7 @@ import { tensorToFloat32 } from '../../../src/engine/onnx/tensor';
 import { mulberry32 } from '../../../src/engine/util/random';
 import type { DatasetSpec } from '../../../src/engine/eval/datasetSpec';
 import type { Dataset } from '../../../src/engine/eval/types';
+import sharp from 'sharp';
 import { DATA, rejectsWith, tempDir } from './helpers';
 
 const MODEL = readFileSync(join(DATA, 'tiny.onnx'));
@@ -162,6 +163,29 @@ describe('eval/VariantEvaluator', () => {
     } finally {
       await a!.dispose();
       await b!.dispose();
+    }
+  });
+
+  it('works on image folders with skipped undecodable files (the sample set is compacted)', async () => {
+    const dir = tempDir();
+    const r = mulberry32(5);
+    for (let i = 0; i < 7; i++) {
+      const px = Buffer.from(Array.from({ length: 16 }, () => Math.floor(r() * 256)));
+      await sharp(px, { raw: { width: 4, height: 4, channels: 1 } }).png().toFile(join(dir, `${i}.png`));
+    }
+    writeFileSync(join(dir, '3b.png'), 'broken');
+    const ds = await withSession(MODEL, {}, async (s) => openDataset({ format: 'images', inputs: dir }, sessionInputs(s)));
+    const [ev] = await VariantEvaluator.createMany(MODEL, [['fc.w']], ds, { batchSize: 3 });
+    try {
+      assert.equal(ev!.samples, 7);
+      const v = perturb(ev!.originalWeights().get('fc.w')!.data, 9, 1);
+      const res = await ev!.evaluate(new Map([['fc.w', v]]), { keepOutputs: true });
+      const want = await fresh(substituteWeights(MODEL, new Map([['fc.w', v]])), ds);
+      assert.equal(want.length, 70);
+      assert.ok(maxDiff(res.outputs!.subarray(0, 70), want) < 1e-5);
+      assert.ok(Number.isNaN(res.top1));
+    } finally {
+      await ev!.dispose();
     }
   });
 
