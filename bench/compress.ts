@@ -142,8 +142,12 @@ export async function runCompressBench(args: string[] = []): Promise<void> {
   if (args.includes('--quick')) return;
 
   console.log('Every technique (one run each):\n');
-  console.log(`| ${'technique'.padEnd(40)} | ${'ms'.padStart(7)} | ${'bits/w'.padStart(7)} | ${'ent b/w'.padStart(7)} | ${'SSE/Σw²'.padStart(9)} |`);
-  console.log(`|${'-'.repeat(42)}|${'-'.repeat(8)}:|${'-'.repeat(8)}:|${'-'.repeat(8)}:|${'-'.repeat(10)}:|`);
+  console.log(
+    `| ${'technique'.padEnd(40)} | ${'ms'.padStart(7)} | ${'bits/w'.padStart(7)} | ${'ent b/w'.padStart(7)} | ${'SSE/Σw²'.padStart(9)} |`,
+  );
+  console.log(
+    `|${'-'.repeat(42)}|${'-'.repeat(8)}:|${'-'.repeat(8)}:|${'-'.repeat(8)}:|${'-'.repeat(10)}:|`,
+  );
   for (const spec of SPECS) {
     const { ms, value } = time(() => compressTensor(t, spec));
     console.log(row(label(spec), ms, value, n, energy));

@@ -29,15 +29,51 @@ import { huffmanBits } from './huffman';
 import { roundHalfEven } from './quantize';
 import { makeBits } from './storage';
 import { makeCompressOptions, sumSquaredError, tensorLabel, validateTensor } from './tensor';
-import type { CompressOptions, CompressedTensor, FloatFormat, FloatSpec, FloatStorage, WeightTensor } from './types';
+import type {
+  CompressOptions,
+  CompressedTensor,
+  FloatFormat,
+  FloatSpec,
+  FloatStorage,
+  WeightTensor,
+} from './types';
 
 /** The fixed formats. */
-export const FLOAT_FORMATS: Readonly<Record<'fp16' | 'bf16' | 'fp8e4m3' | 'fp8e5m2', FloatFormat>> = {
-  fp16: { exponentBits: 5, mantissaBits: 10, bias: 15, ieeeSpecials: true, nanAllOnes: false, overflow: 'inf' },
-  bf16: { exponentBits: 8, mantissaBits: 7, bias: 127, ieeeSpecials: true, nanAllOnes: false, overflow: 'inf' },
-  fp8e4m3: { exponentBits: 4, mantissaBits: 3, bias: 7, ieeeSpecials: false, nanAllOnes: true, overflow: 'saturate' },
-  fp8e5m2: { exponentBits: 5, mantissaBits: 2, bias: 15, ieeeSpecials: true, nanAllOnes: false, overflow: 'saturate' },
-};
+export const FLOAT_FORMATS: Readonly<Record<'fp16' | 'bf16' | 'fp8e4m3' | 'fp8e5m2', FloatFormat>> =
+  {
+    fp16: {
+      exponentBits: 5,
+      mantissaBits: 10,
+      bias: 15,
+      ieeeSpecials: true,
+      nanAllOnes: false,
+      overflow: 'inf',
+    },
+    bf16: {
+      exponentBits: 8,
+      mantissaBits: 7,
+      bias: 127,
+      ieeeSpecials: true,
+      nanAllOnes: false,
+      overflow: 'inf',
+    },
+    fp8e4m3: {
+      exponentBits: 4,
+      mantissaBits: 3,
+      bias: 7,
+      ieeeSpecials: false,
+      nanAllOnes: true,
+      overflow: 'saturate',
+    },
+    fp8e5m2: {
+      exponentBits: 5,
+      mantissaBits: 2,
+      bias: 15,
+      ieeeSpecials: true,
+      nanAllOnes: false,
+      overflow: 'saturate',
+    },
+  };
 
 /** Largest finite value of a format. */
 export function maxFinite(f: FloatFormat): number {
@@ -113,7 +149,8 @@ export function encodeFloats(data: Float32Array, f: FloatFormat): Uint8Array | U
     const mag = u & 0x7fffffff;
     let code: number;
     if (mag === 0) code = 0;
-    else if (mag >>> 23 >= minNormalE32) code = ((mag + half + ((mag >>> shift) & 1)) >>> shift) - rebias;
+    else if (mag >>> 23 >= minNormalE32)
+      code = ((mag + half + ((mag >>> shift) & 1)) >>> shift) - rebias;
     else if (mag >>> 23 === 0) code = roundToFormat(Math.abs(data[i]!), f).code;
     else code = roundHalfEven(Math.abs(data[i]!) * invQuantum);
     if (code > maxCode) code = overflowCode;
@@ -141,7 +178,10 @@ export function validateFloatSpec(spec: FloatSpec, t?: WeightTensor): void {
   const where = t ? `${tensorLabel(t)}: ` : '';
   const names = ['fp16', 'bf16', 'bf16m', 'fp8e4m3', 'fp8e5m2'];
   if (!names.includes(spec.format)) {
-    fail('E_BAD_ARGUMENT', `${where}float format '${String(spec.format)}' is not one of ${names.join(', ')}.`);
+    fail(
+      'E_BAD_ARGUMENT',
+      `${where}float format '${String(spec.format)}' is not one of ${names.join(', ')}.`,
+    );
   }
   if (spec.format === 'bf16m') {
     const m = spec.mantissaBits ?? 7;
@@ -153,7 +193,10 @@ export function validateFloatSpec(spec: FloatSpec, t?: WeightTensor): void {
       fail('E_BAD_ARGUMENT', `${where}bf16m exponentBits = ${String(e)} is not an integer in 1…8.`);
     }
   } else if (spec.mantissaBits !== undefined || spec.exponentBits !== undefined) {
-    fail('E_BAD_ARGUMENT', `${where}mantissaBits/exponentBits only apply to format bf16m, not ${spec.format}.`);
+    fail(
+      'E_BAD_ARGUMENT',
+      `${where}mantissaBits/exponentBits only apply to format bf16m, not ${spec.format}.`,
+    );
   }
 }
 

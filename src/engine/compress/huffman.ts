@@ -78,7 +78,11 @@ export function huffmanBits(counts: ArrayLike<number>): EntropyBits {
 }
 
 /** Counts of each value 0…alphabet-1 in `symbols`. */
-export function symbolCounts(symbols: ArrayLike<number>, alphabet: number, offset = 0): Float64Array {
+export function symbolCounts(
+  symbols: ArrayLike<number>,
+  alphabet: number,
+  offset = 0,
+): Float64Array {
   const counts = new Float64Array(alphabet);
   for (let i = 0; i < symbols.length; i++) counts[symbols[i]! + offset]!++;
   return counts;

@@ -8,7 +8,14 @@ export { shareWeights, shareSweep, pruneShareWeights } from './share';
 export { SortedWeights, kmeans1d, type Kmeans1dResult } from './kmeans1d';
 export { pruneWeights, pruneMask, type PruneMask } from './prune';
 export { quantizeWeights, pruneQuantizeWeights, roundHalfEven, MSE_CLIP_RATIOS } from './quantize';
-export { floatWeights, roundToFormat, decodeFormat, maxFinite, resolveFloatFormat, FLOAT_FORMATS } from './floatFormat';
+export {
+  floatWeights,
+  roundToFormat,
+  decodeFormat,
+  maxFinite,
+  resolveFloatFormat,
+  FLOAT_FORMATS,
+} from './floatFormat';
 export { lowRankWeights, symmetricEigen } from './lowRank';
 export { huffmanCodeLengths, huffmanBits, type EntropyBits } from './huffman';
 export { makeBits, totalModelBits, type ModelTensorSize, type ModelBits } from './storage';

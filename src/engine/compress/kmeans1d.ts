@@ -129,11 +129,20 @@ export interface Kmeans1dResult {
 export function kmeans1d(
   w: SortedWeights,
   ks: readonly number[],
-  options: Pick<CompressOptions, 'maxExactPoints' | 'binsPerCluster' | 'minBins' | 'lloydIterations' | 'signal'>,
+  options: Pick<
+    CompressOptions,
+    'maxExactPoints' | 'binsPerCluster' | 'minBins' | 'lloydIterations' | 'signal'
+  >,
 ): Kmeans1dResult[] {
   const kMax = Math.min(Math.max(0, ...ks), w.distinct);
   if (kMax === 0) {
-    return ks.map(() => ({ k: 0, starts: Int32Array.of(0), centers: new Float64Array(0), sse: 0, exact: true }));
+    return ks.map(() => ({
+      k: 0,
+      starts: Int32Array.of(0),
+      centers: new Float64Array(0),
+      sse: 0,
+      exact: true,
+    }));
   }
   const bins = Math.max(options.minBins, options.binsPerCluster * kMax);
   const exact = w.distinct <= Math.max(options.maxExactPoints, bins);
@@ -205,7 +214,12 @@ function quantileStarts(w: SortedWeights, bins: number): Int32Array {
  * Runs DP layers 1…kTop over candidates `pos`; returns the argmin table
  * `arg[(k-1)·(g+1) + j]` = best previous split index (into `pos`) for k clusters ending at `j`.
  */
-function solveDp(w: SortedWeights, pos: Int32Array, kTop: number, signal: AbortSignal | undefined): Int32Array {
+function solveDp(
+  w: SortedWeights,
+  pos: Int32Array,
+  kTop: number,
+  signal: AbortSignal | undefined,
+): Int32Array {
   const g = pos.length - 1;
   // Prefix sums at the candidates, contiguous for cache-friendly cost evaluations.
   const cw = new Float64Array(g + 1);

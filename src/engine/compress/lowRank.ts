@@ -17,14 +17,29 @@
  */
 import { fail, throwIfAborted } from '../errors';
 import { makeBits } from './storage';
-import { channelLayout, makeCompressOptions, sumSquaredError, tensorLabel, validateTensor } from './tensor';
-import type { CompressOptions, CompressedTensor, LowRankSpec, LowRankStorage, WeightTensor } from './types';
+import {
+  channelLayout,
+  makeCompressOptions,
+  sumSquaredError,
+  tensorLabel,
+  validateTensor,
+} from './tensor';
+import type {
+  CompressOptions,
+  CompressedTensor,
+  LowRankSpec,
+  LowRankStorage,
+  WeightTensor,
+} from './types';
 
 /** Checks a low-rank level for this tensor. @throws CompressError `E_BAD_ARGUMENT`. */
 export function validateLowRankSpec(spec: LowRankSpec, t?: WeightTensor): void {
   const where = t ? `${tensorLabel(t)}: ` : '';
   if (t && t.role === 'other') {
-    fail('E_BAD_ARGUMENT', `${where}low rank needs a conv, gemm or matmul weight, this one has role 'other'.`);
+    fail(
+      'E_BAD_ARGUMENT',
+      `${where}low rank needs a conv, gemm or matmul weight, this one has role 'other'.`,
+    );
   }
   if ((spec.rank === undefined) === (spec.energy === undefined)) {
     fail('E_BAD_ARGUMENT', `${where}low rank needs exactly one of rank or energy.`);
@@ -41,7 +56,11 @@ export function validateLowRankSpec(spec: LowRankSpec, t?: WeightTensor): void {
  * Eigen-decomposition of a symmetric n×n matrix `a` (row-major, float64; destroyed).
  * @returns eigenvalues descending and eigenvectors as rows of `vectors` (n×n row-major).
  */
-export function symmetricEigen(a: Float64Array, n: number, signal?: AbortSignal): { values: Float64Array; vectors: Float64Array } {
+export function symmetricEigen(
+  a: Float64Array,
+  n: number,
+  signal?: AbortSignal,
+): { values: Float64Array; vectors: Float64Array } {
   // V is stored column-major (V(row k, col j) at [j·n + k]) so that the O(n³) loops of tred2, which
   // walk down columns, read memory contiguously; `a` is symmetric, so its layout is the same.
   // V is stored column-major (V(row k, col j) at [j·n + k]) so that the O(n³) loops of tred2, which
@@ -138,7 +157,8 @@ export function symmetricEigen(a: Float64Array, n: number, signal?: AbortSignal)
     if (m > l) {
       let iter = 0;
       do {
-        if (++iter > 100) fail('E_INTERNAL', 'Eigen-decomposition did not converge in 100 QL iterations.');
+        if (++iter > 100)
+          fail('E_INTERNAL', 'Eigen-decomposition did not converge in 100 QL iterations.');
         let g = d[l]!;
         let p = (d[l + 1]! - g) / (2 * e[l]!);
         let r = Math.sqrt(p * p + 1);

@@ -15,8 +15,21 @@
  */
 import { fail } from '../errors';
 import { makeBits } from './storage';
-import { channelLayout, indexBits, makeCompressOptions, sumSquaredError, tensorLabel, validateTensor } from './tensor';
-import type { CompressOptions, CompressedTensor, PruneSpec, SparsityEncoding, WeightTensor } from './types';
+import {
+  channelLayout,
+  indexBits,
+  makeCompressOptions,
+  sumSquaredError,
+  tensorLabel,
+  validateTensor,
+} from './tensor';
+import type {
+  CompressOptions,
+  CompressedTensor,
+  PruneSpec,
+  SparsityEncoding,
+  WeightTensor,
+} from './types';
 
 /** A pruning decision. */
 export interface PruneMask {
@@ -33,18 +46,29 @@ export interface PruneMask {
 export function validatePruneSpec(spec: PruneSpec, t?: WeightTensor): void {
   const where = t ? `${tensorLabel(t)}: ` : '';
   if (spec.pattern !== 'unstructured' && spec.pattern !== 'n:m' && spec.pattern !== 'channel') {
-    fail('E_BAD_ARGUMENT', `${where}pruning pattern '${String(spec.pattern)}' is not one of unstructured, n:m, channel.`);
+    fail(
+      'E_BAD_ARGUMENT',
+      `${where}pruning pattern '${String(spec.pattern)}' is not one of unstructured, n:m, channel.`,
+    );
   }
   if (spec.pattern === 'n:m') {
     const n = spec.n ?? 2;
     const m = spec.m ?? 4;
     if (!Number.isInteger(m) || m < 2 || m > 32 || !Number.isInteger(n) || n < 1 || n >= m) {
-      fail('E_BAD_ARGUMENT', `${where}N:M pruning ${String(n)}:${String(m)} needs integers 1 ≤ n < m ≤ 32 (e.g. 2:4, 4:8).`);
+      fail(
+        'E_BAD_ARGUMENT',
+        `${where}N:M pruning ${String(n)}:${String(m)} needs integers 1 ≤ n < m ≤ 32 (e.g. 2:4, 4:8).`,
+      );
     }
   } else if (!(spec.sparsity >= 0 && spec.sparsity < 1)) {
     fail('E_BAD_ARGUMENT', `${where}pruning sparsity ${String(spec.sparsity)} is outside [0, 1).`);
   }
-  if (spec.pattern === 'channel' && spec.norm !== undefined && spec.norm !== 'l1' && spec.norm !== 'l2') {
+  if (
+    spec.pattern === 'channel' &&
+    spec.norm !== undefined &&
+    spec.norm !== 'l1' &&
+    spec.norm !== 'l2'
+  ) {
     fail('E_BAD_ARGUMENT', `${where}channel norm '${String(spec.norm)}' is not l1 or l2.`);
   }
 }
@@ -65,8 +89,8 @@ export function pruneMask(tensor: WeightTensor, spec: PruneSpec): PruneMask {
       for (let i = 0; i < n; i++) abs[i] = Math.abs(data[i]!);
       const t = abs.slice().sort()[p - 1]!;
       let pruned = 0;
-      for (let i = 0; i < n; i++) if (abs[i]! < t) (keep[i] = 0), pruned++;
-      for (let i = 0; i < n && pruned < p; i++) if (abs[i] === t) (keep[i] = 0), pruned++;
+      for (let i = 0; i < n; i++) if (abs[i]! < t) ((keep[i] = 0), pruned++);
+      for (let i = 0; i < n && pruned < p; i++) if (abs[i] === t) ((keep[i] = 0), pruned++);
     }
     return { keep, kept: n - p, encoding: { kind: 'bitmask' }, sparsityBits: n };
   }
@@ -104,7 +128,12 @@ export function pruneMask(tensor: WeightTensor, spec: PruneSpec): PruneMask {
         kept += keepHere;
       }
     }
-    return { keep, kept, encoding: { kind: 'n:m', n: nKeep, m }, sparsityBits: kept * indexBits(m) };
+    return {
+      keep,
+      kept,
+      encoding: { kind: 'n:m', n: nKeep, m },
+      sparsityBits: kept * indexBits(m),
+    };
   }
   const norms = new Float64Array(l.channels);
   const l2 = spec.norm === 'l2';
@@ -116,12 +145,15 @@ export function pruneMask(tensor: WeightTensor, spec: PruneSpec): PruneMask {
     }
   }
   const count = Math.round(spec.sparsity * l.channels);
-  const byNorm = Array.from({ length: l.channels }, (_, c) => c).sort((a, b) => norms[a]! - norms[b]! || a - b);
+  const byNorm = Array.from({ length: l.channels }, (_, c) => c).sort(
+    (a, b) => norms[a]! - norms[b]! || a - b,
+  );
   const prunedChannels = byNorm.slice(0, count).sort((a, b) => a - b);
   const isPruned = new Uint8Array(l.channels);
   for (const c of prunedChannels) isPruned[c] = 1;
   for (let o = 0, p = 0; o < l.outer; o++) {
-    for (let c = 0; c < l.channels; c++, p += l.inner) if (isPruned[c]) keep.fill(0, p, p + l.inner);
+    for (let c = 0; c < l.channels; c++, p += l.inner)
+      if (isPruned[c]) keep.fill(0, p, p + l.inner);
   }
   return {
     keep,

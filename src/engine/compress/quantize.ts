@@ -23,8 +23,21 @@ import { fail, throwIfAborted } from '../errors';
 import { huffmanBits } from './huffman';
 import { pruneMask, validatePruneSpec } from './prune';
 import { makeBits } from './storage';
-import { channelLayout, makeCompressOptions, sumSquaredError, tensorLabel, validateTensor } from './tensor';
-import type { CompressOptions, CompressedTensor, PruneQuantSpec, QuantSpec, QuantStorage, WeightTensor } from './types';
+import {
+  channelLayout,
+  makeCompressOptions,
+  sumSquaredError,
+  tensorLabel,
+  validateTensor,
+} from './tensor';
+import type {
+  CompressOptions,
+  CompressedTensor,
+  PruneQuantSpec,
+  QuantSpec,
+  QuantStorage,
+  WeightTensor,
+} from './types';
 
 /** Clip ratios tried by `clip: 'mse'`: 1, 0.99, …, 0.21. */
 export const MSE_CLIP_RATIOS: readonly number[] = Array.from({ length: 80 }, (_, i) => 1 - i / 100);
@@ -42,10 +55,16 @@ export function roundHalfEven(x: number): number {
 export function validateQuantSpec(spec: QuantSpec, t?: WeightTensor): void {
   const where = t ? `${tensorLabel(t)}: ` : '';
   if (!Number.isInteger(spec.bits) || spec.bits < 2 || spec.bits > 8) {
-    fail('E_BAD_ARGUMENT', `${where}quantization bits = ${String(spec.bits)} is not an integer in 2…8.`);
+    fail(
+      'E_BAD_ARGUMENT',
+      `${where}quantization bits = ${String(spec.bits)} is not an integer in 2…8.`,
+    );
   }
   if (spec.clip !== 'minmax' && spec.clip !== 'mse') {
-    fail('E_BAD_ARGUMENT', `${where}quantization clip '${String(spec.clip)}' is not minmax or mse.`);
+    fail(
+      'E_BAD_ARGUMENT',
+      `${where}quantization clip '${String(spec.clip)}' is not minmax or mse.`,
+    );
   }
 }
 
@@ -116,7 +135,9 @@ function quantCore(
   const data = tensor.data;
   const n = data.length;
   const { bits, symmetric } = spec;
-  const l = spec.perChannel ? channelLayout(tensor) : { outer: 1, channels: 1, inner: n, perChannel: n };
+  const l = spec.perChannel
+    ? channelLayout(tensor)
+    : { outer: 1, channels: 1, inner: n, perChannel: n };
   const groups = l.channels;
   const qlo = symmetric ? -(2 ** (bits - 1) - 1) : 0;
   const qhi = symmetric ? 2 ** (bits - 1) - 1 : 2 ** bits - 1;

@@ -9,7 +9,13 @@ import { lowRankWeights, validateLowRankSpec } from './lowRank';
 import { pruneWeights, validatePruneSpec } from './prune';
 import { pruneQuantizeWeights, quantizeWeights, validateQuantSpec } from './quantize';
 import { pruneShareWeights, shareWeights, validateShareSpec } from './share';
-import type { CompressOptions, CompressedTensor, Technique, TechniqueSpec, WeightTensor } from './types';
+import type {
+  CompressOptions,
+  CompressedTensor,
+  Technique,
+  TechniqueSpec,
+  WeightTensor,
+} from './types';
 
 /** A compression technique: checks a level and applies it to one tensor. */
 export interface Compressor<S extends TechniqueSpec = TechniqueSpec> {
@@ -39,7 +45,8 @@ const REGISTRY: Registry = {
   },
   quant: {
     technique: 'quant',
-    summary: 'uniform integer quantization (2–8 bits, symmetric/asymmetric, min/max or MSE clipping)',
+    summary:
+      'uniform integer quantization (2–8 bits, symmetric/asymmetric, min/max or MSE clipping)',
     validate: validateQuantSpec,
     apply: quantizeWeights,
   },

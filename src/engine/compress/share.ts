@@ -92,7 +92,11 @@ export function pruneShareWeights(
   validateShareSpec(spec.share, tensor);
   const opts = makeCompressOptions(options);
   const mask = pruneMask(tensor, spec.prune);
-  return finish(tensor, spec, shareCore(tensor, [spec.share.k], spec.share.perChannel, opts, mask.keep)[0]!);
+  return finish(
+    tensor,
+    spec,
+    shareCore(tensor, [spec.share.k], spec.share.perChannel, opts, mask.keep)[0]!,
+  );
 }
 
 /** A codebook clustering before bit accounting. */
@@ -212,7 +216,11 @@ export function shareCore(
 }
 
 /** Bits and SSE for a {@link ShareParts}. */
-export function finish(tensor: WeightTensor, spec: TechniqueSpec, parts: ShareParts): CompressedTensor {
+export function finish(
+  tensor: WeightTensor,
+  spec: TechniqueSpec,
+  parts: ShareParts,
+): CompressedTensor {
   const s = parts.storage;
   const n = tensor.data.length;
   const groups = s.codebook.length / s.k;
@@ -238,7 +246,12 @@ function filterKept(values: Float32Array, keep: Uint8Array): Float32Array {
   return out;
 }
 
-function gatherMask(mask: Uint8Array, l: { outer: number; channels: number; inner: number }, c: number, out: Uint8Array): void {
+function gatherMask(
+  mask: Uint8Array,
+  l: { outer: number; channels: number; inner: number },
+  c: number,
+  out: Uint8Array,
+): void {
   let k = 0;
   for (let o = 0; o < l.outer; o++) {
     const base = (o * l.channels + c) * l.inner;

@@ -63,7 +63,13 @@ export interface ModelBits {
   /** originalBits / totalBits (Infinity if totalBits is 0). */
   readonly ratio: number;
   /** Per tensor: original and compressed bits (equal when untouched). */
-  readonly perTensor: readonly { name: string; originalBits: number; bits: number; entropyBits: number; compressed: boolean }[];
+  readonly perTensor: readonly {
+    name: string;
+    originalBits: number;
+    bits: number;
+    entropyBits: number;
+    compressed: boolean;
+  }[];
 }
 
 /**
@@ -80,9 +86,16 @@ export function totalModelBits(
   let totalBits = 0;
   let entropyTotalBits = 0;
   let untouchedBits = 0;
-  const perTensor: { name: string; originalBits: number; bits: number; entropyBits: number; compressed: boolean }[] = [];
+  const perTensor: {
+    name: string;
+    originalBits: number;
+    bits: number;
+    entropyBits: number;
+    compressed: boolean;
+  }[] = [];
   for (const t of tensors) {
-    if (seen.has(t.name)) fail('E_PLAN', `Tensor '${t.name}' is listed twice; list each initializer once.`);
+    if (seen.has(t.name))
+      fail('E_PLAN', `Tensor '${t.name}' is listed twice; list each initializer once.`);
     seen.add(t.name);
     const orig = t.elements * t.bitsPerElement;
     originalBits += orig;
@@ -92,10 +105,17 @@ export function totalModelBits(
     if (r === undefined) untouchedBits += orig;
     totalBits += bits;
     entropyTotalBits += entropyBits;
-    perTensor.push({ name: t.name, originalBits: orig, bits, entropyBits, compressed: r !== undefined });
+    perTensor.push({
+      name: t.name,
+      originalBits: orig,
+      bits,
+      entropyBits,
+      compressed: r !== undefined,
+    });
   }
   for (const name of results.keys()) {
-    if (!seen.has(name)) fail('E_PLAN', `A result names tensor '${name}', which is not in the model's tensor list.`);
+    if (!seen.has(name))
+      fail('E_PLAN', `A result names tensor '${name}', which is not in the model's tensor list.`);
   }
   return {
     originalBits,

@@ -20,7 +20,10 @@ export function makeCompressOptions(options: Partial<CompressOptions> = {}): Com
     }
   }
   if (!Number.isInteger(o.lloydIterations) || o.lloydIterations < 0) {
-    fail('E_BAD_ARGUMENT', `Option lloydIterations = ${String(o.lloydIterations)} must be an integer ≥ 0.`);
+    fail(
+      'E_BAD_ARGUMENT',
+      `Option lloydIterations = ${String(o.lloydIterations)} must be an integer ≥ 0.`,
+    );
   }
   return o;
 }
@@ -39,7 +42,8 @@ export function tensorLabel(t: { readonly name?: string }): string {
 export function validateTensor(t: WeightTensor): void {
   const label = tensorLabel(t);
   if (!(t.data instanceof Float32Array)) {
-    const kind = (t.data as unknown as { constructor?: { name?: string } } | null)?.constructor?.name;
+    const kind = (t.data as unknown as { constructor?: { name?: string } } | null)?.constructor
+      ?.name;
     fail(
       'E_TENSOR_DATA',
       `${label}: data is ${kind ?? String(t.data)}, expected Float32Array. Only float32 weights can be compressed; convert or skip the tensor.`,
@@ -59,9 +63,15 @@ export function validateTensor(t: WeightTensor): void {
     );
   }
   if (n === 0) {
-    fail('E_TENSOR_DATA', `${label} is empty (shape [${t.shape.join(', ')}]); there is nothing to compress, skip it.`);
+    fail(
+      'E_TENSOR_DATA',
+      `${label} is empty (shape [${t.shape.join(', ')}]); there is nothing to compress, skip it.`,
+    );
   }
-  if (t.shape.length > 0 && (!Number.isInteger(t.channelAxis) || t.channelAxis < 0 || t.channelAxis >= t.shape.length)) {
+  if (
+    t.shape.length > 0 &&
+    (!Number.isInteger(t.channelAxis) || t.channelAxis < 0 || t.channelAxis >= t.shape.length)
+  ) {
     fail(
       'E_BAD_ARGUMENT',
       `${label}: channelAxis ${t.channelAxis} is outside 0…${t.shape.length - 1} for shape [${t.shape.join(', ')}].`,
@@ -103,7 +113,12 @@ export function channelLayout(t: WeightTensor): ChannelLayout {
 }
 
 /** Copies channel `c` into `out` (length `perChannel`), in tensor order. */
-export function gatherChannel(data: Float32Array, l: ChannelLayout, c: number, out: Float32Array): void {
+export function gatherChannel(
+  data: Float32Array,
+  l: ChannelLayout,
+  c: number,
+  out: Float32Array,
+): void {
   let k = 0;
   for (let o = 0; o < l.outer; o++) {
     const base = (o * l.channels + c) * l.inner;
@@ -112,7 +127,11 @@ export function gatherChannel(data: Float32Array, l: ChannelLayout, c: number, o
 }
 
 /** Calls `f(flatIndex, k)` for the k-th element of channel `c`, in tensor order. */
-export function forEachInChannel(l: ChannelLayout, c: number, f: (flat: number, k: number) => void): void {
+export function forEachInChannel(
+  l: ChannelLayout,
+  c: number,
+  f: (flat: number, k: number) => void,
+): void {
   let k = 0;
   for (let o = 0; o < l.outer; o++) {
     const base = (o * l.channels + c) * l.inner;

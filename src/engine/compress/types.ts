@@ -141,13 +141,7 @@ export interface PruneQuantSpec {
 
 /** A technique and its level. Discriminated on `technique`. */
 export type TechniqueSpec =
-  | ShareSpec
-  | PruneSpec
-  | QuantSpec
-  | FloatSpec
-  | LowRankSpec
-  | PruneShareSpec
-  | PruneQuantSpec;
+  ShareSpec | PruneSpec | QuantSpec | FloatSpec | LowRankSpec | PruneShareSpec | PruneQuantSpec;
 
 /** The `technique` names. */
 export type Technique = TechniqueSpec['technique'];
@@ -254,11 +248,7 @@ export interface SparseStorage {
 
 /** How a compressed tensor is stored. Discriminated on `kind`. */
 export type StorageDescription =
-  | CodebookStorage
-  | QuantStorage
-  | FloatStorage
-  | LowRankStorage
-  | SparseStorage;
+  CodebookStorage | QuantStorage | FloatStorage | LowRankStorage | SparseStorage;
 
 /**
  * Exact storage size in bits. `total = indices + codebook + params + sparsity`.

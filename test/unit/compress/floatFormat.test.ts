@@ -18,7 +18,11 @@ function check(f: FloatFormat, cases: [number, number, number][]): void {
   for (const [x, value, code] of cases) {
     const r = roundToFormat(x, f);
     assert.ok(Object.is(r.value, value), `${x}: value ${r.value}, expected ${value}`);
-    assert.equal(r.code, code, `${x}: code 0x${r.code.toString(16)}, expected 0x${code.toString(16)}`);
+    assert.equal(
+      r.code,
+      code,
+      `${x}: code 0x${r.code.toString(16)}, expected 0x${code.toString(16)}`,
+    );
     if (Number.isFinite(value)) assert.ok(Object.is(decodeFormat(code, f), value));
   }
 }
@@ -110,7 +114,12 @@ describe('compress/floatFormat', () => {
   it('bf16m with m = 0…7 mantissa bits keeps the bf16 exponent when 8 bits are asked for', () => {
     const data = trainedLike(500, 3);
     for (let m = 0; m <= 7; m++) {
-      const r = floatWeights(tensor(data), { technique: 'float', format: 'bf16m', mantissaBits: m, exponentBits: 8 });
+      const r = floatWeights(tensor(data), {
+        technique: 'float',
+        format: 'bf16m',
+        mantissaBits: m,
+        exponentBits: 8,
+      });
       const s = r.storage;
       assert.ok(s.kind === 'float');
       assert.equal(s.spec.bias, 127);
@@ -140,7 +149,10 @@ describe('compress/floatFormat', () => {
     assert.equal(r.bits.indices, 6 * (1 + 3 + 3));
     assert.equal(r.bits.params, 8);
     // 3.9 rounds to 4 with 1 mantissa bit: the top exponent moves up so it still fits.
-    const g = resolveFloatFormat({ technique: 'float', format: 'bf16m', mantissaBits: 1, exponentBits: 2 }, Float32Array.of(3.9, 1));
+    const g = resolveFloatFormat(
+      { technique: 'float', format: 'bf16m', mantissaBits: 1, exponentBits: 2 },
+      Float32Array.of(3.9, 1),
+    );
     assert.equal(2 ** (3 - g.bias), 4);
     // Forcing too few exponent bits: small values underflow gradually to subnormals/zero.
     const h = floatWeights(tensor(Float32Array.of(4, 2 ** -10)), {
@@ -157,7 +169,13 @@ describe('compress/floatFormat', () => {
     const u = new Uint32Array(30000);
     for (let i = 0; i < u.length; i++) {
       // Mix full-range patterns with small magnitudes (where subnormal targets matter).
-      u[i] = i % 2 ? Math.floor(rand() * 2 ** 32) : ((rand() < 0.5 ? 0x80000000 : 0) | (Math.floor(rand() * 60) + 90) << 23 | Math.floor(rand() * 2 ** 23)) >>> 0;
+      u[i] =
+        i % 2
+          ? Math.floor(rand() * 2 ** 32)
+          : ((rand() < 0.5 ? 0x80000000 : 0) |
+              ((Math.floor(rand() * 60) + 90) << 23) |
+              Math.floor(rand() * 2 ** 23)) >>>
+            0;
     }
     u[0] = 0x80000000;
     u[1] = 0x00000001;
@@ -167,14 +185,32 @@ describe('compress/floatFormat', () => {
       bf16,
       fp8e4m3,
       fp8e5m2,
-      { exponentBits: 3, mantissaBits: 2, bias: -3, ieeeSpecials: false, nanAllOnes: false, overflow: 'saturate' },
-      { exponentBits: 6, mantissaBits: 0, bias: 140, ieeeSpecials: false, nanAllOnes: false, overflow: 'saturate' },
+      {
+        exponentBits: 3,
+        mantissaBits: 2,
+        bias: -3,
+        ieeeSpecials: false,
+        nanAllOnes: false,
+        overflow: 'saturate',
+      },
+      {
+        exponentBits: 6,
+        mantissaBits: 0,
+        bias: 140,
+        ieeeSpecials: false,
+        nanAllOnes: false,
+        overflow: 'saturate',
+      },
       { ...bf16, mantissaBits: 3, overflow: 'saturate' },
     ];
     for (const f of formats) {
       const codes = encodeFloats(data, f);
       for (let i = 0; i < data.length; i++) {
-        assert.equal(codes[i], roundToFormat(data[i]!, f).code, `x = ${data[i]} in ${JSON.stringify(f)}`);
+        assert.equal(
+          codes[i],
+          roundToFormat(data[i]!, f).code,
+          `x = ${data[i]} in ${JSON.stringify(f)}`,
+        );
       }
     }
   });
@@ -187,7 +223,8 @@ describe('compress/floatFormat', () => {
       assert.ok(s.kind === 'float');
       const width = 1 + s.spec.exponentBits + s.spec.mantissaBits;
       assert.equal(r.bits.indices, 100 * width);
-      for (let i = 0; i < 100; i++) assert.equal(r.weights[i], Math.fround(decodeFormat(s.codes[i]!, s.spec)));
+      for (let i = 0; i < 100; i++)
+        assert.equal(r.weights[i], Math.fround(decodeFormat(s.codes[i]!, s.spec)));
     }
   });
 
@@ -207,9 +244,24 @@ describe('compress/floatFormat', () => {
 
   it('rejects bad float specs', () => {
     const t = tensor(Float32Array.of(1));
-    expectError(() => floatWeights(t, { technique: 'float', format: 'fp4' as 'fp16' }), 'E_BAD_ARGUMENT', 'fp4');
-    expectError(() => floatWeights(t, { technique: 'float', format: 'bf16m', mantissaBits: 8 }), 'E_BAD_ARGUMENT', '8');
-    expectError(() => floatWeights(t, { technique: 'float', format: 'bf16m', exponentBits: 0 }), 'E_BAD_ARGUMENT');
-    expectError(() => floatWeights(t, { technique: 'float', format: 'fp16', mantissaBits: 3 }), 'E_BAD_ARGUMENT', 'bf16m');
+    expectError(
+      () => floatWeights(t, { technique: 'float', format: 'fp4' as 'fp16' }),
+      'E_BAD_ARGUMENT',
+      'fp4',
+    );
+    expectError(
+      () => floatWeights(t, { technique: 'float', format: 'bf16m', mantissaBits: 8 }),
+      'E_BAD_ARGUMENT',
+      '8',
+    );
+    expectError(
+      () => floatWeights(t, { technique: 'float', format: 'bf16m', exponentBits: 0 }),
+      'E_BAD_ARGUMENT',
+    );
+    expectError(
+      () => floatWeights(t, { technique: 'float', format: 'fp16', mantissaBits: 3 }),
+      'E_BAD_ARGUMENT',
+      'bf16m',
+    );
   });
 });

@@ -64,7 +64,8 @@ export function bruteForceKmeans(values: ArrayLike<number>, k: number): number {
       best = Math.min(best, acc + cost(start, n));
       return;
     }
-    for (let end = start + 1; end <= n - left + 1; end++) rec(end, left - 1, acc + cost(start, end));
+    for (let end = start + 1; end <= n - left + 1; end++)
+      rec(end, left - 1, acc + cost(start, end));
   };
   rec(0, kk, 0);
   return best;

@@ -66,7 +66,8 @@ describe('compress/lowRank', () => {
       // Lay the matrix out along the tensor's axes: M[ch, j] at element (j, ch) when axis is 1.
       const data = new Float32Array(35);
       for (let ch = 0; ch < rows; ch++) {
-        for (let j = 0; j < cols; j++) data[c.axis === 0 ? ch * cols + j : j * rows + ch] = m[ch * cols + j]!;
+        for (let j = 0; j < cols; j++)
+          data[c.axis === 0 ? ch * cols + j : j * rows + ch] = m[ch * cols + j]!;
       }
       const t = tensor(data, c.shape, c.role, c.axis);
       for (let r = 1; r <= 5; r++) {
@@ -89,7 +90,10 @@ describe('compress/lowRank', () => {
   it('conv reshape out × (in·kh·kw): decode follows the documented layout', () => {
     const g = gaussian(mulberry32(8));
     const data = Float32Array.from({ length: 4 * 2 * 3 * 3 }, () => g());
-    const r = lowRankWeights(tensor(data, [4, 2, 3, 3], 'conv', 0), { technique: 'lowrank', rank: 2 });
+    const r = lowRankWeights(tensor(data, [4, 2, 3, 3], 'conv', 0), {
+      technique: 'lowrank',
+      rank: 2,
+    });
     const st = r.storage;
     assert.ok(st.kind === 'lowrank');
     assert.equal(st.rows, 4);
@@ -120,9 +124,21 @@ describe('compress/lowRank', () => {
 
   it('rejects role other and bad levels', () => {
     const t = tensor(Float32Array.of(1, 2, 3, 4), [2, 2], 'gemm', 0);
-    expectError(() => lowRankWeights({ ...t, role: 'other' }, { technique: 'lowrank', rank: 1 }), 'E_BAD_ARGUMENT', 'other');
+    expectError(
+      () => lowRankWeights({ ...t, role: 'other' }, { technique: 'lowrank', rank: 1 }),
+      'E_BAD_ARGUMENT',
+      'other',
+    );
     expectError(() => lowRankWeights(t, { technique: 'lowrank' }), 'E_BAD_ARGUMENT', 'exactly one');
-    expectError(() => lowRankWeights(t, { technique: 'lowrank', rank: 0 }), 'E_BAD_ARGUMENT', 'rank = 0');
-    expectError(() => lowRankWeights(t, { technique: 'lowrank', energy: 1.5 }), 'E_BAD_ARGUMENT', '1.5');
+    expectError(
+      () => lowRankWeights(t, { technique: 'lowrank', rank: 0 }),
+      'E_BAD_ARGUMENT',
+      'rank = 0',
+    );
+    expectError(
+      () => lowRankWeights(t, { technique: 'lowrank', energy: 1.5 }),
+      'E_BAD_ARGUMENT',
+      '1.5',
+    );
   });
 });

@@ -5,7 +5,11 @@ import { pruneQuantizeWeights } from '../../../src/engine/compress/quantize';
 import type { PruneSpec } from '../../../src/engine/compress/types';
 import { bruteForceKmeans, expectError, tensor, trainedLike } from './helpers';
 
-const unstructured = (sparsity: number): PruneSpec => ({ technique: 'prune', pattern: 'unstructured', sparsity });
+const unstructured = (sparsity: number): PruneSpec => ({
+  technique: 'prune',
+  pattern: 'unstructured',
+  sparsity,
+});
 
 describe('compress/prune', () => {
   it('unstructured prunes exactly round(s·n) smallest |w|, ties by index', () => {
@@ -61,13 +65,23 @@ describe('compress/prune', () => {
   it('n:m groups run down the reduction axis for a MatMul [K, N] (channel axis 1)', () => {
     // K = 4, N = 2: column 0 = [1, 4, 2, 3], column 1 = [8, 5, 7, 6].
     const data = Float32Array.of(1, 8, 4, 5, 2, 7, 3, 6);
-    const r = pruneWeights(tensor(data, [4, 2], 'matmul', 1), { technique: 'prune', pattern: 'n:m', sparsity: 0 });
+    const r = pruneWeights(tensor(data, [4, 2], 'matmul', 1), {
+      technique: 'prune',
+      pattern: 'n:m',
+      sparsity: 0,
+    });
     assert.deepEqual(Array.from(r.weights), [0, 8, 4, 0, 0, 7, 3, 0]);
   });
 
   it('n:m trailing partial group keeps min(n, g)', () => {
     const data = Float32Array.of(1, 2, 3, 4, 5, 6);
-    const r = pruneWeights(tensor(data, [1, 6], 'gemm', 0), { technique: 'prune', pattern: 'n:m', sparsity: 0, n: 2, m: 4 });
+    const r = pruneWeights(tensor(data, [1, 6], 'gemm', 0), {
+      technique: 'prune',
+      pattern: 'n:m',
+      sparsity: 0,
+      n: 2,
+      m: 4,
+    });
     assert.deepEqual(Array.from(r.weights), [0, 0, 3, 4, 5, 6]);
   });
 
@@ -75,9 +89,17 @@ describe('compress/prune', () => {
     it(`channel pruning by ${norm} zeroes and lists the weakest channels`, () => {
       // Channels (axis 0): [3,0,0,0] L1 3 L2 3; [1,1,1,1] L1 4 L2 2; [2,2,0,0] L1 4 L2 2.83; [5,0,0,0].
       const data = Float32Array.of(3, 0, 0, 0, 1, 1, 1, 1, 2, 2, 0, 0, 5, 0, 0, 0);
-      const r = pruneWeights(tensor(data, [4, 4], 'gemm', 0), { technique: 'prune', pattern: 'channel', sparsity: 0.5, norm });
+      const r = pruneWeights(tensor(data, [4, 4], 'gemm', 0), {
+        technique: 'prune',
+        pattern: 'channel',
+        sparsity: 0.5,
+        norm,
+      });
       const expected = norm === 'l1' ? [0, 1] : [1, 2];
-      assert.deepEqual(r.storage.kind === 'sparse' && r.storage.encoding, { kind: 'channels', prunedChannels: expected });
+      assert.deepEqual(r.storage.kind === 'sparse' && r.storage.encoding, {
+        kind: 'channels',
+        prunedChannels: expected,
+      });
       for (let c = 0; c < 4; c++) {
         for (let i = 0; i < 4; i++) {
           assert.equal(r.weights[c * 4 + i], expected.includes(c) ? 0 : data[c * 4 + i]);
@@ -90,7 +112,11 @@ describe('compress/prune', () => {
 
   it('channel pruning on a non-leading axis', () => {
     const data = Float32Array.of(1, 9, 1, 9, 1, 9);
-    const r = pruneWeights(tensor(data, [3, 2], 'matmul', 1), { technique: 'prune', pattern: 'channel', sparsity: 0.5 });
+    const r = pruneWeights(tensor(data, [3, 2], 'matmul', 1), {
+      technique: 'prune',
+      pattern: 'channel',
+      sparsity: 0.5,
+    });
     assert.deepEqual(Array.from(r.weights), [0, 9, 0, 9, 0, 9]);
   });
 
@@ -157,7 +183,11 @@ describe('compress/prune', () => {
     expectError(() => pruneWeights(t, unstructured(1)), 'E_BAD_ARGUMENT', 'sparsity 1');
     expectError(() => pruneWeights(t, unstructured(-0.1)), 'E_BAD_ARGUMENT');
     expectError(() => pruneWeights(t, unstructured(NaN)), 'E_BAD_ARGUMENT', 'NaN');
-    expectError(() => pruneWeights(t, { technique: 'prune', pattern: 'n:m', sparsity: 0, n: 4, m: 4 }), 'E_BAD_ARGUMENT', '4:4');
+    expectError(
+      () => pruneWeights(t, { technique: 'prune', pattern: 'n:m', sparsity: 0, n: 4, m: 4 }),
+      'E_BAD_ARGUMENT',
+      '4:4',
+    );
     expectError(
       () => pruneWeights(t, { technique: 'prune', pattern: 'blocks' as 'n:m', sparsity: 0.5 }),
       'E_BAD_ARGUMENT',

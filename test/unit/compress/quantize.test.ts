@@ -1,9 +1,18 @@
 import assert from 'node:assert/strict';
-import { MSE_CLIP_RATIOS, quantizeWeights, roundHalfEven } from '../../../src/engine/compress/quantize';
+import {
+  MSE_CLIP_RATIOS,
+  quantizeWeights,
+  roundHalfEven,
+} from '../../../src/engine/compress/quantize';
 import type { QuantSpec } from '../../../src/engine/compress/types';
 import { expectError, tensor, trainedLike } from './helpers';
 
-const q = (bits: number, symmetric: boolean, perChannel = false, clip: 'minmax' | 'mse' = 'minmax'): QuantSpec => ({
+const q = (
+  bits: number,
+  symmetric: boolean,
+  perChannel = false,
+  clip: 'minmax' | 'mse' = 'minmax',
+): QuantSpec => ({
   technique: 'quant',
   bits,
   symmetric,
@@ -13,7 +22,10 @@ const q = (bits: number, symmetric: boolean, perChannel = false, clip: 'minmax' 
 
 describe('compress/quantize', () => {
   it('rounds half to even', () => {
-    assert.deepEqual([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 2.4999, 2.5001].map(roundHalfEven), [0, 2, 2, 0, -2, -2, 2, 3]);
+    assert.deepEqual(
+      [0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 2.4999, 2.5001].map(roundHalfEven),
+      [0, 2, 2, 0, -2, -2, 2, 3],
+    );
   });
 
   it('symmetric closed form: scale = max|w|/(2^(b-1)-1), codes RNE, narrow range', () => {
@@ -57,7 +69,9 @@ describe('compress/quantize', () => {
           const ch = data.subarray(c * 50, c * 50 + 50);
           const lo = Math.min(0, ...ch);
           const hi = Math.max(0, ...ch);
-          const expected = symmetric ? Math.max(-lo, hi) / (2 ** (bits - 1) - 1) : (hi - lo) / (2 ** bits - 1);
+          const expected = symmetric
+            ? Math.max(-lo, hi) / (2 ** (bits - 1) - 1)
+            : (hi - lo) / (2 ** bits - 1);
           assert.equal(s.scale[c], Math.fround(expected));
           for (let i = 0; i < 50; i++) {
             const p = c * 50 + i;
@@ -115,7 +129,12 @@ describe('compress/quantize', () => {
 
   it('rejects bad bit widths and clip modes', () => {
     const t = tensor(Float32Array.of(1, 2));
-    for (const bits of [1, 9, 4.5]) expectError(() => quantizeWeights(t, q(bits, true)), 'E_BAD_ARGUMENT', String(bits));
-    expectError(() => quantizeWeights(t, { ...q(4, true), clip: 'kl' as 'mse' }), 'E_BAD_ARGUMENT', 'kl');
+    for (const bits of [1, 9, 4.5])
+      expectError(() => quantizeWeights(t, q(bits, true)), 'E_BAD_ARGUMENT', String(bits));
+    expectError(
+      () => quantizeWeights(t, { ...q(4, true), clip: 'kl' as 'mse' }),
+      'E_BAD_ARGUMENT',
+      'kl',
+    );
   });
 });

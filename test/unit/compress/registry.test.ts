@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { decodeFormat } from '../../../src/engine/compress/floatFormat';
 import { COMPRESSORS, compressTensor } from '../../../src/engine/compress/registry';
 import { channelLayout } from '../../../src/engine/compress/tensor';
-import type { CompressedTensor, TechniqueSpec, WeightTensor } from '../../../src/engine/compress/types';
+import type {
+  CompressedTensor,
+  TechniqueSpec,
+  WeightTensor,
+} from '../../../src/engine/compress/types';
 import { expectError, tensor, trainedLike } from './helpers';
 
 /** An independent decoder of every storage kind, following the documented layouts. */
@@ -14,7 +18,8 @@ function decode(t: WeightTensor, r: CompressedTensor): Float32Array {
   const channelOf = (i: number): number => Math.floor(i / l.inner) % l.channels;
   switch (s.kind) {
     case 'codebook':
-      for (let i = 0; i < n; i++) out[i] = s.codebook[(s.axis === null ? 0 : channelOf(i)) * s.k + s.indices[i]!]!;
+      for (let i = 0; i < n; i++)
+        out[i] = s.codebook[(s.axis === null ? 0 : channelOf(i)) * s.k + s.indices[i]!]!;
       return out;
     case 'quant':
       for (let i = 0; i < n; i++) {
@@ -105,16 +110,34 @@ describe('compress/registry (every technique)', () => {
   }
 
   const bad: [string, WeightTensor, string, string | RegExp][] = [
-    ['NaN', tensor(Float32Array.of(1, NaN, 2, 3), [2, 2], 'gemm'), 'E_TENSOR_DATA', 'element 1 is NaN'],
-    ['-Inf', tensor(Float32Array.of(1, 2, -Infinity, 3), [2, 2], 'gemm'), 'E_TENSOR_DATA', '-Infinity'],
+    [
+      'NaN',
+      tensor(Float32Array.of(1, NaN, 2, 3), [2, 2], 'gemm'),
+      'E_TENSOR_DATA',
+      'element 1 is NaN',
+    ],
+    [
+      '-Inf',
+      tensor(Float32Array.of(1, 2, -Infinity, 3), [2, 2], 'gemm'),
+      'E_TENSOR_DATA',
+      '-Infinity',
+    ],
     ['empty', tensor(new Float32Array(0), [0, 4], 'gemm'), 'E_TENSOR_DATA', 'empty'],
     [
       'int8 data',
-      { ...tensor(Float32Array.of(1, 2, 3, 4), [2, 2], 'gemm'), data: Int8Array.of(1, 2, 3, 4) as unknown as Float32Array },
+      {
+        ...tensor(Float32Array.of(1, 2, 3, 4), [2, 2], 'gemm'),
+        data: Int8Array.of(1, 2, 3, 4) as unknown as Float32Array,
+      },
       'E_TENSOR_DATA',
       'Int8Array',
     ],
-    ['shape mismatch', tensor(Float32Array.of(1, 2, 3), [2, 2], 'gemm'), 'E_TENSOR_DATA', 'holds 4'],
+    [
+      'shape mismatch',
+      tensor(Float32Array.of(1, 2, 3), [2, 2], 'gemm'),
+      'E_TENSOR_DATA',
+      'holds 4',
+    ],
   ];
   for (const [what, w, code, msg] of bad) {
     it(`every technique rejects ${what} with ${code}`, () => {
@@ -123,7 +146,11 @@ describe('compress/registry (every technique)', () => {
   }
 
   it('unknown technique', () => {
-    expectError(() => compressTensor(t, { technique: 'magic' } as unknown as TechniqueSpec), 'E_BAD_ARGUMENT', 'magic');
+    expectError(
+      () => compressTensor(t, { technique: 'magic' } as unknown as TechniqueSpec),
+      'E_BAD_ARGUMENT',
+      'magic',
+    );
   });
 });
 

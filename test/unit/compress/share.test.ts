@@ -23,7 +23,10 @@ describe('compress/kmeans1d', () => {
         const [r] = kmeans1d(sw, [k], exactOpts);
         const brute = bruteForceKmeans(values, k);
         assert.ok(r!.exact);
-        assert.ok(Math.abs(r!.sse - brute) <= 1e-9 * (1 + brute), `n=${n} k=${k}: ${r!.sse} vs ${brute}`);
+        assert.ok(
+          Math.abs(r!.sse - brute) <= 1e-9 * (1 + brute),
+          `n=${n} k=${k}: ${r!.sse} vs ${brute}`,
+        );
         assert.equal(r!.k, Math.min(k, sw.distinct));
       }
     }
@@ -38,7 +41,10 @@ describe('compress/kmeans1d', () => {
     ks.forEach((k, i) => {
       assert.ok(exact[i]!.exact && !approx[i]!.exact);
       assert.ok(approx[i]!.sse >= exact[i]!.sse * (1 - 1e-9), `k=${k} below optimum`);
-      assert.ok(approx[i]!.sse <= exact[i]!.sse * 1.01, `k=${k}: ${approx[i]!.sse} vs ${exact[i]!.sse}`);
+      assert.ok(
+        approx[i]!.sse <= exact[i]!.sse * 1.01,
+        `k=${k}: ${approx[i]!.sse} vs ${exact[i]!.sse}`,
+      );
     });
   });
 
@@ -98,14 +104,22 @@ describe('compress/share', () => {
 
   it('storage bits: n·⌈log2 k⌉ + C·k·32, Huffman on the indices', () => {
     const data = Float32Array.of(1, 1, 1, 1, 2, 2, 3, 4, 10, 10, 10, 10);
-    const r = shareWeights(tensor(data, [2, 6], 'gemm', 0), { technique: 'share', k: 4, perChannel: false });
+    const r = shareWeights(tensor(data, [2, 6], 'gemm', 0), {
+      technique: 'share',
+      k: 4,
+      perChannel: false,
+    });
     assert.equal(r.bits.indices, 12 * 2);
     assert.equal(r.bits.codebook, 4 * 32);
     assert.equal(r.bits.total, 24 + 128);
     // Clusters {1×4}, {2,2}, {3,4}, {10×4}: counts 4,2,2,4 → lengths 2,2,2,2 → 24 bits + table 4·2.
     assert.equal(r.bits.entropyIndices, 24 + 8);
     assert.ok(Math.abs(r.sse - 0.5) < 1e-12);
-    const pc = shareWeights(tensor(data, [2, 6], 'gemm', 0), { technique: 'share', k: 4, perChannel: true });
+    const pc = shareWeights(tensor(data, [2, 6], 'gemm', 0), {
+      technique: 'share',
+      k: 4,
+      perChannel: true,
+    });
     // Channel 0 has 2 distinct values, channel 1 has 3: the codebooks shrink to k = 3.
     assert.equal(pc.storage.kind === 'codebook' && pc.storage.k, 3);
     assert.equal(pc.bits.codebook, 2 * 3 * 32);
@@ -136,18 +150,46 @@ describe('compress/share', () => {
   it('rejects bad k and bad tensors', () => {
     const t = tensor(Float32Array.of(1, 2, 3));
     for (const k of [1, 257, 2.5, NaN]) {
-      expectError(() => shareWeights(t, { technique: 'share', k, perChannel: false }), 'E_BAD_ARGUMENT', String(k));
+      expectError(
+        () => shareWeights(t, { technique: 'share', k, perChannel: false }),
+        'E_BAD_ARGUMENT',
+        String(k),
+      );
     }
     const spec = { technique: 'share', k: 4, perChannel: false } as const;
-    expectError(() => shareWeights(tensor(Float32Array.of(1, NaN)), spec), 'E_TENSOR_DATA', 'element 1 is NaN');
-    expectError(() => shareWeights(tensor(Float32Array.of(Infinity, 1)), spec), 'E_TENSOR_DATA', 'element 0 is Infinity');
-    expectError(() => shareWeights(tensor(new Float32Array(0), [0, 3]), spec), 'E_TENSOR_DATA', 'empty');
     expectError(
-      () => shareWeights({ ...tensor(Float32Array.of(1)), data: Float64Array.of(1) as unknown as Float32Array }, spec),
+      () => shareWeights(tensor(Float32Array.of(1, NaN)), spec),
+      'E_TENSOR_DATA',
+      'element 1 is NaN',
+    );
+    expectError(
+      () => shareWeights(tensor(Float32Array.of(Infinity, 1)), spec),
+      'E_TENSOR_DATA',
+      'element 0 is Infinity',
+    );
+    expectError(
+      () => shareWeights(tensor(new Float32Array(0), [0, 3]), spec),
+      'E_TENSOR_DATA',
+      'empty',
+    );
+    expectError(
+      () =>
+        shareWeights(
+          { ...tensor(Float32Array.of(1)), data: Float64Array.of(1) as unknown as Float32Array },
+          spec,
+        ),
       'E_TENSOR_DATA',
       'Float64Array',
     );
-    expectError(() => shareWeights(tensor(Float32Array.of(1, 2), [3]), spec), 'E_TENSOR_DATA', 'holds 3');
-    expectError(() => shareWeights(tensor(Float32Array.of(1, 2), [2], 'other', 1), spec), 'E_BAD_ARGUMENT', 'channelAxis');
+    expectError(
+      () => shareWeights(tensor(Float32Array.of(1, 2), [3]), spec),
+      'E_TENSOR_DATA',
+      'holds 3',
+    );
+    expectError(
+      () => shareWeights(tensor(Float32Array.of(1, 2), [2], 'other', 1), spec),
+      'E_BAD_ARGUMENT',
+      'channelAxis',
+    );
   });
 });

@@ -49,14 +49,17 @@ describe('compress/huffman', () => {
     const rand = mulberry32(12);
     for (let trial = 0; trial < 80; trial++) {
       const a = 2 + Math.floor(rand() * 5);
-      const counts = Array.from({ length: a }, () => (rand() < 0.15 ? 0 : 1 + Math.floor(rand() * 50)));
+      const counts = Array.from({ length: a }, () =>
+        rand() < 0.15 ? 0 : 1 + Math.floor(rand() * 50),
+      );
       const lengths = huffmanCodeLengths(counts);
       const used = counts.filter((c) => c > 0).length;
       if (used >= 2) {
         const kraft = Array.from(lengths).reduce((s, l) => s + (l > 0 ? 2 ** -l : 0), 0);
         assert.equal(kraft, 1);
       }
-      if (used >= 1) assert.equal(huffmanBits(counts).payload, bruteForcePrefixCost(counts), `counts ${counts}`);
+      if (used >= 1)
+        assert.equal(huffmanBits(counts).payload, bruteForcePrefixCost(counts), `counts ${counts}`);
     }
   });
 });
@@ -75,7 +78,9 @@ describe('compress/storage', () => {
       { name: 'conv.b', elements: 10, bitsPerElement: 32 },
       { name: 'shape', elements: 5, bitsPerElement: 64 },
     ];
-    const results = new Map([['conv.w', { bits: makeBits({ indices: 200, codebook: 50, entropyIndices: 120 }) }]]);
+    const results = new Map([
+      ['conv.w', { bits: makeBits({ indices: 200, codebook: 50, entropyIndices: 120 }) }],
+    ]);
     const m = totalModelBits(tensors, results);
     assert.equal(m.originalBits, 3200 + 320 + 320);
     assert.equal(m.totalBits, 250 + 320 + 320);
@@ -94,7 +99,11 @@ describe('compress/storage', () => {
 
   it('rejects unknown and repeated names', () => {
     const b = { bits: makeBits({ indices: 1 }) };
-    expectError(() => totalModelBits([{ name: 'a', elements: 1, bitsPerElement: 32 }], new Map([['b', b]])), 'E_PLAN', "'b'");
+    expectError(
+      () => totalModelBits([{ name: 'a', elements: 1, bitsPerElement: 32 }], new Map([['b', b]])),
+      'E_PLAN',
+      "'b'",
+    );
     expectError(
       () =>
         totalModelBits(
