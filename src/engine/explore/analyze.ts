@@ -132,6 +132,14 @@ export async function runSensitivity(pm: PreparedModel, dir: string, o: AnalyzeO
   const layers = layerRows(pm, levels);
   const file = path.join(dir, FILES.sensitivity);
   const old = o.fresh ? undefined : readSensitivity(dir);
+  // Levels the encoder refused in an earlier run stay refused (same model, same spec).
+  for (const r of layers) {
+    const before = old?.model.sha256 === pm.ref.sha256 ? old.layers.find((x) => x.name === r.name)?.unsupported : undefined;
+    for (const [id, why] of Object.entries(before ?? {})) {
+      const l = levels.find((x) => x.id === id);
+      if (l && old!.levels.some((x) => x.id === id && JSON.stringify(x.spec) === JSON.stringify(l.spec))) (r.unsupported ??= {})[id] = why;
+    }
+  }
   if (old && old.model.sha256 !== pm.ref.sha256) {
     fail('E_BAD_ARGUMENT', `The results folder '${dir}' holds results of another model (sha256 ${old.model.sha256.slice(0, 12)}…, now ${pm.ref.sha256.slice(0, 12)}…): the model changed. Use another --out, or --fresh to discard them.`);
   }

@@ -134,6 +134,8 @@ export interface Candidate {
   pareto: boolean;
   /** Meets the budget. */
   feasible: boolean;
+  /** Size of the archive (`.onnxc`, entropy-coded) of the compressed ONNX, bytes; set for the exported candidate. */
+  archiveBytes?: number;
 }
 
 /** `candidates.json` (schema 1). */
@@ -153,8 +155,15 @@ export interface CandidatesFile {
   /** Full evaluations of the whole run (sensitivity cells included) and wall time. */
   evaluations: number;
   seconds: number;
+  /**
+   * The split of `evaluations`: sensitivity cells measured by this run (0 when all were reused from
+   * `sensitivity.json`), evaluations of combined candidates by the search on the full search data,
+   * and held-out confirmations. `search` is `fast` (predictor + knapsack) or `greedy` (the
+   * exhaustive baseline: every layer's next level measured at every step).
+   */
+  breakdown?: { cells: number; search: number; holdout: number; method: 'fast' | 'greedy' };
   /** Written files, relative to the results folder. */
-  outputs: { model?: string; archive?: string; report?: string; html?: string };
+  outputs: { model?: string; archive?: string; report?: string; html?: string; plan?: string };
 }
 
 /** Progress events streamed by `analyze` and `compress` (CLI stderr, VS Code progress + panel). */

@@ -1,0 +1,495 @@
+/**
+ * `compress`: chooses per-layer techniques and levels that minimise the stored size under a top-1
+ * loss budget (or the loss under a size budget), from the sensitivity study plus a few real
+ * evaluations of combined candidates.
+ *
+ * Fast search (default): each layer's options are its measured levels (losses smoothed along each
+ * technique's ladder, {@link isotonic}) plus a few prune+share / prune+quant combinations (loss
+ * predicted as the sum of the two single-technique losses). An exact multiple-choice knapsack
+ * ({@link minBytesUnderLoss}) picks the smallest combination whose predicted loss
+ * `α · Σ lossᵢ` fits the budget; the best few are built with the encoder, measured for real on the
+ * whole search data, α is refitted from every measurement ({@link LossPredictor}), and this repeats
+ * until a measured candidate meets the budget and another round gains less than `tolerance` in size.
+ *
+ * Greedy baseline (`method: 'greedy'`): from the original model, every step measures for real each
+ * layer's next level on a fixed ladder (its levels by decreasing bytes) and takes the one with the
+ * best bytes saved per loss added that keeps the budget; a layer whose next level breaks the budget
+ * stops there.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { TechniqueSpec } from '../compress';
+import { fail, throwIfAborted } from '../errors';
+import { applySpecs, compressWeight } from '../encode/apply';
+import { packArchive } from '../encode/archive';
+import { chooseEncoding } from '../encode/choose';
+import { encodeModel, listWeights, loadModel, saveModel, type WeightInfo } from '../onnx';
+import { writeFileAtomic } from '../util/atomicWrite';
+import { writeCompressReports } from '../report';
+import { FILES, makeAnalyzeOptions, runSensitivity } from './analyze';
+import { parseTechniques, type TechniqueFamily } from './levels';
+import { resolvePlan, specToLayerPlan, type PlanFile } from './plan';
+import { isotonic, LossPredictor, minBytesUnderLoss, minLossUnderBytes, paretoFront, totals, type LayerOption, type SearchLayer } from './search';
+import { acquireLock, fileSha256, openEvaluator, prepareModel, resultsDirFor, TOOL, type DataInput, type PreparedModel } from './workspace';
+import type { Candidate, CandidatesFile, ExploreEvent, SensitivityFile } from './types';
+
+/** Options of {@link compressModel}. Give exactly one of `maxLoss` and `maxSize`. */
+export interface CompressModelOptions {
+  /** Path of the .onnx model. Required. */
+  model: string;
+  /** Search data (the budget holds on it). Required. */
+  data: DataInput;
+  /** Held-out data for the confirmation of the chosen candidate. Default none. */
+  holdout: DataInput | undefined;
+  /** Results folder. Default `<model>.compress/` next to the model. */
+  out: string | undefined;
+  /** Technique families the plan may use. Default all. */
+  techniques: readonly TechniqueFamily[];
+  /** Budget: largest top-1 loss, as a fraction (0.005 = 0.5 points). */
+  maxLoss: number | undefined;
+  /** Budget: largest compressed ONNX file, bytes. */
+  maxSize: number | undefined;
+  /** Samples of the search data used for the real evaluations. Default all. */
+  limit: number | undefined;
+  /** Samples of the search data used for the sensitivity cells. Default 1000. */
+  sensitivityLimit: number | undefined;
+  /** Early-stopping threshold of the sensitivity study (see `AnalyzeOptions.screenAbove`). Default 0.05. */
+  screenAbove: number;
+  /** Offer prune+share and prune+quant on one layer. Default true. */
+  combine: boolean;
+  /** Combinations per layer (those with the least predicted loss). Default 6. */
+  maxCombos: number;
+  /** `fast` (default) or `greedy` (the baseline, for comparisons; max-loss budgets only). */
+  method: 'fast' | 'greedy';
+  /** Real evaluations per round of the fast search. Default 3. */
+  perIteration: number;
+  /** Rounds of the fast search at most. Default 8. */
+  maxIterations: number;
+  /** Stop when a round improves the best feasible size by less than this fraction. Default 0.01. */
+  tolerance: number;
+  /** Export the chosen candidate (ONNX + archive) and write the reports. Default true. */
+  export: boolean;
+  /** Discard earlier sensitivity results in the folder. Default false. */
+  fresh: boolean;
+  /** onnxruntime intra-op threads. Default: all cores. */
+  threads: number | undefined;
+  /** Samples per inference batch. Default 100. */
+  batchSize: number;
+  /** Minimum interval between progress events, ms. Default 1000. */
+  progressIntervalMs: number;
+  signal: AbortSignal | undefined;
+  onEvent: ((e: ExploreEvent) => void) | undefined;
+}
+
+/** Merges {@link CompressModelOptions} defaults. */
+export function makeCompressModelOptions(o: Partial<CompressModelOptions> & Pick<CompressModelOptions, 'model' | 'data'>): CompressModelOptions {
+  return {
+    holdout: undefined,
+    out: undefined,
+    techniques: parseTechniques(undefined),
+    maxLoss: undefined,
+    maxSize: undefined,
+    limit: undefined,
+    sensitivityLimit: 1000,
+    screenAbove: 0.05,
+    combine: true,
+    maxCombos: 6,
+    method: 'fast',
+    perIteration: 3,
+    maxIterations: 8,
+    tolerance: 0.01,
+    export: true,
+    fresh: false,
+    threads: undefined,
+    batchSize: 100,
+    progressIntervalMs: 1000,
+    signal: undefined,
+    onEvent: undefined,
+    ...o,
+  };
+}
+
+/** The per-layer options of the search, from a sensitivity study (see the module comment). */
+export function searchLayers(pm: PreparedModel, sf: SensitivityFile, o: { combine: boolean; maxCombos: number; comboLossLimit: number; signal?: AbortSignal | undefined }): SearchLayer[] {
+  const cells = new Map(sf.cells.map((c) => [`${c.layer}\u0000${c.level}`, c]));
+  return pm.layers.map((w) => {
+    const options: LayerOption[] = [{ key: 'none', spec: null, bytes: w.bytes, bits: w.bytes * 8, loss: 0 }];
+    const byFamily = new Map<string, LayerOption[]>();
+    for (const family of new Set(sf.levels.map((l) => l.technique))) {
+      const measured = sf.levels.filter((l) => l.technique === family).flatMap((l) => {
+        const c = cells.get(`${w.name}\u0000${l.id}`);
+        return c ? [{ l, c }] : [];
+      });
+      const smooth = isotonic(measured.map((m) => m.c.loss));
+      const opts = measured.map((m, i): LayerOption => ({ key: m.l.id, spec: m.l.spec, bytes: m.c.onnxBytes, bits: m.c.bits, loss: Math.max(0, smooth[i]!) }));
+      byFamily.set(family, opts);
+      options.push(...opts);
+    }
+    if (o.combine) options.push(...combos(pm, w, byFamily, o));
+    return { name: w.name, options: options.filter((x, i) => i === 0 || x.bytes < w.bytes) };
+  });
+}
+
+/** prune + share / prune + quant options of one layer (bytes from the encoder, loss predicted additive). */
+function combos(pm: PreparedModel, w: WeightInfo, byFamily: Map<string, LayerOption[]>, o: { maxCombos: number; comboLossLimit: number; signal?: AbortSignal | undefined }): LayerOption[] {
+  const prunes = (byFamily.get('prune') ?? []).filter((p) => p.loss <= o.comboLossLimit && p.spec?.technique === 'prune');
+  const pairs: Array<{ p: LayerOption; s: LayerOption; loss: number }> = [];
+  for (const p of prunes) {
+    for (const s of [...(byFamily.get('share') ?? []), ...(byFamily.get('quant') ?? [])]) {
+      if (p.loss + s.loss <= o.comboLossLimit) pairs.push({ p, s, loss: p.loss + s.loss });
+    }
+  }
+  pairs.sort((a, b) => a.s.bytes - b.s.bytes || a.loss - b.loss);
+  const out: LayerOption[] = [];
+  for (const { p, s, loss } of pairs.slice(0, o.maxCombos)) {
+    throwIfAborted(o.signal);
+    const prune = p.spec as Extract<TechniqueSpec, { technique: 'prune' }>;
+    const spec: TechniqueSpec = s.spec!.technique === 'share' ? { technique: 'prune+share', prune, share: s.spec as Extract<TechniqueSpec, { technique: 'share' }> } : { technique: 'prune+quant', prune, quant: s.spec as Extract<TechniqueSpec, { technique: 'quant' }> };
+    try {
+      const ct = compressWeight(pm.model, w, spec);
+      out.push({ key: `${p.key}+${s.key}`, spec, bytes: chooseEncoding(w.name, w.shape, ct).bytes, bits: ct.bits.total, loss });
+    } catch {
+      // a combination the compressor or encoder refuses is simply not offered
+    }
+  }
+  return out;
+}
+
+/** The plan of a choice: every compressible layer listed. */
+function planOf(layers: readonly SearchLayer[], choice: readonly number[]): PlanFile {
+  const out: Record<string, ReturnType<typeof specToLayerPlan>> = {};
+  layers.forEach((l, i) => (out[l.name] = specToLayerPlan(l.options[choice[i]!]!.spec)));
+  return { layers: out };
+}
+
+function specsOf(layers: readonly SearchLayer[], choice: readonly number[]): Map<string, TechniqueSpec> {
+  const m = new Map<string, TechniqueSpec>();
+  layers.forEach((l, i) => {
+    const s = l.options[choice[i]!]!.spec;
+    if (s) m.set(l.name, s);
+  });
+  return m;
+}
+
+/**
+ * Runs the sensitivity study (resuming it), the search, the held-out confirmation of the chosen
+ * candidate, and (unless `export: false`) exports it and writes `candidates.json/.csv`,
+ * `report.md` and `report.html` into the results folder.
+ * @throws E_BAD_ARGUMENT for a missing or double budget; see {@link analyzeModel} for the rest.
+ */
+export async function compressModel(options: Partial<CompressModelOptions> & Pick<CompressModelOptions, 'model' | 'data'>): Promise<CandidatesFile> {
+  const o = makeCompressModelOptions(options);
+  if ((o.maxLoss === undefined) === (o.maxSize === undefined)) fail('E_BAD_ARGUMENT', 'Give exactly one budget: a maximum loss (--max-loss, percentage points) or a maximum size (--max-size, bytes).');
+  if (o.maxLoss !== undefined && !(o.maxLoss >= 0 && o.maxLoss < 1)) fail('E_BAD_ARGUMENT', `The maximum loss must be a fraction in [0, 1), got ${o.maxLoss}.`);
+  if (o.maxSize !== undefined && !(o.maxSize > 0)) fail('E_BAD_ARGUMENT', `The maximum size must be a positive number of bytes, got ${o.maxSize}.`);
+  if (o.method === 'greedy' && o.maxLoss === undefined) fail('E_BAD_ARGUMENT', 'The greedy search supports a maximum loss budget only.');
+  const t0 = performance.now();
+  const emit = o.onEvent ?? (() => {});
+  const dir = resultsDirFor(o.model, o.out);
+  const release = acquireLock(dir);
+  try {
+    const pm = await prepareModel(o.model, dir, o.signal);
+    let cellsMeasured = 0;
+    const sf = await runSensitivity(
+      pm,
+      dir,
+      makeAnalyzeOptions({
+        model: o.model,
+        data: o.data,
+        techniques: o.techniques,
+        limit: o.sensitivityLimit,
+        screenAbove: o.screenAbove,
+        fresh: o.fresh,
+        threads: o.threads,
+        batchSize: o.batchSize,
+        progressIntervalMs: o.progressIntervalMs,
+        signal: o.signal,
+        onEvent: (e) => {
+          if (e.type === 'cell') cellsMeasured++;
+          emit(e);
+        },
+      }),
+    );
+    emit({ type: 'phase', phase: 'search', message: `Searching (${o.method}) under ${o.maxLoss !== undefined ? `a loss of ${(o.maxLoss * 100).toFixed(2)} points` : `${o.maxSize} bytes`}` });
+    const layers = searchLayers(pm, sf, { combine: o.combine && o.method === 'fast', maxCombos: o.maxCombos, comboLossLimit: o.maxLoss ?? 0.02, signal: o.signal });
+    const data = await openEvaluator(pm, o.data, [pm.layers.map((w) => w.name)], { limit: o.limit, threads: o.threads, batchSize: o.batchSize, signal: o.signal });
+    const evaluator = await data.evaluatorFor(pm.layers.map((w) => w.name));
+    const candidates: Candidate[] = [];
+    const byKey = new Map<string, Candidate>();
+    const predictor = new LossPredictor(Math.max(o.maxLoss ?? 0.01, 1e-3) ** 2 * 2);
+    let searchEvals = 0;
+    const feasible = (c: { bytes: number; loss: number }): boolean => (o.maxLoss !== undefined ? c.loss <= o.maxLoss + 1e-12 : c.bytes <= o.maxSize!);
+    const measure = async (choice: number[]): Promise<Candidate> => {
+      const key = choice.join(',');
+      const known = byKey.get(key);
+      if (known) return known;
+      throwIfAborted(o.signal);
+      const model = await loadModel(pm.file);
+      const specs = specsOf(layers, choice);
+      const res = applySpecs(model, specs, { signal: o.signal });
+      const bytes = encodeModel(model.proto).length;
+      const r = await evaluator.evaluate(res.reconstructions, { signal: o.signal });
+      searchEvals++;
+      let theory = pm.ref.bytes;
+      for (const l of res.layers) theory += Math.ceil(l.bits.total / 8) - l.originalBytes;
+      const sum = totals(layers, choice).loss;
+      const c: Candidate = {
+        id: `c${candidates.length + 1}`,
+        plan: planOf(layers, choice),
+        bytes,
+        ratio: pm.ref.bytes / bytes,
+        theoreticalBytes: theory,
+        top1: data.ref.labels ? r.top1 : null,
+        loss: r.loss,
+        predictedLoss: predictor.predict(sum),
+        holdout: null,
+        evaluations: cellsMeasured + searchEvals,
+        pareto: false,
+        feasible: false,
+      };
+      c.feasible = feasible(c);
+      predictor.add(sum, r.loss);
+      candidates.push(c);
+      byKey.set(key, c);
+      emit({ type: 'candidate', candidate: c });
+      emit({ type: 'log', message: `${c.id}: ${bytes} bytes (${c.ratio.toFixed(2)}×), loss ${(r.loss * 100).toFixed(2)} points (predicted ${(c.predictedLoss * 100).toFixed(2)}), α=${predictor.alpha.toFixed(2)}` });
+      return c;
+    };
+    let chosen: Candidate | undefined;
+    try {
+      if (o.method === 'greedy') chosen = await greedy(layers, o.maxLoss!, measure, o.signal);
+      else if (o.maxLoss !== undefined) chosen = await fastUnderLoss(layers, o.maxLoss, predictor, measure, o);
+      else chosen = await fastUnderSize(layers, o.maxSize!, pm.ref.bytes - pm.layers.reduce((s, w) => s + w.bytes, 0), measure, o);
+    } finally {
+      await evaluator.dispose();
+    }
+    const front = paretoFront(candidates);
+    candidates.forEach((c, i) => (c.pareto = front.has(i)));
+    let holdoutEvals = 0;
+    let holdoutRef = null;
+    if (chosen && o.holdout) {
+      emit({ type: 'phase', phase: 'holdout', message: `Confirming ${chosen.id} on held-out data (${o.holdout.source})` });
+      const hd = await openEvaluator(pm, o.holdout, [pm.layers.map((w) => w.name)], { limit: undefined, threads: o.threads, batchSize: o.batchSize, signal: o.signal });
+      const hev = await hd.evaluatorFor(pm.layers.map((w) => w.name));
+      try {
+        const model = await loadModel(pm.file);
+        const res = applySpecs(model, resolvePlan(chosen.plan, listWeights(model)), { encode: false, signal: o.signal });
+        const r = await hev.evaluate(res.reconstructions, { signal: o.signal });
+        chosen.holdout = { top1: hd.ref.labels ? r.top1 : null, loss: r.loss, samples: r.samples };
+        holdoutEvals++;
+      } finally {
+        await hev.dispose();
+      }
+      holdoutRef = hd.ref;
+    }
+    const cf: CandidatesFile = {
+      schema: 'onnx-compress/candidates@1',
+      tool: TOOL,
+      model: pm.ref,
+      dataset: data.ref,
+      holdoutDataset: holdoutRef,
+      budget: o.maxLoss !== undefined ? { maxLoss: o.maxLoss } : { maxSize: o.maxSize! },
+      techniques: [...o.techniques],
+      baseline: { top1: data.top1, samples: data.ref.samples },
+      candidates,
+      chosen: chosen?.id ?? null,
+      evaluations: cellsMeasured + searchEvals + holdoutEvals,
+      seconds: 0,
+      breakdown: { cells: cellsMeasured, search: searchEvals, holdout: holdoutEvals, method: o.method },
+      outputs: {},
+    };
+    if (o.export && chosen) {
+      emit({ type: 'phase', phase: 'export', message: `Exporting ${chosen.id}` });
+      const stem = path.basename(pm.file).replace(/\.onnx$/i, '');
+      const r = await exportCandidateFrom(pm.file, chosen, path.join(dir, `${stem}.compressed.onnx`), true);
+      cf.outputs.model = path.basename(r.model);
+      if (r.archive) {
+        cf.outputs.archive = path.basename(r.archive);
+        chosen.archiveBytes = r.archiveBytes!;
+      }
+      const planFile = path.join(dir, 'plan.json');
+      await writeFileAtomic(planFile, JSON.stringify(chosen.plan, null, 2) + '\n');
+      cf.outputs.plan = 'plan.json';
+    }
+    cf.seconds = (performance.now() - t0) / 1000;
+    if (o.export) {
+      cf.outputs.report = FILES.report;
+      cf.outputs.html = FILES.html;
+      await writeFileAtomic(path.join(dir, FILES.candidates), JSON.stringify(cf, null, 1));
+      await writeCompressReports(dir, sf, cf);
+    }
+    emit({ type: 'phase', phase: 'done', message: chosen ? `Chosen ${chosen.id}: ${chosen.bytes} bytes (${chosen.ratio.toFixed(2)}×), loss ${(chosen.loss * 100).toFixed(2)} points` : 'No candidate meets the budget.' });
+    return cf;
+  } finally {
+    release();
+  }
+}
+
+type Measure = (choice: number[]) => Promise<Candidate>;
+
+function bestFeasible(cs: readonly Candidate[], by: 'bytes' | 'loss'): Candidate | undefined {
+  let best: Candidate | undefined;
+  for (const c of cs) {
+    if (!c.feasible) continue;
+    if (!best || (by === 'bytes' ? c.bytes < best.bytes || (c.bytes === best.bytes && c.loss < best.loss) : c.loss < best.loss || (c.loss === best.loss && c.bytes < best.bytes))) best = c;
+  }
+  return best;
+}
+
+/**
+ * Fast search under a loss budget. The knapsack's budget `s` (in units of Σ single-layer losses)
+ * starts at `maxLoss / α` with a bracket around it; then every round bisects (geometrically)
+ * between the largest `s` whose candidate met the budget and the smallest that did not, measuring
+ * only plans not seen before. α (refitted after every measurement) places the first guesses; the
+ * bisection makes the search robust to a predictor that is off.
+ */
+async function fastUnderLoss(layers: SearchLayer[], maxLoss: number, pred: LossPredictor, measure: Measure, o: CompressModelOptions): Promise<Candidate | undefined> {
+  const measured: Array<{ s: number; c: Candidate }> = [];
+  const tried = new Set<string>();
+  let best: Candidate | undefined;
+  const fresh = (ss: number[]): Array<{ s: number; choice: number[] }> => {
+    const out: Array<{ s: number; choice: number[] }> = [];
+    for (const x of ss) {
+      const choice = minBytesUnderLoss(layers, x);
+      const key = choice.join(',');
+      if (tried.has(key)) continue;
+      tried.add(key);
+      out.push({ s: x, choice });
+      if (out.length >= o.perIteration) break;
+    }
+    return out;
+  };
+  for (let it = 0; it < o.maxIterations; it++) {
+    throwIfAborted(o.signal);
+    let round: Array<{ s: number; choice: number[] }>;
+    if (it === 0) {
+      const s0 = maxLoss / pred.alpha;
+      round = fresh([s0, s0 / 2, s0 * 2]);
+    } else {
+      const lo = Math.max(0, ...measured.filter((m) => m.c.feasible).map((m) => m.s));
+      const hi = Math.min(Infinity, ...measured.filter((m) => !m.c.feasible && m.s > lo).map((m) => m.s));
+      let grid: number[];
+      if (!Number.isFinite(hi)) grid = [2, 4, 8].map((f) => lo * f);
+      else if (lo === 0) grid = [0.5, 0.25, 0.125, 0.06].map((f) => hi * f);
+      else {
+        // Points between lo and hi, the geometric middle first, then the quartiles, then finer.
+        const r = Math.log(hi / lo);
+        grid = [0.5, 0.25, 0.75, 0.125, 0.375, 0.625, 0.875].map((f) => lo * Math.exp(r * f));
+      }
+      round = fresh(grid);
+    }
+    if (round.length === 0) break;
+    for (const p of round) measured.push({ s: p.s, c: await measure(p.choice) });
+    const now = bestFeasible(measured.map((m) => m.c), 'bytes');
+    const gain = best && now ? (best.bytes - now.bytes) / best.bytes : Infinity;
+    best = now;
+    if (best && it > 1 && gain < o.tolerance) break;
+  }
+  return best;
+}
+
+/** Fast search under a size budget: least predicted loss that fits, corrected by real file sizes. */
+async function fastUnderSize(layers: SearchLayer[], maxSize: number, fixedBytes: number, measure: Measure, o: CompressModelOptions): Promise<Candidate | undefined> {
+  const measured: Candidate[] = [];
+  let overhead = fixedBytes;
+  let best: Candidate | undefined;
+  for (let it = 0; it < Math.min(o.maxIterations, 4); it++) {
+    throwIfAborted(o.signal);
+    const caps = [1, 0.9, 0.8].map((s) => (maxSize - overhead) * s);
+    for (const cap of caps.slice(0, o.perIteration)) {
+      const choice = minLossUnderBytes(layers, cap);
+      if (choice) {
+        const c = await measure(choice);
+        if (!measured.includes(c)) measured.push(c);
+        // the real file has its own overhead (graph, decoders): learn it from the measurement
+        overhead = Math.max(overhead, c.bytes - totals(layers, choice).bytes);
+      }
+    }
+    const now = bestFeasible(measured, 'loss');
+    if (now && best === now) break;
+    best = now;
+  }
+  return best;
+}
+
+/** The greedy baseline (module comment); every step's measurements count as evaluations. */
+async function greedy(layers: SearchLayer[], maxLoss: number, measure: Measure, signal: AbortSignal | undefined): Promise<Candidate | undefined> {
+  // Ladder per layer: none, then single-technique options by decreasing bytes.
+  const ladders = layers.map((l) => {
+    const idx = l.options.map((_, i) => i).filter((i) => i === 0 || !l.options[i]!.key.includes('+'));
+    idx.sort((a, b) => l.options[b]!.bytes - l.options[a]!.bytes || a - b);
+    const out: number[] = [];
+    for (const i of idx) if (out.length === 0 || l.options[i]!.bytes < l.options[out[out.length - 1]!]!.bytes) out.push(i);
+    return out;
+  });
+  const pos = layers.map(() => 0);
+  const frozen = new Set<number>();
+  let current = await measure(pos.map((p, i) => ladders[i]![p]!));
+  let best = current.feasible ? current : undefined;
+  for (;;) {
+    throwIfAborted(signal);
+    let pick: { i: number; c: Candidate; score: number } | undefined;
+    for (let i = 0; i < layers.length; i++) {
+      if (frozen.has(i) || pos[i]! + 1 >= ladders[i]!.length) continue;
+      const next = pos.map((p, j) => ladders[j]![j === i ? p + 1 : p]!);
+      const c = await measure(next);
+      if (!c.feasible) {
+        frozen.add(i);
+        continue;
+      }
+      const score = (current.bytes - c.bytes) / Math.max(c.loss - current.loss, 1e-4);
+      if (!pick || score > pick.score) pick = { i, c, score };
+    }
+    if (!pick) break;
+    pos[pick.i]!++;
+    current = pick.c;
+    best = current;
+  }
+  return best;
+}
+
+/** What {@link exportCandidate} wrote. */
+export interface ExportResult {
+  /** The compressed ONNX file and its size. */
+  model: string;
+  bytes: number;
+  /** The archive (`.onnxc`) and its size, when written. */
+  archive?: string;
+  archiveBytes?: number;
+}
+
+async function exportCandidateFrom(modelFile: string, c: Candidate, outPath: string, archive: boolean): Promise<ExportResult> {
+  const model = await loadModel(modelFile);
+  applySpecs(model, resolvePlan(c.plan, listWeights(model), `candidate ${c.id}`));
+  const saved = await saveModel(model, outPath, { externalData: 'none' });
+  const out: ExportResult = { model: saved.modelFile, bytes: saved.modelBytes };
+  if (archive) {
+    const packed = packArchive(fs.readFileSync(saved.modelFile));
+    const file = saved.modelFile.replace(/\.onnx$/i, '') + '.onnxc';
+    await writeFileAtomic(file, packed);
+    out.archive = file;
+    out.archiveBytes = packed.length;
+  }
+  return out;
+}
+
+/**
+ * Exports candidate `candidateId` of the results folder `resultsDir` (its `candidates.json`) as a
+ * compressed ONNX file at `outPath`, plus its archive next to it (`.onnxc`) when `archive`.
+ * @throws E_BAD_ARGUMENT when the folder has no such candidate or the model changed since.
+ */
+export async function exportCandidate(resultsDir: string, candidateId: string, outPath: string, archive = false): Promise<ExportResult> {
+  const file = path.join(resultsDir, FILES.candidates);
+  let cf: CandidatesFile;
+  try {
+    cf = JSON.parse(fs.readFileSync(file, 'utf8')) as CandidatesFile;
+  } catch (e) {
+    fail('E_BAD_ARGUMENT', `No readable '${file}': run \`onnx-compress compress\` first.`, e);
+  }
+  const c = cf.candidates.find((x) => x.id === candidateId);
+  if (!c) fail('E_BAD_ARGUMENT', `'${file}' has no candidate '${candidateId}' (it has ${cf.candidates.map((x) => x.id).join(', ') || 'none'}).`);
+  const modelFile = path.resolve(path.dirname(path.resolve(resultsDir)), cf.model.file);
+  if (!fs.existsSync(modelFile) || fileSha256(modelFile) !== cf.model.sha256) fail('E_BAD_ARGUMENT', `The model '${modelFile}' is missing or changed since '${file}' was written; run compress again.`);
+  return exportCandidateFrom(modelFile, c, outPath, archive);
+}
+
