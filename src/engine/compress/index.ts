@@ -12,6 +12,7 @@ export {
   floatWeights,
   roundToFormat,
   decodeFormat,
+  encodeFloats,
   maxFinite,
   resolveFloatFormat,
   FLOAT_FORMATS,
