@@ -277,6 +277,9 @@ export class ActivationStore {
     return new ActivationStore(done, finalOrder, cols, reference, io.inputs, bs, performance.now() - t0);
   }
 
+  /** Graph splits computed by {@link VariantEvaluator.prepare}, by group (names joined by NUL). */
+  readonly splits = new Map<string, SplitModels | undefined>();
+
   /** True when the store holds every tensor of `names`. */
   has(names: readonly string[]): boolean {
     return names.every((n) => this.columns.has(n));
@@ -371,7 +374,9 @@ export class VariantEvaluator {
     const o = makeVariantEvaluatorOptions(options);
     const sp = splits ?? (o.mode === 'auto' ? groups.map((g) => splitAtWeights(modelBytes, g)) : []);
     const wanted = [...new Set(sp.flatMap((s) => (s ? s.frontier.filter((f) => !s.frontierFromInputs.includes(f)) : [])))];
-    return ActivationStore.collect(modelBytes, dataset, wanted, o);
+    const store = await ActivationStore.collect(modelBytes, dataset, wanted, o);
+    sp.forEach((s, i) => store.splits.set(groups[i]!.join('\0'), s));
+    return store;
   }
 
   /** An evaluator from an existing {@link ActivationStore} (see {@link VariantEvaluator.prepare}). */
@@ -388,7 +393,8 @@ export class VariantEvaluator {
     const outputName = o.output ?? io.outputs[0]!;
     const refOut = store.reference.outputs[outputName];
     if (!refOut) fail('E_BAD_ARGUMENT', `The model has no output '${outputName}' (outputs: ${io.outputs.join(', ')}).`);
-    let split = precomputedSplit ?? (o.mode === 'auto' ? splitAtWeights(modelBytes, variableWeightNames) : undefined);
+    const key = variableWeightNames.join('\0');
+    let split = precomputedSplit ?? (o.mode !== 'auto' ? undefined : store.splits.has(key) ? store.splits.get(key) : splitAtWeights(modelBytes, variableWeightNames));
     if (split && (!store.has(split.frontier) || !split.outputs.includes(outputName))) split = undefined;
     const N = store.count;
     const classes = refOut.sampleDims[refOut.sampleDims.length - 1] ?? 1;
