@@ -83,9 +83,9 @@ export function renderCandidates(view: PanelView, s: TableState, hooks: TableHoo
         h(
           'td',
           { class: 'actions' },
-          button('Export', () => hooks.exportCandidate(c.id), { title: `Export ${c.id} as an ONNX model` }),
-          button('Show Plan', () => hooks.showPlan(c.id), { appearance: 'secondary', title: `Show the plan of ${c.id}` }),
-          button('Select', () => hooks.selectCandidate(c.id), { appearance: 'secondary', title: `Show the levels of ${c.id} in the heatmap` }),
+          button('Export', () => hooks.exportCandidate(c.id), { title: `Export ${c.id} as an ONNX model`, action: 'export' }),
+          button('Show Plan', () => hooks.showPlan(c.id), { appearance: 'secondary', title: `Show the plan of ${c.id}`, action: 'plan' }),
+          button('Select', () => hooks.selectCandidate(c.id), { appearance: 'secondary', title: `Show the levels of ${c.id} in the heatmap`, action: 'select' }),
         ),
       ),
     );

@@ -35,7 +35,7 @@ export function renderHeatmap(view: PanelView, focus: { row: number; col: number
   const head = h(
     'thead',
     {},
-    h('tr', {}, h('th', { scope: 'col', rowspan: 2, class: 'layer-head' }, 'Layer'), ...groups.map((g) => h('th', { scope: 'colgroup', colspan: g.span, class: 'group' }, g.technique)), h('th', { scope: 'col', rowspan: 2, class: 'size-head' }, 'Size: original → selected')),
+    h('tr', {}, h('th', { scope: 'col', rowspan: 2, class: 'layer-head' }, 'Layer'), h('th', { scope: 'col', rowspan: 2, class: 'size-head' }, 'Size: original → selected'), ...groups.map((g) => h('th', { scope: 'colgroup', colspan: g.span, class: 'group' }, g.technique))),
     h('tr', {}, ...view.levels.map((l) => h('th', { scope: 'col', class: 'level', title: l.id }, l.label))),
   );
 
@@ -44,6 +44,16 @@ export function renderHeatmap(view: PanelView, focus: { row: number; col: number
     const tr = h('tr', { 'data-layer': layer.name });
     tr.append(
       h('th', { scope: 'row', class: 'layer' }, h('span', { class: 'name' }, layer.name), h('span', { class: 'meta' }, `${layer.op} · ${count(layer.params)} params`)),
+    );
+    const changed = layer.selectedBytes !== layer.bytes;
+    tr.append(
+      h(
+        'td',
+        { class: 'size' },
+        bar('orig', layer.bytes / maxBytes, `original ${bytes(layer.bytes)}`),
+        bar('chosen', layer.selectedBytes / maxBytes, `selected ${bytes(layer.selectedBytes)}`),
+        h('span', { class: 'size-text' }, changed ? `${bytes(layer.bytes)} → ${bytes(layer.selectedBytes)}` : bytes(layer.bytes)),
+      ),
     );
     view.levels.forEach((level, c) => {
       const cell = at.get(`${r},${c}`);
@@ -81,16 +91,6 @@ export function renderHeatmap(view: PanelView, focus: { row: number; col: number
       });
       tr.append(td);
     });
-    const changed = layer.selectedBytes !== layer.bytes;
-    tr.append(
-      h(
-        'td',
-        { class: 'size' },
-        bar('orig', layer.bytes / maxBytes, `original ${bytes(layer.bytes)}`),
-        bar('chosen', layer.selectedBytes / maxBytes, `selected ${bytes(layer.selectedBytes)}`),
-        h('span', { class: 'size-text' }, changed ? `${bytes(layer.bytes)} → ${bytes(layer.selectedBytes)}` : bytes(layer.bytes)),
-      ),
-    );
     body.append(tr);
   });
 

@@ -23,8 +23,8 @@ export function registerToolkit(): void {
   provideVSCodeDesignSystem().register(vsCodeButton(), vsCodeCheckbox(), vsCodeTextField(), vsCodeProgressRing(), vsCodeDivider(), vsCodeBadge());
 }
 
-/** A button; `appearance` `primary` (default), `secondary` or `icon`. */
-export function button(label: string, onClick: () => void, o: { appearance?: 'primary' | 'secondary'; title?: string; disabled?: boolean } = {}): HTMLElement {
+/** A button; `appearance` `primary` (default) or `secondary`; `action` becomes `data-action` (for tests and styling). */
+export function button(label: string, onClick: () => void, o: { appearance?: 'primary' | 'secondary'; title?: string; disabled?: boolean; action?: string } = {}): HTMLElement {
   const b = document.createElement('vscode-button');
   b.textContent = label;
   b.setAttribute('appearance', o.appearance ?? 'primary');
@@ -33,6 +33,7 @@ export function button(label: string, onClick: () => void, o: { appearance?: 'pr
     b.setAttribute('aria-label', o.title);
   }
   if (o.disabled) b.setAttribute('disabled', '');
+  if (o.action) b.dataset['action'] = o.action;
   b.addEventListener('click', () => {
     if (!b.hasAttribute('disabled')) onClick();
   });

@@ -104,14 +104,15 @@ async function showModelSummary(
   try {
     const summary = await summarizeModel(uri);
     output.appendLine(`Model ${uri.fsPath || uri.toString()}`);
-    output.appendLine(`  size:    ${summary.sizeBytes} bytes`);
-    output.appendLine(`  inputs:  ${summary.inputNames.join(', ')}`);
-    output.appendLine(`  outputs: ${summary.outputNames.join(', ')}`);
     if (uri.scheme === 'file') {
       const model = await loadModel(uri.fsPath);
       const external = model.externalFiles.reduce((s, f) => s + fs.statSync(f).size, 0);
       for (const line of formatInfo(modelInfo(model, summary.sizeBytes + external))) output.appendLine(`  ${line}`);
     }
+    // The short summary last: the channel shows its end.
+    output.appendLine(`  size:    ${summary.sizeBytes} bytes`);
+    output.appendLine(`  inputs:  ${summary.inputNames.join(', ')}`);
+    output.appendLine(`  outputs: ${summary.outputNames.join(', ')}`);
     output.show(true);
     void vscode.window.showInformationMessage(
       `${name}: ${formatBytes(summary.sizeBytes)}, inputs ${summary.inputNames.join(', ')}; ` +
