@@ -2,6 +2,8 @@
  * The `onnx-compress` command line: the same engine as the VS Code extension.
  * Exit codes: 0 success, 1 internal error, 2 user error (bad input or usage), 130 interrupted.
  */
+import { analyzeCommand, ANALYZE_USAGE } from './analyze';
+import { compressCommand, COMPRESS_USAGE } from './compress';
 import { infoCommand, INFO_USAGE } from './info';
 import { PACK_USAGE, packCommand, UNPACK_USAGE, unpackCommand } from './pack';
 import { EXIT, runCommand } from './util';
@@ -14,6 +16,8 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   info: { summary: 'inputs, outputs, opsets, ops and the compressible weights of a model', usage: INFO_USAGE, run: infoCommand },
+  analyze: { summary: 'per-layer sensitivity of every technique and level (sensitivity.json/.csv)', usage: ANALYZE_USAGE, run: analyzeCommand },
+  compress: { summary: 'smallest model under a loss budget (or best under a size budget), with report', usage: COMPRESS_USAGE, run: compressCommand },
   pack: { summary: 'entropy-code a compressed ONNX file into a compact archive (.onnxc)', usage: PACK_USAGE, run: packCommand },
   unpack: { summary: 'restore the ONNX file from an archive, byte for byte', usage: UNPACK_USAGE, run: unpackCommand },
 };
