@@ -57,7 +57,7 @@ export async function packCommand(argv: string[], signal: AbortSignal): Promise<
 /** Human-readable rendering of {@link ArchiveStats}. */
 export function formatPack(input: string, out: string, s: ArchiveStats, ms: number): string {
   const pct = (a: number, b: number): string => (b ? `${((100 * a) / b).toFixed(1)}%` : '-');
-  const rows = s.streams.map((x) => [x.name, `${x.bits}`, x.count.toLocaleString('en-US'), formatBytes(x.rawBytes), formatBytes(x.codedBytes), pct(x.codedBytes, x.rawBytes), x.coder === 'range' ? `range o${x.order}` : x.coder, formatBytes(Math.ceil(x.entropyBytes))]);
+  const rows = s.streams.map((x) => [x.name, `${x.bits}`, x.count.toLocaleString('en-US'), formatBytes(x.rawBytes), formatBytes(x.codedBytes), pct(x.codedBytes, x.rawBytes), x.coder === 'range' ? `range o${x.order & 31} r${x.order >> 5}` : x.coder, formatBytes(Math.ceil(x.entropyBytes))]);
   rows.push(['(graph and other tensors)', '', '', formatBytes(s.rest.rawBytes), formatBytes(s.rest.codedBytes), pct(s.rest.codedBytes, s.rest.rawBytes), s.rest.coder, '']);
   rows.push(['(header)', '', '', '', formatBytes(s.headerBytes), '', '', '']);
   return [

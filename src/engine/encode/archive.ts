@@ -13,7 +13,7 @@ import { CompressError, fail, throwIfAborted } from '../errors';
 import { decodeModel, DataType, forEachTensor } from '../onnx';
 import { packBits, packedLength, unpackBits } from './bits';
 import { parsePackedDocString } from './decoders';
-import { EntropyError, entropyBits, huffmanDecode, huffmanEncode, MAX_CONTEXT_BITS, rangeDecode, rangeEncode } from './entropy';
+import { EntropyError, entropyBits, huffmanDecode, huffmanEncode, MAX_CONTEXT_BITS, RATE_SETS, rangeDecode, rangeEncode } from './entropy';
 
 /** The 8 bytes every archive starts with. */
 export const ARCHIVE_MAGIC = new Uint8Array([0x4f, 0x4e, 0x4e, 0x58, 0x43, 0x41, 0x31, 0x00]); // "ONNXCA1\0"
@@ -40,6 +40,11 @@ const CODERS: readonly ArchiveCoder[] = ['raw', 'brotli', 'huffman', 'range'];
 export interface ArchiveOptions {
   /** Coders to try per stream (default all); `raw` is always allowed. Tests force one at a time. */
   coders: readonly ArchiveCoder[];
+  /**
+   * Also try brotli of the whole file as one part (no packed streams) for files up to 1 MiB, and keep
+   * it when smaller (default true).
+   */
+  wholeFile: boolean;
   /** Name used in error messages (default `'model'`). */
   source: string;
   /** Checked once per stream. */
@@ -48,7 +53,7 @@ export interface ArchiveOptions {
 
 /** Merges {@link ArchiveOptions} with their defaults. */
 export function makeArchiveOptions(o: Partial<ArchiveOptions> = {}): ArchiveOptions {
-  return { coders: CODERS, source: 'model', signal: undefined, ...o };
+  return { coders: CODERS, wholeFile: true, source: 'model', signal: undefined, ...o };
 }
 
 /** What happened to one packed stream. */
@@ -65,7 +70,7 @@ export interface ArchiveStreamStats {
   /** Bytes in the archive. */
   codedBytes: number;
   coder: ArchiveCoder;
-  /** Context order of the range coder (0 otherwise). */
+  /** Range coder parameter byte: context order (bits 0-4) and rate set (bits 5-7); 0 for other coders. */
   order: number;
   /** Order-0 entropy of the codes, Σ -log2 p(code) / 8, in bytes (a static coder's bound). */
   entropyBytes: number;
@@ -105,6 +110,8 @@ const ENTRY_BYTES = 4 + 4 + 4 + 4 + 1 + 1 + 1;
 const BROTLI_BEST_MAX = 1 << 20;
 /** The same for the rest of the file (graph, small tensors, any float layers left uncompressed). */
 const BROTLI_BEST_REST_MAX = 4 << 20;
+/** Files up to this size are also tried as one brotli stream (no packed streams). */
+const WHOLE_FILE_MAX = 1 << 20;
 
 /**
  * Finds the packed code streams of an ONNX file: uint8 tensors (in any graph) whose doc string
@@ -147,6 +154,16 @@ export function packArchiveWithStats(onnx: Uint8Array, options: Partial<ArchiveO
   const o = makeArchiveOptions(options);
   if (onnx.length >= 2 ** 32) fail('E_MODEL_UNSUPPORTED', `${o.source}: ${onnx.length} bytes is past the archive's 4 GiB limit.`);
   const streams = findPackedStreams(onnx, o.source);
+  const best = assemble(onnx, streams, o);
+  if (o.wholeFile && streams.length > 0 && onnx.length <= WHOLE_FILE_MAX && o.coders.includes('brotli')) {
+    // Small files: brotli of the whole file sometimes wins (it models streams and graph jointly).
+    const whole = assemble(onnx, [], o);
+    if (whole.archive.length < best.archive.length) return whole;
+  }
+  return best;
+}
+
+function assemble(onnx: Uint8Array, streams: Stream[], o: ArchiveOptions): PackResult {
   const restParts: Uint8Array[] = [];
   let cursor = 0;
   for (const s of streams) {
@@ -218,7 +235,11 @@ function codeStream(packed: Uint8Array, codes: Uint8Array, bits: number, coders:
     if (data && data.length < best.data.length) best = { coder, order, data };
   };
   if (coders.includes('huffman')) offer('huffman', 0, huffmanEncode(codes, bits));
-  if (coders.includes('range')) for (const k of ordersFor(bits)) offer('range', k, rangeEncode(codes, bits, k));
+  if (coders.includes('range')) {
+    for (let rates = 0; rates < RATE_SETS.length; rates++) {
+      for (const k of ordersFor(bits)) offer('range', k | (rates << 5), rangeEncode(codes, bits, k, rates));
+    }
+  }
   if (coders.includes('brotli')) offer('brotli', 0, brotli(packed, packed.length <= BROTLI_BEST_MAX ? 11 : 9));
   return best;
 }
@@ -300,7 +321,7 @@ function unpackUnchecked(archive: Uint8Array, source: string, signal: AbortSigna
     };
     if (e.bits < 1 || e.bits > 8 || e.count === 0 || e.length !== packedLength(e.count, e.bits)) corrupt(source, `stream ${i}: ${e.count} codes of ${e.bits} bits cannot take ${e.length} bytes`);
     if (e.offset < end || e.offset + e.length > onnxLength) corrupt(source, `stream ${i} at offset ${e.offset} overlaps another or lies past the end of the ${onnxLength}-byte model`);
-    if (e.coder === 'range' && e.bits * e.order > MAX_CONTEXT_BITS) corrupt(source, `stream ${i}: context order ${e.order} is too large`);
+    if (e.coder === 'range' ? e.bits * (e.order & 31) > MAX_CONTEXT_BITS || (e.order >> 5) >= RATE_SETS.length : e.order !== 0) corrupt(source, `stream ${i}: bad coder parameter ${e.order}`);
     end = e.offset + e.length;
     streamBytes += e.length;
     codedBytes += e.codedLength;
@@ -328,7 +349,7 @@ function unpackUnchecked(archive: Uint8Array, source: string, signal: AbortSigna
     try {
       packed =
         e.coder === 'huffman' ? packBits(huffmanDecode(data, e.bits, e.count), e.bits)
-        : e.coder === 'range' ? packBits(rangeDecode(data, e.bits, e.order, e.count), e.bits)
+        : e.coder === 'range' ? packBits(rangeDecode(data, e.bits, e.order & 31, e.count, e.order >> 5), e.bits)
         : decodeBytes(data, e.coder, e.length, source, `stream ${i}`);
     } catch (err) {
       if (err instanceof EntropyError) corrupt(source, `stream ${i}: ${err.message}`);

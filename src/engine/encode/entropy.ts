@@ -153,9 +153,26 @@ export function huffmanDecode(data: Uint8Array, bits: number, count: number): Ui
 
 const PROB_BITS = 16;
 const PROB_ONE = 1 << PROB_BITS;
-/** Adaptation rates of the two probability estimates that are averaged (1/16 and 1/128 of the error). */
-const FAST = 4;
-const SLOW = 7;
+/**
+ * Adaptation shifts (fast, slow) of the two probability estimates that are averaged, by rate set:
+ * set 0 moves by 1/16 and 1/128 of the error (non-stationary streams), set 1 by 1/128 and 1/1024
+ * (near-static skewed streams such as masks or a dominant zero code).
+ */
+export const RATE_SETS: ReadonlyArray<readonly [number, number]> = [
+  [4, 7],
+  [6, 10],
+];
+
+/** Most bits a probability slot counts before its rates stop slowing down. */
+const MAX_SEEN = 1023;
+
+/**
+ * Update factors (×2^16) by the number of bits a slot has seen: `65536 / (n + 1.5)` (a running
+ * frequency estimate while the slot is young) but never below `65536 >> shift`.
+ */
+function rateTable(shift: number): Uint32Array {
+  return Uint32Array.from({ length: MAX_SEEN + 1 }, (_, n) => Math.max(65536 >>> shift, Math.round(65536 / (n + 1.5))));
+}
 const TOP = 2 ** 24;
 
 /** Probability slots the range coder uses for `bits`-bit symbols with `order` context symbols. */
@@ -168,17 +185,23 @@ export const MAX_CONTEXT_BITS = 16;
 
 /**
  * Adaptive binary range coding (LZMA's range coder, with 16-bit probabilities). The probability of
- * a 0 bit is the mean of two estimates that start at 1/2 and move by 1/16 (fast) and 1/128 (slow)
- * of the error after each bit: `p ← p + ((65536 - p) >> r)` after a 0, `p ← p - (p >> r)` after a 1;
+ * a 0 bit is the mean of two estimates that start at 1/2 and move by a fraction `a_n` of the error
+ * after the n-th bit the slot sees (n from 0, counted up to 1023): `p ← p + ⌊(65536 - p)·a_n / 65536⌋`
+ * after a 0, `p ← p - ⌊p·a_n / 65536⌋` after a 1, with `a_n = max(65536 >> r, round(65536 / (n + 1.5)))`
+ * and r the fast or slow shift of {@link RATE_SETS}`[rates]`;
  * the coder uses `bound = (range >>> 16) · ((fast + slow) >>> 1)`. Each symbol is coded MSB first through a bit tree (node 1, then
  * 2·node + bit); the tree is chosen by the previous `order` symbols (context
  * `Σ_j prev_j · 2^(bits·j)`, zeros before the start). Output is the LZMA range coder's byte stream
  * (its first byte is always 0), ending with the 5 flush bytes.
  */
-export function rangeEncode(symbols: Uint8Array, bits: number, order: number): Uint8Array<ArrayBuffer> {
+export function rangeEncode(symbols: Uint8Array, bits: number, order: number, rates = 0): Uint8Array<ArrayBuffer> {
+  const [FAST, SLOW] = RATE_SETS[rates]!;
+  const rf = rateTable(FAST);
+  const rs = rateTable(SLOW);
   if (bits * order > MAX_CONTEXT_BITS) throw new RangeError(`context of ${bits * order} bits is too large`);
   const fast = new Uint16Array(modelSize(bits, order)).fill(PROB_ONE >>> 1);
   const slow = new Uint16Array(modelSize(bits, order)).fill(PROB_ONE >>> 1);
+  const seen = new Uint16Array(modelSize(bits, order));
   const ctxMask = 2 ** (bits * order) - 1;
   const out = new ByteSink();
   let low = 0; // < 2^33, exact in a double
@@ -211,15 +234,17 @@ export function rangeEncode(symbols: Uint8Array, bits: number, order: number): U
       const f = fast[j]!;
       const w = slow[j]!;
       const bound = (range >>> PROB_BITS) * ((f + w) >>> 1);
+      const n = seen[j]!;
+      if (n < MAX_SEEN) seen[j] = n + 1;
       if (bit === 0) {
         range = bound;
-        fast[j] = f + ((PROB_ONE - f) >>> FAST);
-        slow[j] = w + ((PROB_ONE - w) >>> SLOW);
+        fast[j] = f + Math.floor(((PROB_ONE - f) * rf[n]!) / PROB_ONE);
+        slow[j] = w + Math.floor(((PROB_ONE - w) * rs[n]!) / PROB_ONE);
       } else {
         low += bound;
         range -= bound;
-        fast[j] = f - (f >>> FAST);
-        slow[j] = w - (w >>> SLOW);
+        fast[j] = f - Math.floor((f * rf[n]!) / PROB_ONE);
+        slow[j] = w - Math.floor((w * rs[n]!) / PROB_ONE);
       }
       while (range < TOP) {
         range = (range * 256) >>> 0;
@@ -237,11 +262,17 @@ export function rangeEncode(symbols: Uint8Array, bits: number, order: number): U
  * Inverse of {@link rangeEncode}: `count` symbols.
  * @throws EntropyError when the stream ends early.
  */
-export function rangeDecode(data: Uint8Array, bits: number, order: number, count: number): Uint8Array {
+export function rangeDecode(data: Uint8Array, bits: number, order: number, count: number, rates = 0): Uint8Array {
+  const rateSet = RATE_SETS[rates];
+  if (!rateSet) throw new EntropyError(`unknown rate set ${rates}`);
+  const [FAST, SLOW] = rateSet;
+  const rf = rateTable(FAST);
+  const rs = rateTable(SLOW);
   if (bits * order > MAX_CONTEXT_BITS) throw new EntropyError(`context of ${bits * order} bits is too large`);
   if (data.length < 5) throw new EntropyError('the range-coded stream is shorter than 5 bytes');
   const fast = new Uint16Array(modelSize(bits, order)).fill(PROB_ONE >>> 1);
   const slow = new Uint16Array(modelSize(bits, order)).fill(PROB_ONE >>> 1);
+  const seen = new Uint16Array(modelSize(bits, order));
   const ctxMask = 2 ** (bits * order) - 1;
   let pos = 0;
   let code = 0;
@@ -258,17 +289,19 @@ export function rangeDecode(data: Uint8Array, bits: number, order: number, count
       const f = fast[j]!;
       const w = slow[j]!;
       const bound = (range >>> PROB_BITS) * ((f + w) >>> 1);
+      const n = seen[j]!;
+      if (n < MAX_SEEN) seen[j] = n + 1;
       let bit: number;
       if (code < bound) {
         range = bound;
-        fast[j] = f + ((PROB_ONE - f) >>> FAST);
-        slow[j] = w + ((PROB_ONE - w) >>> SLOW);
+        fast[j] = f + Math.floor(((PROB_ONE - f) * rf[n]!) / PROB_ONE);
+        slow[j] = w + Math.floor(((PROB_ONE - w) * rs[n]!) / PROB_ONE);
         bit = 0;
       } else {
         code -= bound;
         range -= bound;
-        fast[j] = f - (f >>> FAST);
-        slow[j] = w - (w >>> SLOW);
+        fast[j] = f - Math.floor((f * rf[n]!) / PROB_ONE);
+        slow[j] = w - Math.floor((w * rs[n]!) / PROB_ONE);
         bit = 1;
       }
       while (range < TOP) {
