@@ -3,6 +3,7 @@
  * the tests. `node dist/bench.js [name...]` runs only the named ones; `--list` lists them.
  * Child processes (for per-process peak RSS) re-enter here with `--child <name> ...`.
  */
+import { archiveBench } from './archive';
 import { onnxIoBench, onnxIoChild } from './onnxio';
 
 /** A benchmark: `run` prints its own report. */
@@ -13,7 +14,7 @@ export interface Bench {
 }
 
 /** Registered benchmarks, in run order. Add new modules here. */
-const BENCHES: Bench[] = [onnxIoBench];
+const BENCHES: Bench[] = [onnxIoBench, archiveBench];
 const CHILDREN: Record<string, (args: string[]) => Promise<void>> = { onnxio: onnxIoChild };
 
 async function main(argv: string[]): Promise<void> {
