@@ -4,6 +4,7 @@
  * Child processes (for per-process peak RSS) re-enter here with `--child <name> ...`.
  */
 import { archiveBench } from './archive';
+import { exploreBench } from './explore';
 import { onnxIoBench, onnxIoChild } from './onnxio';
 
 /** A benchmark: `run` prints its own report. */
@@ -14,7 +15,7 @@ export interface Bench {
 }
 
 /** Registered benchmarks, in run order. Add new modules here. */
-const BENCHES: Bench[] = [onnxIoBench, archiveBench];
+const BENCHES: Bench[] = [onnxIoBench, archiveBench, exploreBench];
 const CHILDREN: Record<string, (args: string[]) => Promise<void>> = { onnxio: onnxIoChild };
 
 async function main(argv: string[]): Promise<void> {

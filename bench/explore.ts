@@ -1,0 +1,44 @@
+/**
+ * `explore` benchmark: analyze + compress on each fixture (and a ResNet-18-sized model when
+ * `.tmp/resnet18-fmnist.onnx` exists): wall times, evaluations, compression ratios with sharing
+ * alone and with all techniques (ONNX file and archive), and the loss on held-out data the search
+ * did not see. Budget 0.5 points of top-1. `node dist/bench.js explore [--greedy]`.
+ */
+import { copyFileSync, existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { loadDatasetSpec } from '../src/engine/eval/datasetSpec';
+import { compressModel, parseTechniques } from '../src/engine/explore';
+import type { Bench } from './main';
+
+const FIX = 'test/fixtures';
+
+async function run(args: string[]): Promise<void> {
+  const models = ['lenet5', 'resnet8', 'mobilenet'].map((m) => join(FIX, `${m}.onnx`)).filter(existsSync);
+  if (existsSync('.tmp/resnet18-fmnist.onnx')) models.push('.tmp/resnet18-fmnist.onnx');
+  const data = { spec: await loadDatasetSpec(join(FIX, 'data/fmnist-test-1000.dataset.json')), source: 'fmnist-test-1000' };
+  const holdout = { spec: await loadDatasetSpec(join(FIX, 'data/fmnist-holdout-1000.dataset.json')), source: 'fmnist-holdout-1000' };
+  const budget = Number(args.find((a) => a.startsWith('--max-loss='))?.slice(11) ?? '0.5') / 100;
+  console.log(`budget ${(budget * 100).toFixed(2)} points on the search data; held-out loss on 1000 unseen samples\n`);
+  console.log('model | techniques | method | seconds (sensitivity+search) | cells | search evals | bytes | ratio | archive ratio | loss | held-out loss');
+  for (const m of models) {
+    const dir = mkdtempSync(join(tmpdir(), 'bench-explore-'));
+    const model = join(dir, basename(m));
+    copyFileSync(m, model);
+    const configs: Array<[string, 'fast' | 'greedy']> = [['share', 'fast'], ['all', 'fast']];
+    if (args.includes('--greedy')) configs.push(['share', 'greedy']);
+    for (const [tech, method] of configs) {
+      const t0 = performance.now();
+      const cf = await compressModel({ model, data, holdout, maxLoss: budget, techniques: parseTechniques(tech), method, out: join(dir, `${tech}.compress`) });
+      const s = (performance.now() - t0) / 1000;
+      const c = cf.candidates.find((x) => x.id === cf.chosen);
+      const b = cf.breakdown!;
+      console.log(
+        [basename(m), tech, method, s.toFixed(1), b.cells, b.search, c?.bytes ?? '—', c ? `${c.ratio.toFixed(2)}×` : '—', c?.archiveBytes ? `${(cf.model.bytes / c.archiveBytes).toFixed(2)}×` : '—', c ? (c.loss * 100).toFixed(2) : '—', c?.holdout ? (c.holdout.loss * 100).toFixed(2) : '—'].join(' | '),
+      );
+    }
+  }
+}
+
+/** The benchmark entry. */
+export const exploreBench: Bench = { name: 'explore', summary: 'analyze + compress on the fixtures: time, evaluations, ratios, held-out loss', run };
