@@ -5,7 +5,7 @@
  */
 import { compressTensor, type BitBreakdown, type CompressedTensor, type CompressOptions, type TechniqueSpec } from '../compress';
 import { fail, throwIfAborted } from '../errors';
-import { listWeights, type OnnxModel, type WeightInfo } from '../onnx';
+import { DataType, listWeights, type OnnxModel, type WeightInfo } from '../onnx';
 import { specLabel } from '../explore/plan';
 import { chooseEncoding } from './choose';
 import { denseDecoder } from './decoders';
@@ -100,7 +100,31 @@ export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, Techniqu
     result.layers.push({ name, spec, label: specLabel(spec), params: w.params, originalBytes: w.bytes, bits: ct.bits, encoding, onnxBytes, sse: ct.sse });
     o.onProgress?.(++done, specs.size, name);
   }
+  if (o.encode) shareDecodeConstants(model);
   return result;
+}
+
+/**
+ * Decoders of different layers create equal small int64 constants (shapes, divisors, moduli); keep
+ * one of each and point every reader at it. Only constants we created (`<weight>::<n>`) are merged.
+ */
+function shareDecodeConstants(model: OnnxModel): void {
+  const g = model.graph;
+  const first = new Map<string, string>();
+  const rename = new Map<string, string>();
+  g.initializer = g.initializer.filter((t) => {
+    if (t.dataType !== DataType.INT64 || !t.name.includes('::') || t.rawData.length > 512) return true;
+    const key = `${t.dims.join(',')}|${Buffer.from(t.rawData).toString('base64')}`;
+    const keep = first.get(key);
+    if (keep === undefined) {
+      first.set(key, t.name);
+      return true;
+    }
+    rename.set(t.name, keep);
+    return false;
+  });
+  if (rename.size === 0) return;
+  for (const n of g.node) n.input = n.input.map((i) => rename.get(i) ?? i);
 }
 
 /** Replaces a weight by a decode graph that outputs the same name. */

@@ -1,7 +1,7 @@
 /**
  * Bit packing of small unsigned codes, in the layout the ONNX decoders of `decoders.ts` unpack.
  *
- * Layout for `b`-bit codes (1 ≤ b ≤ 8): codes are taken in groups of 8; a group is the integer
+ * Layout for `b`-bit codes (1 ≤ b ≤ 16): codes are taken in groups of 8; a group is the integer
  * `Σ_j code[8g + j] · 2^(b·j)` stored as `b` little-endian bytes. The last group is padded with zero
  * codes. So `n` codes take `⌈n / 8⌉ · b` bytes, and byte `i` of the stream never depends on later
  * groups. For `b = 8` the stream is the codes themselves.
@@ -31,7 +31,7 @@ export function packBits(codes: ArrayLike<number>, bits: number): Uint8Array<Arr
     return out;
   }
   const out = new Uint8Array(packedLength(n, bits));
-  let acc = 0; // bit accumulator, < 2^(bits + 8) so it fits a 32-bit int
+  let acc = 0; // bit accumulator, < 2^(bits + 8) ≤ 2^24
   let accBits = 0;
   let o = 0;
   const groups = Math.ceil(n / 8);
@@ -52,12 +52,22 @@ export function packBits(codes: ArrayLike<number>, bits: number): Uint8Array<Arr
   return out;
 }
 
-/** Inverse of {@link packBits}: the first `n` codes. */
+/** Inverse of {@link packBits} for codes of at most 8 bits: the first `n` codes. */
 export function unpackBits(bytes: Uint8Array, bits: number, n: number): Uint8Array {
+  if (bits > 8) fail('E_BAD_ARGUMENT', `unpackBits takes up to 8-bit codes (got ${bits}); use unpackWideBits.`);
+  return unpackAny(bytes, bits, n) as Uint8Array;
+}
+
+/** Inverse of {@link packBits} for codes of up to 16 bits. */
+export function unpackWideBits(bytes: Uint8Array, bits: number, n: number): Uint16Array {
+  return Uint16Array.from(unpackAny(bytes, bits, n));
+}
+
+function unpackAny(bytes: Uint8Array, bits: number, n: number): Uint8Array | Uint16Array {
   checkBits(bits);
   if (bytes.length < packedLength(n, bits)) fail('E_BAD_ARGUMENT', `Packed stream of ${bytes.length} bytes is too short for ${n} codes of ${bits} bits.`);
   if (bits === 8) return bytes.slice(0, n);
-  const out = new Uint8Array(n);
+  const out = bits > 8 ? new Uint16Array(n) : new Uint8Array(n);
   const mask = (1 << bits) - 1;
   let acc = 0;
   let accBits = 0;
@@ -75,7 +85,7 @@ export function unpackBits(bytes: Uint8Array, bits: number, n: number): Uint8Arr
 }
 
 function checkBits(bits: number): void {
-  if (!Number.isInteger(bits) || bits < 1 || bits > 8) fail('E_BAD_ARGUMENT', `Bit width ${bits} is outside 1…8.`);
+  if (!Number.isInteger(bits) || bits < 1 || bits > 16) fail('E_BAD_ARGUMENT', `Bit width ${bits} is outside 1…16.`);
 }
 
 function badCode(c: number, i: number, bits: number): never {

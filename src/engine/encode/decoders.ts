@@ -29,9 +29,12 @@ export class DecodeBuilder {
   /** @param weight the weight's name, which the final node outputs. */
   constructor(readonly weight: string) {}
 
-  /** A fresh value name. */
-  name(suffix: string): string {
-    return `${this.weight}::${suffix}${this.counter++}`;
+  /**
+   * A fresh value name, `<weight>::<n>`. Short on purpose: names are stored in the file for every
+   * node input and output. `suffix` is kept in the payload tensors' names for readability.
+   */
+  name(suffix = ''): string {
+    return `${this.weight}::${suffix === 'packed' || suffix === 'codebook' ? suffix : ''}${this.counter++}`;
   }
 
   /** Adds an initializer and returns its name. */
@@ -52,8 +55,9 @@ export class DecodeBuilder {
 
   /** Adds a node with one output and returns the output's name (`out` or a fresh one). */
   op(opType: string, inputs: string[], attributes: ReturnType<typeof attr.int>[] = [], out?: string): string {
-    const o = out ?? this.name(opType);
-    this.nodes.push(makeNode(opType, inputs, [o], `${this.weight}::${opType}${this.counter++}`, attributes));
+    const o = out ?? this.name();
+    // Node names are optional in ONNX; unnamed decode nodes keep the file small.
+    this.nodes.push(makeNode(opType, inputs, [o], '', attributes));
     return o;
   }
 
@@ -67,10 +71,10 @@ export class DecodeBuilder {
  * Packed `bits`-bit codes (see `bits.ts`) to an int64 tensor of `n` codes.
  * bits = 8: a Cast. Otherwise the bytes are viewed as [G, b] (a group of 8 codes per row); code j
  * of a group starts at bit p = b·j, in byte q = ⌊p/8⌋ at offset r = p mod 8, so
- * code_j = ((byte_q + 256·byte_{q+1}) / 2^r) mod 2^b. Every intermediate stays below 2^16, so the
- * arithmetic is exact however onnxruntime computes it (its int64 ReduceSum is not exact past 2^53).
- * When the code fits in byte q (r + b ≤ 8) the "next byte" index is clamped into the row; the bits
- * it adds lie above the code and the mod removes them.
+ * code_j = ((byte_q + 256·byte_{q+1} [+ 65536·byte_{q+2} when b > 8]) / 2^r) mod 2^b. Every
+ * intermediate stays below 2^24, so the arithmetic is exact however onnxruntime computes it (its
+ * int64 ReduceSum is not exact past 2^53, which rules out summing a whole group). Byte indices past
+ * the row are clamped into it; the bits they add lie above the code and the mod removes them.
  */
 export function unpackCodes(b: DecodeBuilder, codes: ArrayLike<number>, bits: number): string {
   const n = codes.length;
@@ -84,12 +88,24 @@ export function unpackCodes(b: DecodeBuilder, codes: ArrayLike<number>, bits: nu
   b.init(packed);
   if (bits === 8) return b.op('Cast', [packed.name], [attr.int('to', DataType.INT64)]);
   const groups = Math.ceil(n / 8);
+  if (8 % bits === 0) {
+    // Codes never straddle bytes: byte i holds codes j = 0…8/b-1 at bit b·j.
+    const per = 8 / bits;
+    const col = b.op('Unsqueeze', [b.op('Cast', [packed.name], [attr.int('to', DataType.INT64)]), b.int64('axes', [1])]);
+    const shifted = b.op('Div', [col, b.int64('divisors', Array.from({ length: per }, (_, j) => 2 ** (bits * j)))]);
+    const flat = b.op('Reshape', [b.op('Mod', [shifted, b.int64('modulus', [2 ** bits], [])]), b.int64('flat', [-1])]);
+    return groups * 8 === n ? flat : b.op('Slice', [flat, b.int64('starts', [0]), b.int64('ends', [n]), b.int64('axes', [0])]);
+  }
   const bytes = b.op('Reshape', [packed.name, b.int64('shape', [groups, bits])]);
   const wide = b.op('Cast', [bytes], [attr.int('to', DataType.INT64)]);
   const q = Array.from({ length: 8 }, (_, j) => Math.floor((bits * j) / 8));
-  const lo = b.op('Gather', [wide, b.int64('lo_index', q)], [attr.int('axis', 1)]);
-  const hi = b.op('Gather', [wide, b.int64('hi_index', q.map((x) => Math.min(x + 1, bits - 1)))], [attr.int('axis', 1)]);
-  const pair = b.op('Add', [lo, b.op('Mul', [hi, b.int64('byte', [256], [])])]);
+  const spans = bits > 8 ? 3 : 2;
+  let pair = '';
+  for (let t = 0; t < spans; t++) {
+    const byte = b.op('Gather', [wide, b.int64(`byte${t}_index`, q.map((x) => Math.min(x + t, bits - 1)))], [attr.int('axis', 1)]);
+    const term = t === 0 ? byte : b.op('Mul', [byte, b.int64('weight', [256 ** t], [])]);
+    pair = t === 0 ? term : b.op('Add', [pair, term]);
+  }
   const shifted = b.op('Div', [pair, b.int64('divisors', Array.from({ length: 8 }, (_, j) => 2 ** ((bits * j) % 8)))]);
   const masked = b.op('Mod', [shifted, b.int64('modulus', [2 ** bits], [])]);
   const flat = b.op('Reshape', [masked, b.int64('flat', [groups * 8])]);
@@ -106,7 +122,7 @@ export function packedDocString(bits: number, count: number): string {
 
 /** Parses {@link packedDocString}; `undefined` for other doc strings. */
 export function parsePackedDocString(doc: string): { bits: number; count: number } | undefined {
-  const m = /^onnx-compress:packed bits=(\d) count=(\d+)$/.exec(doc);
+  const m = /^onnx-compress:packed bits=(\d+) count=(\d+)$/.exec(doc);
   return m ? { bits: Number(m[1]), count: Number(m[2]) } : undefined;
 }
 
