@@ -15,7 +15,7 @@ const node = {
   format: 'cjs',
   sourcemap: !production,
   minify: production,
-  external: ['vscode', 'onnxruntime-node'],
+  external: ['vscode', 'onnxruntime-node', 'sharp'],
   logLevel: 'warning',
 };
 

@@ -3,6 +3,7 @@
  * Exit codes: 0 success, 1 internal error, 2 user error (bad input or usage), 130 interrupted.
  */
 import { analyzeCommand, ANALYZE_USAGE } from './analyze';
+import { applyCommand, APPLY_USAGE } from './apply';
 import { compressCommand, COMPRESS_USAGE } from './compress';
 import { infoCommand, INFO_USAGE } from './info';
 import { PACK_USAGE, packCommand, UNPACK_USAGE, unpackCommand } from './pack';
@@ -18,6 +19,7 @@ const COMMANDS: Record<string, Command> = {
   info: { summary: 'inputs, outputs, opsets, ops and the compressible weights of a model', usage: INFO_USAGE, run: infoCommand },
   analyze: { summary: 'per-layer sensitivity of every technique and level (sensitivity.json/.csv)', usage: ANALYZE_USAGE, run: analyzeCommand },
   compress: { summary: 'smallest model under a loss budget (or best under a size budget), with report', usage: COMPRESS_USAGE, run: compressCommand },
+  apply: { summary: 'apply an explicit per-layer plan (plan.json) and write the compressed ONNX (+ archive)', usage: APPLY_USAGE, run: applyCommand },
   pack: { summary: 'entropy-code a compressed ONNX file into a compact archive (.onnxc)', usage: PACK_USAGE, run: packCommand },
   unpack: { summary: 'restore the ONNX file from an archive, byte for byte', usage: UNPACK_USAGE, run: unpackCommand },
 };

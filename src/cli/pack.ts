@@ -11,8 +11,8 @@ export const PACK_USAGE = 'usage: onnx-compress pack MODEL.onnx --out MODEL.onnx
 /** Usage of `unpack`. */
 export const UNPACK_USAGE = 'usage: onnx-compress unpack ARCHIVE.onnxc --out MODEL.onnx';
 
-function inOut(argv: string[], extra: Record<string, { type: 'boolean' }> = {}) {
-  const { values, positionals } = parse(argv, { out: { type: 'string', short: 'o' }, ...extra });
+function inOut(argv: string[]) {
+  const { values, positionals } = parse(argv, { out: { type: 'string', short: 'o' }, json: { type: 'boolean' } });
   if (positionals.length !== 1) throw new UsageError(positionals.length ? `expected one input file, got ${positionals.length}` : 'missing the input file');
   const input = positionals[0]!;
   const out = values.out;
@@ -43,7 +43,7 @@ function readInput(file: string): Buffer {
 
 /** Runs `pack`. */
 export async function packCommand(argv: string[], signal: AbortSignal): Promise<void> {
-  const { input, out, values } = inOut(argv, { json: { type: 'boolean' } });
+  const { input, out, values } = inOut(argv);
   const onnx = readInput(input);
   if (isArchive(onnx)) fail('E_BAD_ARGUMENT', `'${input}' is already an onnx-compress archive; restore it with \`onnx-compress unpack\`.`);
   const t0 = performance.now();

@@ -11,9 +11,9 @@ export class UsageError extends Error {
 }
 
 /** `parseArgs` with strict options; unknown flags become a {@link UsageError}. */
-export function parse<T extends ParseArgsConfig['options']>(argv: string[], options: T) {
+export function parse<const O extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: O) {
   try {
-    return parseArgs({ args: argv, options: options!, allowPositionals: true, strict: true });
+    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
