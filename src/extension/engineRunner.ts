@@ -4,6 +4,7 @@
  * `cancel` message that aborts the worker's own `AbortController`; if the worker does not finish
  * within {@link CANCEL_GRACE_MS} it is terminated (results already written stay on disk).
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { MessageHandler, ReplyError, type Envelope } from '../protocol';
@@ -88,9 +89,13 @@ export class EngineRunner {
       killTimer = setTimeout(() => void worker.terminate(), CANCEL_GRACE_MS);
     };
     hooks.signal?.addEventListener('abort', onAbort, { once: true });
+    let answered = false;
     try {
-      return await Promise.race([handler.sendRequest(request), died]);
+      const reply = await Promise.race([handler.sendRequest(request), died]);
+      answered = true;
+      return reply;
     } catch (e) {
+      if (e instanceof ReplyError) answered = true;
       if (e instanceof ReplyError) throw new EngineError(e.code, e.message);
       throw e;
     } finally {
@@ -100,6 +105,20 @@ export class EngineRunner {
       handler.dispose();
       this.active.delete(worker);
       await worker.terminate();
+      if (!answered && 'options' in request) releaseStaleLock(request.options.outDir);
     }
+  }
+}
+
+/**
+ * A worker terminated mid-run cannot release the results folder's lock, and the lock holds this
+ * process's pid (workers share it), which the engine would refuse forever. Removes it then.
+ */
+function releaseStaleLock(dir: string): void {
+  const file = path.join(dir, '.lock');
+  try {
+    if (fs.readFileSync(file, 'utf8').trim() === String(process.pid)) fs.rmSync(file, { force: true });
+  } catch {
+    // no lock left: nothing to do
   }
 }

@@ -48,6 +48,8 @@ export interface ExtensionApi {
    * the webview gets, so in-host tests check the heatmap rows without driving the UI).
    */
   panels(): { model: string; view: import('../protocol').PanelView | null }[];
+  /** Cancels the model's running analysis or search, as the panel's Cancel button does. */
+  cancelRun(model: string): void;
 }
 
 /** Activation: creates the output channel and registers the commands; everything goes to `subscriptions`. */
@@ -78,6 +80,7 @@ export function activate(context: vscode.ExtensionContext): ExtensionApi {
     version: String((context.extension.packageJSON as { version?: unknown }).version),
     extensionPath: context.extensionPath,
     panels: () => ResultsPanel.all().map((p) => ({ model: p.model, view: p.view })),
+    cancelRun: (model: string) => controller.cancelRun(model),
   };
 }
 

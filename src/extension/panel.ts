@@ -59,6 +59,9 @@ export class ResultsPanel {
   static show(extensionUri: vscode.Uri, actions: PanelActions, model: string, preserveFocus = false): ResultsPanel {
     const existing = ResultsPanel.panels.get(model);
     if (existing) {
+      // The results folder setting may have changed since the panel opened.
+      const dir = actions.resultsDirFor(model);
+      if (dir !== existing.results.dir) existing.results = { dir, sensitivity: null, candidates: null };
       existing.panel.reveal(undefined, preserveFocus);
       existing.refresh();
       return existing;

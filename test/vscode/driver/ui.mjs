@@ -155,12 +155,17 @@ export const uiTests = [
       if (!(await candRows.first().waitFor({ timeout: 3_000 }).then(() => true, () => false))) {
         log('no candidates yet: running Compress Model… from the explorer');
         await explorerMenu(page, 'lenet5.onnx', 'Compress Model…', log);
-        const quick = page.locator('.quick-input-widget');
-        await quick.waitFor({ timeout: 10_000 });
-        await page.keyboard.press('Enter'); // budget kind: max accuracy loss (first item)
-        await page.locator('.quick-input-widget input').fill('2');
+        // Each step of the quick picks has its own title; wait for it before typing.
+        const step = (/** @type {string} */ t) => page.locator('.quick-input-widget .quick-input-title', { hasText: t }).waitFor({ timeout: 15_000 });
+        await step('budget (1/3)');
+        await page.locator('.quick-input-widget .quick-input-list .monaco-list-row', { hasText: 'Max accuracy loss' }).first().click();
+        await step('max accuracy loss (2/3)');
+        await page.locator('.quick-input-widget .quick-input-box input').fill('2');
         await page.keyboard.press('Enter');
-        await page.keyboard.press('Enter'); // techniques: the preselected ones
+        await step('techniques (3/3)');
+        await page.locator('.quick-input-widget .quick-input-action a, .quick-input-widget .quick-input-action .monaco-button', { hasText: 'OK' }).first().click()
+          .catch(async () => { await page.keyboard.press('Enter'); });
+        log('quick picks: max loss 2 %, the preselected techniques');
         await candRows.first().waitFor({ timeout: 240_000 });
       }
       const nCand = await candRows.count();

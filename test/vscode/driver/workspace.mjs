@@ -21,6 +21,9 @@ export function prepareWorkspace(fixtures, ws) {
       fs.cpSync(path.join(fixtures, 'data'), path.join(ws, 'data'), { recursive: true });
     }
   }
+  // Short evaluations so the compression tests stay within a couple of minutes (the user-facing default is 1000).
+  fs.mkdirSync(path.join(ws, '.vscode'), { recursive: true });
+  fs.writeFileSync(path.join(ws, '.vscode/settings.json'), JSON.stringify({ 'onnxCompress.samples': 200 }, null, 2));
   return fs.readdirSync(ws).filter((f) => f.endsWith('.onnx')).sort();
 }
 

@@ -11,6 +11,7 @@ import { listWeights, loadModel } from '../../../src/engine/onnx';
 import type { CandidatesFile, SensitivityFile } from '../../../src/engine/explore/types';
 import type { AnalyzeResult, CompressResult } from '../../../src/extension/controller';
 import type { ExtensionApi } from '../../../src/extension/extension';
+import { buildPanelView, readResults, ResultFileError, validateSensitivity } from '../../../src/extension/results';
 import { MessageHandler, ProtocolError, validateFromWebviewMessage, type Envelope } from '../../../src/protocol';
 
 const EXTENSION_ID = 'onnx-compress.onnx-compress';
@@ -154,11 +155,83 @@ suite('compress commands', () => {
     assert.equal(panel?.view?.chosen, chosen.id);
   });
 
+  test('cancel keeps the finished cells and the next run resumes from them', async function () {
+    this.timeout(300_000);
+    const model = lenet.call(this);
+    const config = vscode.workspace.getConfiguration('onnxCompress');
+    await config.update('resultsFolder', 'cancel-test', vscode.ConfigurationTarget.Workspace);
+    try {
+      const dir = path.join(workspaceDir(), 'cancel-test', 'lenet5.compress');
+      fs.rmSync(dir, { recursive: true, force: true });
+      const file = path.join(dir, 'sensitivity.json');
+      const run = vscode.commands.executeCommand<AnalyzeResult>('onnxCompress.analyzeSensitivity', vscode.Uri.file(model));
+      const cells = (): number => {
+        try {
+          return (JSON.parse(fs.readFileSync(file, 'utf8')) as SensitivityFile).cells.length;
+        } catch {
+          return 0;
+        }
+      };
+      for (let i = 0; i < 600 && cells() === 0; i++) await new Promise((r) => setTimeout(r, 100));
+      (await api()).cancelRun(model);
+      const r = await run;
+      assert.equal(r.cancelled, true);
+      const kept = JSON.parse(fs.readFileSync(file, 'utf8')) as SensitivityFile;
+      assert.equal(kept.complete, false);
+      assert.ok(kept.cells.length > 0, 'no cell kept');
+      const total = kept.layers.length * kept.levels.length - kept.layers.reduce((n, l) => n + Object.keys(l.unsupported ?? {}).length, 0);
+      assert.ok(kept.cells.length < total, `cancel came too late: all ${total} cells done`);
+      assert.ok(!fs.existsSync(path.join(dir, '.lock')), 'the results folder is still locked');
+
+      const again = await vscode.commands.executeCommand<AnalyzeResult>('onnxCompress.analyzeSensitivity', vscode.Uri.file(model));
+      assert.equal(again.cancelled, false);
+      const full = JSON.parse(fs.readFileSync(file, 'utf8')) as SensitivityFile;
+      assert.equal(full.complete, true);
+      assert.equal(full.cells.length, total);
+      // The cells of the first run are reused as they were, not measured again.
+      for (const c of kept.cells) assert.deepEqual(full.cells.find((x) => x.layer === c.layer && x.level === c.level), c);
+      console.log(`    cancelled after ${kept.cells.length} of ${total} cells; resumed to ${full.cells.length}`);
+    } finally {
+      await config.update('resultsFolder', undefined, vscode.ConfigurationTarget.Workspace);
+    }
+  });
+
   test('configureDataset writes a data-free <model>.dataset.json', async () => {
     const model = path.join(workspaceDir(), 'tiny.onnx');
     const file = await vscode.commands.executeCommand<string>('onnxCompress.configureDataset', vscode.Uri.file(model), { kind: 'synthetic', count: 16 }, true);
     assert.equal(file, path.join(workspaceDir(), 'tiny.dataset.json'));
     assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')), { format: 'synthetic', synthetic: { count: 16 } });
+  });
+});
+
+suite('result files', () => {
+  test('refuses files that break the schema, keeps untrusted strings as data', () => {
+    const dir = fs.mkdtempSync(path.join(workspaceDir(), 'results-'));
+    try {
+      assert.throws(() => validateSensitivity({ schema: 'onnx-compress/sensitivity@1', model: {} }, 'x.json'), ResultFileError);
+      assert.throws(() => validateSensitivity({ schema: 'other' }, 'x.json'), /onnx-compress\/sensitivity@1/);
+      const evil = '<script>alert("x")</script>\n"quoted"';
+      const s = {
+        schema: 'onnx-compress/sensitivity@1', tool: 't', model: { file: 'm.onnx', sha256: '', bytes: 1000, compressibleParams: 10 },
+        dataset: { source: 'synthetic', samples: 8, labels: false }, confidence: 0.95, budget: null, baseline: { top1: null, samples: 8 },
+        levels: [{ id: 'quant:4', technique: 'quant', label: '4 bit', spec: { technique: 'quant', bits: 4, symmetric: true, perChannel: true, clip: 'mse' } }],
+        layers: [{ name: evil, op: 'Gemm', node: evil, kind: 'gemm', shape: [2, 5], params: 10, bytes: 40 }],
+        cells: [{ layer: evil, level: 'quant:4', loss: 0.01, ci: [0, 0.02], top1: null, agreement: 0.99, samples: 8, stoppedEarly: false, bits: 40, entropyBits: 30, onnxBytes: 12, relError: 0.001, seconds: 0 }],
+        complete: true, started: '', updated: '',
+      };
+      fs.writeFileSync(path.join(dir, 'sensitivity.json'), JSON.stringify(s));
+      const first = readResults(dir);
+      const view = buildPanelView(first, path.join(dir, 'm.onnx'), new Map([[evil, 'quant:4']]));
+      assert.equal(view?.layers[0]?.name, evil);
+      assert.equal(view?.layers[0]?.selectedBytes, 12);
+      assert.equal(view?.selection.bytes, 1000 - 40 + 12);
+      // A file caught mid-rewrite (truncated) keeps the last good copy.
+      fs.writeFileSync(path.join(dir, 'sensitivity.json'), JSON.stringify(s).slice(0, 50));
+      assert.equal(readResults(dir, first).sensitivity, first.sensitivity);
+      assert.throws(() => readResults(dir), ResultFileError);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
