@@ -4,7 +4,11 @@ import { join } from 'node:path';
 import { openDataset } from '../../../src/engine/eval/dataset';
 import { loadDatasetSpec } from '../../../src/engine/eval/datasetSpec';
 import { ClassificationAccumulator } from '../../../src/engine/eval/metrics';
+import { computeReference } from '../../../src/engine/eval/referenceCache';
 import { classesOf, runDataset, sessionInputs, sessionOutputs, withSession } from '../../../src/engine/eval/session';
+import { VariantEvaluator } from '../../../src/engine/eval/variantEvaluator';
+import { substituteWeights } from '../../../src/engine/eval/weightsAsInputs';
+import { decodeModel } from '../../../src/engine/onnx/codec';
 
 const FIX = join(__dirname, '..', '..', 'fixtures');
 
@@ -44,6 +48,37 @@ describe('eval on the real fixtures', () => {
       });
     });
   }
+
+  it('resnet8: evaluators of three layers (one shared pass) match fresh sessions on 4-bit variants', async function () {
+    const model = join(FIX, 'resnet8.onnx');
+    if (!existsSync(model)) this.skip();
+    const bytes = readFileSync(model);
+    const spec = { ...(await loadDatasetSpec(join(FIX, 'data', 'fmnist-test-1000.dataset.json'))), limit: 300 };
+    const ds = await withSession(bytes, {}, async (s) => openDataset(spec, sessionInputs(s), { numClasses: 10 }));
+    const names = decodeModel(bytes).graph!.initializer.filter((t) => t.dims.length >= 2).map((t) => t.name);
+    const pick = [names[0]!, names[Math.floor(names.length / 2)]!, names[names.length - 1]!];
+    const evs = await VariantEvaluator.createMany(bytes, pick.map((n) => [n]), ds, { batchSize: 100 });
+    try {
+      for (const [i, ev] of evs.entries()) {
+        assert.equal(ev.mode, 'split');
+        const same = await ev.evaluate(new Map());
+        assert.equal(same.agreement, 1);
+        const w = ev.originalWeights().get(pick[i]!)!.data;
+        let lo = Infinity;
+        let hi = -Infinity;
+        for (const x of w) (lo = Math.min(lo, x)), (hi = Math.max(hi, x));
+        const step = (hi - lo) / 15;
+        const v = w.map((x) => lo + Math.round((x - lo) / step) * step);
+        const r = await ev.evaluate(new Map([[pick[i]!, v]]), { keepOutputs: true });
+        const want = await withSession(substituteWeights(bytes, new Map([[pick[i]!, v]])), {}, async (s) => (await computeReference(s, ds)).outputs['logits']!.data);
+        let md = 0;
+        for (let k = 0; k < want.length; k++) md = Math.max(md, Math.abs(want[k]! - r.outputs![k]!));
+        assert.ok(md < 1e-4, `${pick[i]}: max |Δ| ${md}`);
+      }
+    } finally {
+      for (const ev of evs) await ev.dispose();
+    }
+  });
 
   it('the 100-image IDX files give the same accuracy as the first 100 npy samples', async function () {
     const model = join(FIX, 'lenet5.onnx');
