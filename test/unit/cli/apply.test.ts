@@ -1,0 +1,86 @@
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { unpackArchive } from '../../../src/engine/encode/archive';
+import { cli } from './cliHarness';
+
+const LENET = path.resolve('test/fixtures/lenet5.onnx');
+
+describe('cli: apply, info, pack/unpack end to end', function () {
+  this.timeout(180_000);
+  let dir: string;
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onnxc-cli-'))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('apply writes a smaller model that runs, an archive that unpacks to it byte for byte, and consistent --json totals', async () => {
+    const plan = path.join(dir, 'plan.json');
+    fs.writeFileSync(plan, JSON.stringify({ default: { technique: 'share', k: 16 }, layers: { 'fc1.weight': { technique: 'prune+share', sparsity: 0.7, k: 16 }, 'conv2.weight': { technique: 'none' } } }));
+    const out = path.join(dir, 'out.onnx');
+    const arc = path.join(dir, 'out.onnxc');
+    const r = cli(['apply', LENET, '--plan', plan, '--out', out, '--archive', arc, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const rep = JSON.parse(r.stdout);
+    assert.equal(rep.total.onnxBytes, fs.statSync(out).size);
+    assert.equal(rep.total.archiveBytes, fs.statSync(arc).size);
+    assert.equal(rep.total.originalBytes, fs.statSync(LENET).size);
+    assert.deepEqual(rep.layers.map((l: { name: string }) => l.name), ['fc1.weight', 'fc2.weight', 'fc3.weight']);
+    assert.equal(rep.layers[0].technique, 'prune 70% + share k=16');
+    assert.ok(rep.total.ratio > 6, `ratio ${rep.total.ratio}`);
+    assert.ok(rep.total.archiveBytes < rep.total.onnxBytes);
+    assert.deepEqual(Buffer.from(unpackArchive(fs.readFileSync(arc))), fs.readFileSync(out));
+    const s = await ort.InferenceSession.create(out);
+    const y = await s.run({ [s.inputNames[0]!]: new ort.Tensor('float32', new Float32Array(784), [1, 1, 28, 28]) });
+    assert.equal((y[s.outputNames[0]!]!.data as Float32Array).length, 10);
+    await s.release();
+    // The human table names every layer and the total.
+    const human = cli(['apply', LENET, '--plan', plan, '--out', path.join(dir, 'h.onnx')]);
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(human.stdout, /fc1\.weight\s+prune 70% \+ share k=16/);
+    assert.match(human.stdout, /original 248 kB -> ONNX [\d.]+ kB \([\d.]+×\)/);
+  });
+
+  it('bad plans exit 2 with the reason and write nothing', () => {
+    const out = path.join(dir, 'out.onnx');
+    const cases: Array<[string, RegExp]> = [
+      [JSON.stringify({ layers: { 'nope.weight': { technique: 'share', k: 4 } } }), /layer 'nope\.weight' is not a weight of this model/],
+      [JSON.stringify({ default: { technique: 'magic' } }), /unknown technique 'magic'/],
+      [JSON.stringify({ layers: { 'fc1.weight': { technique: 'share', k: 999 } } }), /fc1\.weight.*999/],
+      [JSON.stringify({ layers: { 'fc1.bias': { technique: 'quant', bits: 4 } } }), /'fc1\.bias' cannot be compressed/],
+      ['{ not json', /plan\.json is not valid JSON/],
+    ];
+    for (const [text, re] of cases) {
+      const plan = path.join(dir, 'plan.json');
+      fs.writeFileSync(plan, text);
+      const r = cli(['apply', LENET, '--plan', plan, '--out', out]);
+      assert.equal(r.code, 2, `${text}: ${r.stderr}`);
+      assert.match(r.stderr, re);
+      assert.deepEqual(fs.readdirSync(dir), ['plan.json'], 'no output, no temp files');
+    }
+    const usage = cli(['apply', LENET, '--out', out]);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /missing --plan/);
+    const same = cli(['apply', LENET, '--plan', path.join(dir, 'plan.json'), '--out', LENET]);
+    assert.equal(same.code, 2);
+    assert.match(same.stderr, /is the input model/);
+  });
+
+  it('info prints the layer table and a stable --json schema; bad files exit 2 naming the file', () => {
+    const r = cli(['info', LENET, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const info = JSON.parse(r.stdout);
+    assert.equal(info.schema, 'onnx-compress/info@1');
+    for (const key of ['inputs', 'outputs', 'opsets', 'nodes', 'ops', 'weights', 'totalParams', 'totalWeightBytes']) assert.ok(key in info, key);
+    assert.deepEqual(Object.keys(info.weights[0]).sort(), ['bytes', 'compressible', 'dtype', 'graph', 'name', 'node', 'op', 'params', 'reason', 'role', 'shape'].filter((k) => k !== 'reason' || 'reason' in info.weights[0]).sort());
+    assert.equal(info.totalParams, info.weights.reduce((s: number, w: { params: number }) => s + w.params, 0));
+    const human = cli(['info', LENET]);
+    assert.match(human.stdout, /fc1\.weight\s+Gemm\s+weight\s+float32\s+\[120×400\]\s+48,000/);
+    const bad = path.join(dir, 'bad.onnx');
+    fs.writeFileSync(bad, fs.readFileSync(LENET).subarray(0, 5000));
+    const e = cli(['info', bad]);
+    assert.equal(e.code, 2);
+    assert.match(e.stderr, /bad\.onnx/);
+    assert.equal(e.stderr.trim().split('\n').length, 1, 'one line');
+  });
+});
