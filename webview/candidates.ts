@@ -33,8 +33,8 @@ const COLUMNS: Array<{ key: SortKey | null; label: string; numeric: boolean }> =
   { key: 'top1', label: 'Top-1', numeric: true },
   { key: 'loss', label: 'Loss', numeric: true },
   { key: 'evaluations', label: 'Evaluations', numeric: true },
-  { key: null, label: 'Plan', numeric: false },
   { key: null, label: 'Actions', numeric: false },
+  { key: null, label: 'Plan', numeric: false },
 ];
 
 function value(c: ViewCandidate, k: SortKey): number | string {
@@ -79,7 +79,6 @@ export function renderCandidates(view: PanelView, s: TableState, hooks: TableHoo
         h('td', { class: 'num' }, c.top1 === null ? '—' : pct(c.top1)),
         h('td', { class: 'num' }, pct(c.loss), c.holdoutLoss === null ? '' : h('span', { class: 'holdout', title: 'on held-out data' }, ` (held-out ${pct(c.holdoutLoss)})`)),
         h('td', { class: 'num' }, String(c.evaluations)),
-        h('td', { class: 'plan', title: c.summary }, c.summary),
         h(
           'td',
           { class: 'actions' },
@@ -87,6 +86,7 @@ export function renderCandidates(view: PanelView, s: TableState, hooks: TableHoo
           button('Show Plan', () => hooks.showPlan(c.id), { appearance: 'secondary', title: `Show the plan of ${c.id}`, action: 'plan' }),
           button('Select', () => hooks.selectCandidate(c.id), { appearance: 'secondary', title: `Show the levels of ${c.id} in the heatmap`, action: 'select' }),
         ),
+        h('td', { class: 'plan', title: c.summary }, c.summary),
       ),
     );
   }
