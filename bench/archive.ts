@@ -68,4 +68,4 @@ async function run(): Promise<void> {
 /** The benchmark entry for `bench/main.ts`. */
 export const archiveBench: ArchiveBench = { name: 'archive', summary: 'archive sizes and pack/unpack times with 16-cluster sharing', run };
 
-if (require.main === module) void run();
+if (require.main === module && /archive\.ts$/.test(process.argv[1] ?? '')) void run();

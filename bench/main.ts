@@ -4,6 +4,8 @@
  * Child processes (for per-process peak RSS) re-enter here with `--child <name> ...`.
  */
 import { archiveBench } from './archive';
+import { compressBench } from './compress';
+import { evalBench } from './eval';
 import { exploreBench } from './explore';
 import { onnxIoBench, onnxIoChild } from './onnxio';
 
@@ -15,7 +17,7 @@ export interface Bench {
 }
 
 /** Registered benchmarks, in run order. Add new modules here. */
-const BENCHES: Bench[] = [onnxIoBench, archiveBench, exploreBench];
+const BENCHES: Bench[] = [onnxIoBench, compressBench, evalBench, archiveBench, exploreBench];
 const CHILDREN: Record<string, (args: string[]) => Promise<void>> = { onnxio: onnxIoChild };
 
 async function main(argv: string[]): Promise<void> {
