@@ -7,7 +7,6 @@
  * Progress events are throttled to about 4 per second; `cell`, `candidate`, `phase` and `log`
  * events always pass (the panel shows each result as it arrives).
  */
-import './bundleShims';
 import { parentPort } from 'node:worker_threads';
 import { MessageHandler, type Envelope } from '../../protocol';
 import { dirname } from 'node:path';
