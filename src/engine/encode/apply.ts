@@ -8,7 +8,9 @@ import { fail, throwIfAborted } from '../errors';
 import { DataType, listWeights, type OnnxModel, type WeightInfo } from '../onnx';
 import { specLabel } from '../explore/plan';
 import { chooseEncoding } from './choose';
-import { denseDecoder } from './decoders';
+import { clone, create } from '@bufbuild/protobuf';
+import { FunctionProtoSchema, OperatorSetIdProtoSchema, type FunctionProto } from '../onnx/proto';
+import { DECODE_DOMAIN, denseDecoder, MIN_DECODE_OPSET, MIN_FUNCTION_IR, type DecodeGraph } from './decoders';
 import { applyLowRank, lowRankUnsupported } from './lowRank';
 
 /** What happened to one layer. */
@@ -128,7 +130,7 @@ function shareDecodeConstants(model: OnnxModel): void {
 }
 
 /** Replaces a weight by a decode graph that outputs the same name. */
-function replaceWeight(model: OnnxModel, w: WeightInfo, g: { initializers: import('../onnx').TensorProto[]; nodes: import('../onnx').NodeProto[] }): void {
+function replaceWeight(model: OnnxModel, w: WeightInfo, g: DecodeGraph): void {
   if (w.graph !== 'main' && w.source === 'initializer') {
     // Subgraph weights keep their place (only dense graphs reach here).
     model.replaceInitializer(w.name, g.initializers[0]!);
@@ -145,6 +147,21 @@ function replaceWeight(model: OnnxModel, w: WeightInfo, g: { initializers: impor
   }
   for (const t of g.initializers) graph.initializer.push(t);
   if (g.nodes.length) model.insertNodes(g.nodes);
+  for (const f of g.functions) addFunction(model, f);
+}
+
+/**
+ * Adds a decoding function to the model once, with the model's default opset version, the
+ * `onnx_compress` opset import, and IR version ≥ 8 (model-local functions).
+ */
+export function addFunction(model: OnnxModel, f: FunctionProto): void {
+  const p = model.proto;
+  if (p.functions.some((x) => x.domain === f.domain && x.name === f.name)) return;
+  const own = clone(FunctionProtoSchema, f);
+  own.opsetImport = [create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(Math.max(MIN_DECODE_OPSET, model.opsetVersion)) })];
+  p.functions.push(own);
+  if (!p.opsetImport.some((o) => o.domain === DECODE_DOMAIN)) model.setOpset(DECODE_DOMAIN, 1);
+  if (Number(p.irVersion) < MIN_FUNCTION_IR) p.irVersion = BigInt(MIN_FUNCTION_IR);
 }
 
 /**

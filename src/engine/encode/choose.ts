@@ -32,9 +32,15 @@ export interface EncodingChoice {
 
 /** Rough bytes a decode node costs in the file (names, attributes). */
 const NODE_BYTES = 60;
+/** Rough bytes of an initializer's framing (name, dims, type). */
+const INIT_BYTES = 40;
 
+/**
+ * Payload plus framing. The decoding functions are shared by all layers of a model (a few hundred
+ * bytes each, once), so they are not charged to any one layer.
+ */
 function choice(kind: string, graph: DecodeGraph): EncodingChoice {
-  return { kind, graph, bytes: payloadBytes(graph) + graph.nodes.length * NODE_BYTES + graph.initializers.length * 40 };
+  return { kind, graph, bytes: payloadBytes(graph) + graph.nodes.length * NODE_BYTES + graph.initializers.length * INIT_BYTES };
 }
 
 /** Largest float-code width for which a full lookup table (2^bits float32) is used. */

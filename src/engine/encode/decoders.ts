@@ -1,115 +1,225 @@
 /**
- * ONNX subgraphs that rebuild a float32 weight at load time from compact initializers. Each builder
- * returns the new initializers and nodes whose last node outputs the weight under its original
- * name, so the layers that use it are untouched. onnxruntime folds these constant subgraphs when the
- * session is created, so inference costs nothing extra.
+ * ONNX graph pieces that rebuild a float32 weight at load time from compact initializers. Each
+ * weight becomes its payload initializers plus ONE node that outputs the weight under its original
+ * name, so the layers that use it are untouched. The node calls a model-local function of the
+ * `onnx_compress` domain (`Codebook4`, `MaskedQuant3`, ...) that holds the decoding ops once for
+ * the whole model; onnxruntime inlines the functions and folds these constant subgraphs when the
+ * session is created, so inference costs nothing extra. 8-bit quantization and float16/bfloat16
+ * need no function (one DequantizeLinear or Cast node).
  *
  * Every decoder uses only ops available at opset 13 (the lowest opset we encode into), so a model's
- * opset never has to be raised, which could change the meaning of its other nodes.
+ * opset never has to be raised, which could change the meaning of its other nodes. Functions need
+ * IR version 8; `apply.ts` raises the IR version when it is lower (IR versions only add features).
  */
+import { create } from '@bufbuild/protobuf';
 import { fail } from '../errors';
 import { attr, DataType, makeFloatTensor, makeNode, makeTensor, type NodeProto, type TensorProto } from '../onnx';
+import { FunctionProtoSchema, OperatorSetIdProtoSchema, type FunctionProto } from '../onnx/proto';
 import { packBits } from './bits';
 
-/** Initializers and nodes that produce one weight. */
+/** Initializers, nodes and the functions they call, producing one weight. */
 export interface DecodeGraph {
   initializers: TensorProto[];
   nodes: NodeProto[];
+  /** Model-local functions the nodes call (shared between weights: add each name once). */
+  functions: FunctionProto[];
 }
 
 /** The lowest default-domain opset the decoders need. */
 export const MIN_DECODE_OPSET = 13;
+/** Domain of the decoding functions. */
+export const DECODE_DOMAIN = 'onnx_compress';
+/** The lowest IR version with model-local functions. */
+export const MIN_FUNCTION_IR = 8;
 
-/** Names generated for one weight: `<weight>::<suffix>`, so they cannot clash with exporter names. */
-export class DecodeBuilder {
-  readonly initializers: TensorProto[] = [];
+type Attr = ReturnType<typeof attr.int>;
+
+/** Builds a function body: constants become Constant nodes, names are local. */
+class FunctionBuilder {
   readonly nodes: NodeProto[] = [];
   private counter = 0;
 
-  /** @param weight the weight's name, which the final node outputs. */
-  constructor(readonly weight: string) {}
-
-  /**
-   * A fresh value name, `<weight>::<n>`. Short on purpose: names are stored in the file for every
-   * node input and output. `suffix` is kept in the payload tensors' names for readability.
-   */
-  name(suffix = ''): string {
-    return `${this.weight}::${suffix === 'packed' || suffix === 'codebook' ? suffix : ''}${this.counter++}`;
+  name(): string {
+    return `t${this.counter++}`;
   }
 
-  /** Adds an initializer and returns its name. */
-  init(t: TensorProto): string {
-    this.initializers.push(t);
-    return t.name;
+  int64(values: readonly number[], dims: readonly number[] = [values.length]): string {
+    const t = makeTensor({ name: '', dataType: DataType.INT64, dims, raw: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) });
+    return this.op('Constant', [], [attr.tensor('value', t)]);
   }
 
-  /** int64 constant tensor. */
-  int64(suffix: string, values: readonly number[], dims: readonly number[] = [values.length]): string {
-    return this.init(makeTensor({ name: this.name(suffix), dataType: DataType.INT64, dims, raw: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) }));
+  float(value: number): string {
+    return this.op('Constant', [], [attr.tensor('value', makeFloatTensor('', new Float32Array([value]), []))]);
   }
 
-  /** float32 constant tensor. */
-  float(suffix: string, values: Float32Array, dims: readonly number[]): string {
-    return this.init(makeFloatTensor(this.name(suffix), values, dims));
-  }
-
-  /** Adds a node with one output and returns the output's name (`out` or a fresh one). */
-  op(opType: string, inputs: string[], attributes: ReturnType<typeof attr.int>[] = [], out?: string): string {
+  op(opType: string, inputs: string[], attributes: Attr[] = [], out?: string): string {
     const o = out ?? this.name();
-    // Node names are optional in ONNX; unnamed decode nodes keep the file small.
     this.nodes.push(makeNode(opType, inputs, [o], '', attributes));
     return o;
   }
 
-  /** The finished graph. */
-  build(): DecodeGraph {
-    return { initializers: this.initializers, nodes: this.nodes };
+  build(name: string, inputs: string[], output: string): FunctionProto {
+    return create(FunctionProtoSchema, {
+      name,
+      domain: DECODE_DOMAIN,
+      input: inputs,
+      output: [output],
+      node: this.nodes,
+      opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(MIN_DECODE_OPSET) })],
+      docString: 'onnx-compress weight decoder; see docs/encodings.md',
+    });
   }
 }
 
 /**
- * Packed `bits`-bit codes (see `bits.ts`) to an int64 tensor of `n` codes.
- * bits = 8: a Cast. Otherwise the bytes are viewed as [G, b] (a group of 8 codes per row); code j
- * of a group starts at bit p = b·j, in byte q = ⌊p/8⌋ at offset r = p mod 8, so
+ * Unpacks `bits`-bit codes (see `bits.ts`) from the uint8 value `packed` into the first `n` codes
+ * (int64, 1-D); `n` is an int64 [1] value.
+ * bits = 8: a Cast. bits dividing 8: byte i holds codes j = 0…8/b-1 at bit b·j. Otherwise the
+ * bytes are viewed as [G, b] (a group of 8 codes per row); code j of a group starts at bit p = b·j,
+ * in byte q = ⌊p/8⌋ at offset r = p mod 8, so
  * code_j = ((byte_q + 256·byte_{q+1} [+ 65536·byte_{q+2} when b > 8]) / 2^r) mod 2^b. Every
  * intermediate stays below 2^24, so the arithmetic is exact however onnxruntime computes it (its
  * int64 ReduceSum is not exact past 2^53, which rules out summing a whole group). Byte indices past
  * the row are clamped into it; the bits they add lie above the code and the mod removes them.
  */
-export function unpackCodes(b: DecodeBuilder, codes: ArrayLike<number>, bits: number): string {
-  const n = codes.length;
-  const packed = makeTensor({
-    name: b.name('packed'),
-    dataType: DataType.UINT8,
-    dims: [bits === 8 ? n : Math.ceil(n / 8) * bits],
-    raw: packBits(codes, bits),
-    docString: packedDocString(bits, n),
-  });
-  b.init(packed);
-  if (bits === 8) return b.op('Cast', [packed.name], [attr.int('to', DataType.INT64)]);
-  const groups = Math.ceil(n / 8);
+function unpack(f: FunctionBuilder, packed: string, bits: number, n: string): string {
+  const wide = f.op('Cast', [packed], [attr.int('to', DataType.INT64)]);
+  if (bits === 8) return f.op('Slice', [wide, f.int64([0]), n]);
+  let codes: string;
   if (8 % bits === 0) {
-    // Codes never straddle bytes: byte i holds codes j = 0…8/b-1 at bit b·j.
-    const per = 8 / bits;
-    const col = b.op('Unsqueeze', [b.op('Cast', [packed.name], [attr.int('to', DataType.INT64)]), b.int64('axes', [1])]);
-    const shifted = b.op('Div', [col, b.int64('divisors', Array.from({ length: per }, (_, j) => 2 ** (bits * j)))]);
-    const flat = b.op('Reshape', [b.op('Mod', [shifted, b.int64('modulus', [2 ** bits], [])]), b.int64('flat', [-1])]);
-    return groups * 8 === n ? flat : b.op('Slice', [flat, b.int64('starts', [0]), b.int64('ends', [n]), b.int64('axes', [0])]);
+    const col = f.op('Unsqueeze', [wide, f.int64([1])]);
+    const shifted = f.op('Div', [col, f.int64(Array.from({ length: 8 / bits }, (_, j) => 2 ** (bits * j)))]);
+    codes = f.op('Mod', [shifted, f.int64([2 ** bits], [])]);
+  } else {
+    const rows = f.op('Reshape', [wide, f.int64([-1, bits])]);
+    const q = Array.from({ length: 8 }, (_, j) => Math.floor((bits * j) / 8));
+    let sum = '';
+    for (let t = 0; t < (bits > 8 ? 3 : 2); t++) {
+      const byte = f.op('Gather', [rows, f.int64(q.map((x) => Math.min(x + t, bits - 1)))], [attr.int('axis', 1)]);
+      const term = t === 0 ? byte : f.op('Mul', [byte, f.int64([256 ** t], [])]);
+      sum = t === 0 ? term : f.op('Add', [sum, term]);
+    }
+    const shifted = f.op('Div', [sum, f.int64(Array.from({ length: 8 }, (_, j) => 2 ** ((bits * j) % 8)))]);
+    codes = f.op('Mod', [shifted, f.int64([2 ** bits], [])]);
   }
-  const bytes = b.op('Reshape', [packed.name, b.int64('shape', [groups, bits])]);
-  const wide = b.op('Cast', [bytes], [attr.int('to', DataType.INT64)]);
-  const q = Array.from({ length: 8 }, (_, j) => Math.floor((bits * j) / 8));
-  const spans = bits > 8 ? 3 : 2;
-  let pair = '';
-  for (let t = 0; t < spans; t++) {
-    const byte = b.op('Gather', [wide, b.int64(`byte${t}_index`, q.map((x) => Math.min(x + t, bits - 1)))], [attr.int('axis', 1)]);
-    const term = t === 0 ? byte : b.op('Mul', [byte, b.int64('weight', [256 ** t], [])]);
-    pair = t === 0 ? term : b.op('Add', [pair, term]);
+  return f.op('Slice', [f.op('Reshape', [codes, f.int64([-1])]), f.int64([0]), n]);
+}
+
+/** Element count of `shape` as int64 [1]. */
+function countOf(f: FunctionBuilder, shape: string): string {
+  return f.op('ReduceProd', [shape], [attr.int('keepdims', 1)]);
+}
+
+/**
+ * Kept weights' codes expanded to one per weight: `m` is the 0/1 mask (int64, n), `kept` the
+ * packed codes of the kept weights; pruned positions get `fill`.
+ * position = CumSum(m)·m → Gather([fill, codes...], position).
+ */
+function expandKept(f: FunctionBuilder, m: string, kept: string, bits: number, fill: number): string {
+  const count = f.op('ReduceSum', [m], [attr.int('keepdims', 1)]);
+  const codes = unpack(f, kept, bits, count);
+  const pos = f.op('Mul', [f.op('CumSum', [m, f.int64([0], [])]), m]);
+  const padded = f.op('Concat', [f.int64([fill]), codes], [attr.int('axis', 0)]);
+  return f.op('Gather', [padded, pos], [attr.int('axis', 0)]);
+}
+
+const FUNCTIONS = new Map<string, FunctionProto>();
+
+/** A decoding function by name, built once per process (callers must not mutate it). */
+function fn(name: string, build: () => FunctionProto): FunctionProto {
+  let f = FUNCTIONS.get(name);
+  if (!f) {
+    f = build();
+    FUNCTIONS.set(name, f);
   }
-  const shifted = b.op('Div', [pair, b.int64('divisors', Array.from({ length: 8 }, (_, j) => 2 ** ((bits * j) % 8)))]);
-  const masked = b.op('Mod', [shifted, b.int64('modulus', [2 ** bits], [])]);
-  const flat = b.op('Reshape', [masked, b.int64('flat', [groups * 8])]);
-  return groups * 8 === n ? flat : b.op('Slice', [flat, b.int64('starts', [0]), b.int64('ends', [n]), b.int64('axes', [0])]);
+  return f;
+}
+
+/** `Codebook<b>[PC](packed, codebook, shape[, offsets])`: codebook[index (+ offset of the channel)]. */
+function codebookFunction(bits: number, perChannel: boolean, masked: boolean): FunctionProto {
+  const name = `${masked ? 'Masked' : ''}Codebook${bits}${perChannel ? 'PC' : ''}`;
+  return fn(name, () => {
+    const f = new FunctionBuilder();
+    const n = countOf(f, 'shape');
+    let idx: string;
+    if (masked) {
+      const m = unpack(f, 'mask', 1, n);
+      idx = f.op('Add', [expandKept(f, m, 'packed', bits, -1), f.int64([1], [])]);
+    } else {
+      idx = unpack(f, 'packed', bits, n);
+    }
+    let shaped = f.op('Reshape', [idx, 'shape']);
+    if (perChannel) shaped = f.op('Add', [shaped, 'offsets']);
+    f.op('Gather', ['codebook', shaped], [attr.int('axis', 0)], 'w');
+    const inputs = [...(masked ? ['mask'] : []), 'packed', 'codebook', 'shape', ...(perChannel ? ['offsets'] : [])];
+    return f.build(name, inputs, 'w');
+  });
+}
+
+/** `Quant<b>(packed, shift, scale, shape)`: (code - shift) · scale, broadcast per channel. */
+function quantFunction(bits: number, masked: boolean): FunctionProto {
+  const name = `${masked ? 'Masked' : ''}Quant${bits}`;
+  return fn(name, () => {
+    const f = new FunctionBuilder();
+    const n = countOf(f, 'shape');
+    let codes: string;
+    let m = '';
+    if (masked) {
+      m = unpack(f, 'mask', 1, n);
+      codes = expandKept(f, m, 'packed', bits, 0);
+    } else {
+      codes = unpack(f, 'packed', bits, n);
+    }
+    const q = f.op('Sub', [f.op('Reshape', [codes, 'shape']), 'shift']);
+    const value = f.op('Mul', [f.op('Cast', [q], [attr.int('to', DataType.FLOAT)]), 'scale']);
+    if (masked) {
+      const keep = f.op('Cast', [f.op('Reshape', [m, 'shape'])], [attr.int('to', DataType.BOOL)]);
+      f.op('Where', [keep, value, f.float(0)], [], 'w');
+    } else {
+      f.op('Identity', [value], [], 'w');
+    }
+    return f.build(name, [...(masked ? ['mask'] : []), 'packed', 'shift', 'scale', 'shape'], 'w');
+  });
+}
+
+/** `Sparse(mask, values, shape)`: values (with a leading 0) gathered at CumSum(mask)·mask. */
+function sparseFunction(): FunctionProto {
+  return fn('Sparse', () => {
+    const f = new FunctionBuilder();
+    const m = unpack(f, 'mask', 1, countOf(f, 'shape'));
+    const pos = f.op('Mul', [f.op('CumSum', [m, f.int64([0], [])]), m]);
+    f.op('Reshape', [f.op('Gather', ['values', pos], [attr.int('axis', 0)]), 'shape'], [], 'w');
+    return f.build('Sparse', ['mask', 'values', 'shape'], 'w');
+  });
+}
+
+/** Per-weight initializers and the one calling node. Names: `<weight>::<role>`. */
+class Payload {
+  readonly initializers: TensorProto[] = [];
+  constructor(readonly weight: string) {}
+
+  add(role: string, t: Omit<Parameters<typeof makeTensor>[0], 'name'>): string {
+    const name = `${this.weight}::${role}`;
+    this.initializers.push(makeTensor({ ...t, name }));
+    return name;
+  }
+
+  packed(role: string, codes: ArrayLike<number>, bits: number): string {
+    return this.add(role, { dataType: DataType.UINT8, dims: [bits === 8 ? codes.length : Math.ceil(codes.length / 8) * bits], raw: packBits(codes, bits), docString: packedDocString(bits, codes.length) });
+  }
+
+  int64(role: string, values: readonly number[], dims: readonly number[] = [values.length]): string {
+    return this.add(role, { dataType: DataType.INT64, dims, raw: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) });
+  }
+
+  float(role: string, values: Float32Array, dims: readonly number[]): string {
+    this.initializers.push(makeFloatTensor(`${this.weight}::${role}`, values, dims));
+    return `${this.weight}::${role}`;
+  }
+
+  call(f: FunctionProto, inputs: string[]): DecodeGraph {
+    return { initializers: this.initializers, nodes: [makeNode(f.name, inputs, [this.weight], '', [], DECODE_DOMAIN)], functions: [f] };
+  }
 }
 
 /**
@@ -143,50 +253,29 @@ export interface CodebookDecode {
   axis: number | null;
   /** One index per weight, tensor order. */
   indices: ArrayLike<number>;
-  /** Index bits (⌈log2 k⌉ unless a wider packing is smaller for some reason). */
+  /** Index bits (⌈log2 k⌉). */
   bits: number;
+}
+
+function channelOffsets(p: Payload, dims: readonly number[], axis: number, k: number): string {
+  const channels = dims[axis]!;
+  return p.int64('offsets', Array.from({ length: channels }, (_, c) => c * k), axisShape(dims.length, axis, channels));
 }
 
 /** Weight = codebook[c·k + index] via Gather (per-channel: index + k·channel, broadcast). */
 export function codebookDecoder(weight: string, o: CodebookDecode): DecodeGraph {
-  const b = new DecodeBuilder(weight);
-  codebookFromIndex(b, unpackCodes(b, o.indices, o.bits), o);
-  return b.build();
-}
-
-/** Gathers codebook entries for an int64 index tensor (one per weight, tensor order). */
-function codebookFromIndex(b: DecodeBuilder, idx: string, o: Omit<CodebookDecode, 'indices' | 'bits'>): void {
-  const shaped = b.op('Reshape', [idx, b.int64('shape', o.dims)]);
-  let global = shaped;
-  if (o.axis !== null) {
-    const channels = o.dims[o.axis]!;
-    const offsets = Array.from({ length: channels }, (_, c) => c * o.k);
-    global = b.op('Add', [shaped, b.int64('offsets', offsets, axisShape(o.dims.length, o.axis, channels))]);
-  }
-  const table = b.float('codebook', o.codebook, [o.codebook.length]);
-  b.op('Gather', [table, global], [attr.int('axis', 0)], b.weight);
+  const p = new Payload(weight);
+  const inputs = [p.packed('indices', o.indices, o.bits), p.float('codebook', o.codebook, [o.codebook.length]), p.int64('shape', o.dims)];
+  if (o.axis !== null) inputs.push(channelOffsets(p, o.dims, o.axis, o.k));
+  return p.call(codebookFunction(o.bits, o.axis !== null, false), inputs);
 }
 
 /**
- * Codes of kept weights only, expanded to one code per weight: a 1-bit mask (1 = kept) and the kept
- * weights' codes in tensor order. Pruned positions get code `fill`.
- * position = CumSum(mask)·mask → Gather([fill, codes...], position). Returns the int64 codes and
- * the int64 mask.
- */
-function expandKept(b: DecodeBuilder, mask: Uint8Array, kept: ArrayLike<number>, bits: number, fill: number): { codes: string; mask: string } {
-  const m = unpackCodes(b, mask, 1);
-  const pos = b.op('Mul', [b.op('CumSum', [m, b.int64('axis', [0], [])]), m]);
-  const codes = kept.length > 0 ? unpackCodes(b, kept, bits) : b.int64('nokept', [], [0]);
-  const padded = b.op('Concat', [b.int64('fill', [fill]), codes], [attr.int('axis', 0)]);
-  return { codes: b.op('Gather', [padded, pos], [attr.int('axis', 0)]), mask: m };
-}
-
-/**
- * Pruned + shared: the mask, and for kept weights their index minus one in ⌈log2(k-1)⌉ bits (index
- * 0 is the exact zero entry that every pruned weight uses, so kept weights never need it).
+ * Pruned + shared: a 1-bit mask (1 = kept) and, for kept weights, their index minus one in
+ * ⌈log2(k-1)⌉ bits (index 0 is the exact zero entry every pruned weight uses, so kept weights never
+ * need it).
  */
 export function maskedCodebookDecoder(weight: string, o: Omit<CodebookDecode, 'bits'> & { zeroIndex: 0 }): DecodeGraph {
-  const b = new DecodeBuilder(weight);
   const n = o.indices.length;
   const mask = new Uint8Array(n);
   const kept: number[] = [];
@@ -198,9 +287,10 @@ export function maskedCodebookDecoder(weight: string, o: Omit<CodebookDecode, 'b
     }
   }
   const bits = Math.max(1, Math.ceil(Math.log2(Math.max(2, o.k - 1))));
-  const { codes } = expandKept(b, mask, kept, bits, -1);
-  codebookFromIndex(b, b.op('Add', [codes, b.int64('one', [1], [])]), o);
-  return b.build();
+  const p = new Payload(weight);
+  const inputs = [p.packed('mask', mask, 1), p.packed('indices', kept, bits), p.float('codebook', o.codebook, [o.codebook.length]), p.int64('shape', o.dims)];
+  if (o.axis !== null) inputs.push(channelOffsets(p, o.dims, o.axis, o.k));
+  return p.call(codebookFunction(bits, o.axis !== null, true), inputs);
 }
 
 /** Options of {@link quantDecoder}. */
@@ -220,30 +310,33 @@ export interface QuantDecode {
  * unsigned codes → int64 → minus (zeroPoint - minCode) → float → × scale, broadcast per channel.
  */
 export function quantDecoder(weight: string, o: QuantDecode): DecodeGraph {
-  const b = new DecodeBuilder(weight);
+  const p = new Payload(weight);
   const perChannel = o.axis !== null;
   const pShape = perChannel ? [o.scale.length] : [];
   if (o.bits === 8) {
     const signed = o.codes instanceof Int8Array;
     const dt = signed ? DataType.INT8 : DataType.UINT8;
-    const x = b.init(makeTensor({ name: b.name('codes'), dataType: dt, dims: o.dims, raw: copyBytes(o.codes) }));
-    const zpBytes = signed ? new Uint8Array(Int8Array.from(o.zeroPoint).buffer) : Uint8Array.from(o.zeroPoint);
-    const scale = b.float('scale', o.scale, pShape);
-    const zp = b.init(makeTensor({ name: b.name('zero_point'), dataType: dt, dims: pShape, raw: zpBytes }));
-    b.op('DequantizeLinear', [x, scale, zp], perChannel ? [attr.int('axis', o.axis!)] : [], weight);
-    return b.build();
+    const x = p.add('codes', { dataType: dt, dims: o.dims, raw: copyBytes(o.codes) });
+    const scale = p.float('scale', o.scale, pShape);
+    const zp = p.add('zero_point', { dataType: dt, dims: pShape, raw: signed ? new Uint8Array(Int8Array.from(o.zeroPoint).buffer) : Uint8Array.from(o.zeroPoint) });
+    return { initializers: p.initializers, nodes: [makeNode('DequantizeLinear', [x, scale, zp], [weight], '', perChannel ? [attr.int('axis', o.axis!)] : [])], functions: [] };
   }
-  const minCode = o.codes instanceof Int8Array ? -(2 ** (o.bits - 1) - 1) : 0;
-  const unsigned = new Uint8Array(o.codes.length);
-  for (let i = 0; i < o.codes.length; i++) unsigned[i] = o.codes[i]! - minCode;
-  const u = unpackCodes(b, unsigned, o.bits);
-  const shaped = b.op('Reshape', [u, b.int64('shape', o.dims)]);
-  const bShape = perChannel ? axisShape(o.dims.length, o.axis!, o.scale.length) : [];
-  const shift = b.int64('zp_shift', Array.from(o.zeroPoint, (z) => z - minCode), bShape);
-  const q = b.op('Sub', [shaped, shift]);
-  const qf = b.op('Cast', [q], [attr.int('to', DataType.FLOAT)]);
-  b.op('Mul', [qf, b.float('scale', o.scale, bShape)], [], weight);
-  return b.build();
+  const { minCode, bShape } = quantLayout(o);
+  const unsigned = Uint8Array.from(o.codes, (c) => c - minCode);
+  const inputs = [p.packed('codes', unsigned, o.bits), ...quantParams(p, o, minCode, bShape)];
+  return p.call(quantFunction(o.bits, false), inputs);
+}
+
+function quantLayout(o: QuantDecode): { minCode: number; bShape: number[] } {
+  return { minCode: o.codes instanceof Int8Array ? -(2 ** (o.bits - 1) - 1) : 0, bShape: o.axis !== null ? axisShape(o.dims.length, o.axis, o.scale.length) : [] };
+}
+
+function quantParams(p: Payload, o: QuantDecode, minCode: number, bShape: number[]): string[] {
+  return [
+    p.int64('shift', Array.from(o.zeroPoint, (z) => z - minCode), bShape),
+    p.float('scale', o.scale, bShape),
+    p.int64('shape', o.dims),
+  ];
 }
 
 /**
@@ -252,58 +345,42 @@ export function quantDecoder(weight: string, o: QuantDecode): DecodeGraph {
  * are exactly +0 as in the reconstruction.
  */
 export function maskedQuantDecoder(weight: string, o: QuantDecode): DecodeGraph {
-  const b = new DecodeBuilder(weight);
   const n = o.codes.length;
-  const minCode = o.codes instanceof Int8Array ? -(2 ** (o.bits - 1) - 1) : 0;
-  const perChannel = o.axis !== null;
+  const { minCode, bShape } = quantLayout(o);
   const strides = o.dims.map((_, i) => o.dims.slice(i + 1).reduce((a, x) => a * x, 1));
   const mask = new Uint8Array(n);
   const kept: number[] = [];
   for (let i = 0; i < n; i++) {
-    const c = perChannel ? Math.floor(i / strides[o.axis!]!) % o.dims[o.axis!]! : 0;
+    const c = o.axis !== null ? Math.floor(i / strides[o.axis]!) % o.dims[o.axis]! : 0;
     if (o.codes[i] !== o.zeroPoint[c]) {
       mask[i] = 1;
       kept.push(o.codes[i]! - minCode);
     }
   }
-  const { codes, mask: m } = expandKept(b, mask, kept, o.bits, 0);
-  const shaped = b.op('Reshape', [codes, b.int64('shape', o.dims)]);
-  const bShape = perChannel ? axisShape(o.dims.length, o.axis!, o.scale.length) : [];
-  const q = b.op('Sub', [shaped, b.int64('zp_shift', Array.from(o.zeroPoint, (z) => z - minCode), bShape)]);
-  const value = b.op('Mul', [b.op('Cast', [q], [attr.int('to', DataType.FLOAT)]), b.float('scale', o.scale, bShape)]);
-  const keep = b.op('Cast', [b.op('Reshape', [m, b.int64('shape', o.dims)])], [attr.int('to', DataType.BOOL)]);
-  b.op('Where', [keep, value, b.float('zero', new Float32Array([0]), [])], [], weight);
-  return b.build();
+  const p = new Payload(weight);
+  const inputs = [p.packed('mask', mask, 1), p.packed('codes', kept, o.bits), ...quantParams(p, o, minCode, bShape)];
+  return p.call(quantFunction(o.bits, true), inputs);
 }
 
 /** float16 / bfloat16 payload + Cast to float32 (exact: every such value is a float32). */
 export function castDecoder(weight: string, dims: readonly number[], dataType: number, codes: Uint16Array): DecodeGraph {
   if (dataType !== DataType.FLOAT16 && dataType !== DataType.BFLOAT16) fail('E_INTERNAL', `castDecoder: unsupported type ${dataType}`);
-  const b = new DecodeBuilder(weight);
-  const x = b.init(makeTensor({ name: b.name('half'), dataType, dims, raw: copyBytes(codes) }));
-  b.op('Cast', [x], [attr.int('to', DataType.FLOAT)], weight);
-  return b.build();
+  const p = new Payload(weight);
+  const x = p.add(dataType === DataType.FLOAT16 ? 'fp16' : 'bf16', { dataType, dims, raw: copyBytes(codes) });
+  return { initializers: p.initializers, nodes: [makeNode('Cast', [x], [weight], '', [attr.int('to', DataType.FLOAT)])], functions: [] };
 }
 
-/**
- * Pruned weights: a 1-bit mask (1 = kept) + the kept values in tensor order.
- * position = CumSum(mask) · mask (1-based rank among kept, 0 when pruned) → Gather([0, values...]).
- */
+/** Pruned weights: a 1-bit mask (1 = kept) + the kept values in tensor order. */
 export function maskDecoder(weight: string, dims: readonly number[], mask: Uint8Array, values: Float32Array): DecodeGraph {
-  const b = new DecodeBuilder(weight);
-  const m = unpackCodes(b, mask, 1);
-  const cum = b.op('CumSum', [m, b.int64('axis', [0], [])]);
-  const pos = b.op('Mul', [cum, m]);
   const withZero = new Float32Array(values.length + 1);
   withZero.set(values, 1);
-  const g = b.op('Gather', [b.float('values', withZero, [withZero.length]), pos], [attr.int('axis', 0)]);
-  b.op('Reshape', [g, b.int64('shape', dims)], [], weight);
-  return b.build();
+  const p = new Payload(weight);
+  return p.call(sparseFunction(), [p.packed('mask', mask, 1), p.float('values', withZero, [withZero.length]), p.int64('shape', dims)]);
 }
 
 /** The weight as a plain float32 initializer (the reference and the fallback). */
 export function denseDecoder(weight: string, dims: readonly number[], values: Float32Array): DecodeGraph {
-  return { initializers: [makeFloatTensor(weight, values, dims)], nodes: [] };
+  return { initializers: [makeFloatTensor(weight, values, dims)], nodes: [], functions: [] };
 }
 
 /** Bytes of all initializer payloads of a decode graph (what it adds to the file, give or take ~100 B of graph). */

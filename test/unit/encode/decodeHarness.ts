@@ -1,12 +1,15 @@
 /** Runs a decode graph alone in onnxruntime and returns the weight it produces. */
 import * as ort from 'onnxruntime-node';
-import { encodeModel, makeValueInfo } from '../../../src/engine/onnx';
+import { encodeModel, makeValueInfo, OnnxModel } from '../../../src/engine/onnx';
+import { addFunction } from '../../../src/engine/encode/apply';
 import type { DecodeGraph } from '../../../src/engine/encode/decoders';
 import { graph, model } from '../helpers/onnxBuilder';
 
 /** The float32 weight `name` as onnxruntime decodes it from `g` (opset `opset`). */
 export async function ortDecode(name: string, dims: readonly number[], g: DecodeGraph, opset = 13): Promise<Float32Array> {
   const m = model(graph({ nodes: g.nodes, inputs: [], outputs: [makeValueInfo(name, dims)], initializers: g.initializers }), opset);
+  const om = new OnnxModel(m, 'decode-test');
+  for (const f of g.functions) addFunction(om, f);
   const s = await ort.InferenceSession.create(encodeModel(m), { logSeverityLevel: 3 });
   try {
     const out = await s.run({});
