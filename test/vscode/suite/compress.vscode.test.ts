@@ -4,6 +4,7 @@
 // (`onnxCompress.samples` = 200).
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
@@ -56,7 +57,9 @@ function readNpy(file: string): { shape: number[]; data: Uint8Array | BigInt64Ar
 
 /** Top-1 accuracy of `modelFile` on the first `n` fixture samples, preprocessed as the dataset JSON says. */
 async function top1(modelFile: string, n: number): Promise<number> {
-  const ort = await import('onnxruntime-node');
+  // The extension's own onnxruntime-node (the installed copy in the vsix run), so one binding stays loaded.
+  const ext = vscode.extensions.getExtension(EXTENSION_ID)!;
+  const ort = createRequire(path.join(ext.extensionPath, 'package.json'))('onnxruntime-node') as typeof import('onnxruntime-node');
   const images = readNpy(path.join(workspaceDir(), 'data/fmnist-test-1000-images.npy'));
   const labels = readNpy(path.join(workspaceDir(), 'data/fmnist-test-1000-labels.npy'));
   const per = 28 * 28;
