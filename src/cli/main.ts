@@ -5,6 +5,7 @@
 import { analyzeCommand, ANALYZE_USAGE } from './analyze';
 import { applyCommand, APPLY_USAGE } from './apply';
 import { compressCommand, COMPRESS_USAGE } from './compress';
+import { evalCommand, EVAL_USAGE } from './eval';
 import { infoCommand, INFO_USAGE } from './info';
 import { PACK_USAGE, packCommand, UNPACK_USAGE, unpackCommand } from './pack';
 import { EXIT, runCommand } from './util';
@@ -17,6 +18,7 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   info: { summary: 'inputs, outputs, opsets, ops and the compressible weights of a model', usage: INFO_USAGE, run: infoCommand },
+  eval: { summary: 'accuracy (top-1/top-5) and, against a reference model, agreement and fidelity', usage: EVAL_USAGE, run: evalCommand },
   analyze: { summary: 'per-layer sensitivity of every technique and level (sensitivity.json/.csv)', usage: ANALYZE_USAGE, run: analyzeCommand },
   compress: { summary: 'smallest model under a loss budget (or best under a size budget), with report', usage: COMPRESS_USAGE, run: compressCommand },
   apply: { summary: 'apply an explicit per-layer plan (plan.json) and write the compressed ONNX (+ archive)', usage: APPLY_USAGE, run: applyCommand },
