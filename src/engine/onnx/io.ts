@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CompressError, fail, throwIfAborted } from '../errors';
-import { ioError, writeAll, writeFilesAtomic } from '../util/atomicWrite';
+import { ioError, writeAll, writeAllv, writeFilesAtomic } from '../util/atomicWrite';
 import { decodeModel, encodeModelChunks } from './codec';
 import { rawByteLength } from './dtype';
 import { OnnxModel } from './model';
@@ -52,7 +52,9 @@ export async function loadModel(file: string, options: Partial<LoadOptions> = {}
   }
   let bytes: Uint8Array;
   try {
-    bytes = await fs.promises.readFile(file);
+    // One synchronous read: ~3× faster than fs.promises.readFile's chunked reads on large models
+    // (bench onnxio); the engine runs off the UI thread, so blocking here is fine.
+    bytes = fs.readFileSync(file);
   } catch (e) {
     ioError(e, file, 'read');
   }
@@ -125,7 +127,9 @@ async function readExternalData(
     if (isExternal(t)) pending.push(t);
   });
   if (pending.length === 0) return;
-  const fds = new Map<string, { fd: fs.promises.FileHandle; size: number }>();
+  // Synchronous reads: one syscall per tensor instead of a promise round trip each (models have
+  // thousands of tensors; the engine runs off the UI thread).
+  const fds = new Map<string, { fd: number; size: number }>();
   try {
     for (const t of pending) {
       throwIfAborted(signal);
@@ -133,13 +137,13 @@ async function readExternalData(
       const full = resolveExternalPath(modelFile, info.location, t.name);
       let h = fds.get(full);
       if (!h) {
-        let fd: fs.promises.FileHandle;
+        let fd: number;
         try {
-          fd = await fs.promises.open(full, 'r');
+          fd = fs.openSync(full, 'r');
         } catch (e) {
           fail('E_EXTERNAL_DATA', `${modelFile}: cannot open external data '${info.location}' of tensor '${t.name}' (${(e as Error).message}).`, e);
         }
-        h = { fd, size: (await fd.stat()).size };
+        h = { fd, size: fs.fstatSync(fd).size };
         fds.set(full, h);
         files.add(full);
       }
@@ -151,14 +155,14 @@ async function readExternalData(
       const buf = new Uint8Array(length);
       let off = 0;
       while (off < length) {
-        const { bytesRead } = await h.fd.read(buf, off, Math.min(length - off, 1 << 30), info.offset + off);
-        if (bytesRead === 0) fail('E_EXTERNAL_DATA', `${modelFile}: external data '${info.location}' ended early while reading tensor '${t.name}'.`);
-        off += bytesRead;
+        const n = fs.readSync(h.fd, buf, off, Math.min(length - off, 1 << 30), info.offset + off);
+        if (n === 0) fail('E_EXTERNAL_DATA', `${modelFile}: external data '${info.location}' ended early while reading tensor '${t.name}'.`);
+        off += n;
       }
       external.set(t, buf);
     }
   } finally {
-    for (const { fd } of fds.values()) await fd.close();
+    for (const { fd } of fds.values()) fs.closeSync(fd);
   }
 }
 
@@ -277,7 +281,7 @@ export async function saveModel(model: OnnxModel, file: string, options: Partial
     parts.push({
       path: out,
       write: (fd) => {
-        for (const p of encoded.parts) writeAll(fd, p);
+        writeAllv(fd, encoded.parts);
       },
     });
     await writeFilesAtomic(parts);

@@ -74,6 +74,28 @@ export function writeAll(fd: number, data: Uint8Array): void {
   while (off < data.length) off += fs.writeSync(fd, data, off, Math.min(data.length - off, 1 << 30));
 }
 
+/** Writes many buffers to `fd` with few system calls (`writev` in batches). */
+export function writeAllv(fd: number, parts: readonly Uint8Array[]): void {
+  const BATCH = 512;
+  for (let i = 0; i < parts.length; i += BATCH) {
+    const batch = parts.slice(i, i + BATCH).filter((p) => p.length > 0);
+    const total = batch.reduce((s, p) => s + p.length, 0);
+    const written = fs.writevSync(fd, batch);
+    // Short writes (rare, e.g. signals or huge batches): finish the rest part by part.
+    if (written < total) {
+      let skip = written;
+      for (const p of batch) {
+        if (skip >= p.length) {
+          skip -= p.length;
+          continue;
+        }
+        writeAll(fd, p.subarray(skip));
+        skip = 0;
+      }
+    }
+  }
+}
+
 /** Writes one file atomically. */
 export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
   const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
