@@ -1,9 +1,8 @@
 /** `onnx-compress apply MODEL --plan PLAN.json --out OUT.onnx [--archive OUT.onnxc] [--json]`. */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { applySpecs } from '../engine/encode/apply';
 import { packArchiveWithStats } from '../engine/encode/archive';
-import { writeFileAtomic } from '../engine/util/atomicWrite';
+import { sameFile, writeFileAtomic } from '../engine/util/atomicWrite';
 import { fail } from '../engine/errors';
 import { resolvePlan, type PlanFile } from '../engine/explore/plan';
 import { listWeights, loadModel, saveModel } from '../engine/onnx';
@@ -51,7 +50,7 @@ export async function applyCommand(argv: string[], signal: AbortSignal): Promise
   const file = positionals[0]!;
   const out = values.out;
   for (const target of [out, values.archive]) {
-    if (target && path.resolve(target) === path.resolve(file)) throw new UsageError(`--out/--archive '${target}' is the input model; choose another path`);
+    if (target && sameFile(target, file)) throw new UsageError(`--out/--archive '${target}' is the input model; choose another path`);
   }
   const model = await loadModel(file, { signal });
   const plan = readPlan(values.plan);

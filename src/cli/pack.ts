@@ -1,9 +1,8 @@
 /** `onnx-compress pack MODEL.onnx --out MODEL.onnxc [--json]` and `onnx-compress unpack ARCHIVE --out MODEL.onnx`. */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { fail, throwIfAborted } from '../engine/errors';
 import { isArchive, packArchiveWithStats, unpackArchive, type ArchiveStats } from '../engine/encode/archive';
-import { writeFileAtomic } from '../engine/util/atomicWrite';
+import { sameFile, writeFileAtomic } from '../engine/util/atomicWrite';
 import { formatBytes, parse, table, UsageError } from './util';
 
 /** Usage of `pack`. */
@@ -19,17 +18,6 @@ function inOut(argv: string[]) {
   if (typeof out !== 'string' || out === '') throw new UsageError('missing --out');
   if (sameFile(input, out)) throw new UsageError(`--out '${out}' is the input file; choose another output path`);
   return { input, out, values };
-}
-
-function sameFile(a: string, b: string): boolean {
-  if (path.resolve(a) === path.resolve(b)) return true;
-  try {
-    const sa = fs.statSync(a);
-    const sb = fs.statSync(b);
-    return sa.ino === sb.ino && sa.dev === sb.dev;
-  } catch {
-    return false;
-  }
 }
 
 function readInput(file: string): Buffer {

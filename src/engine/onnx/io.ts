@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CompressError, fail, throwIfAborted } from '../errors';
-import { ioError, writeAll, writeAllv, writeFilesAtomic } from '../util/atomicWrite';
+import { ioError, sameFile, writeAll, writeAllv, writeFilesAtomic } from '../util/atomicWrite';
 import { decodeModel, encodeModelChunks } from './codec';
 import { rawByteLength } from './dtype';
 import { OnnxModel } from './model';
@@ -303,17 +303,6 @@ function snapshot(t: TensorProto): () => void {
     if (had) t.dataLocation = dataLocation;
     else delete (t as { dataLocation?: unknown }).dataLocation;
   };
-}
-
-function sameFile(a: string, b: string): boolean {
-  if (path.resolve(a) === path.resolve(b)) return true;
-  try {
-    const sa = fs.statSync(a);
-    const sb = fs.statSync(b);
-    return sa.ino === sb.ino && sa.dev === sb.dev;
-  } catch {
-    return false;
-  }
 }
 
 function estimateSize(model: OnnxModel): number {

@@ -7,6 +7,18 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fail } from '../errors';
 
+/** True when `a` and `b` name the same file (same path, or same inode through links). */
+export function sameFile(a: string, b: string): boolean {
+  if (path.resolve(a) === path.resolve(b)) return true;
+  try {
+    const sa = fs.statSync(a);
+    const sb = fs.statSync(b);
+    return sa.ino === sb.ino && sa.dev === sb.dev;
+  } catch {
+    return false;
+  }
+}
+
 /** A temp path next to `target` (same folder, so the rename cannot cross file systems). */
 export function tempPathFor(target: string): string {
   return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
