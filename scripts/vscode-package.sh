@@ -20,6 +20,6 @@ mkdir -p .tmp
 IGNORE=".tmp/vscodeignore-$TARGET"
 sed "s#napi-v6/linux/x64/#napi-v6/${TARGET%-*}/${TARGET#*-}/#" .vscodeignore >"$IGNORE"
 # --no-yarn: dependencies come from `npm list --production`, then .vscodeignore picks the two packages we need.
-npx --no-install vsce package --no-yarn --target "$TARGET" --ignoreFile "$IGNORE" --skip-license -o "$OUT"
+npx --no-install vsce package --no-yarn --no-rewrite-relative-links --target "$TARGET" --ignoreFile "$IGNORE" --skip-license -o "$OUT"
 npx --no-install vsce ls --no-yarn --ignoreFile "$IGNORE" >".tmp/vsix-files-$TARGET.txt"
 echo "vsix: $OUT ($(du -k "$OUT" | cut -f1) KiB, $(wc -l <".tmp/vsix-files-$TARGET.txt") files, list in .tmp/vsix-files-$TARGET.txt)"
