@@ -112,6 +112,8 @@ export interface RunState {
   message: string;
   /** Progress, 0…1, or null when unknown. */
   fraction: number | null;
+  /** Why runs and exports are disabled (an untrusted workspace), else null. */
+  restricted?: string | null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -136,6 +138,8 @@ export interface DidChangeRunNotification {
 /** Generic acknowledgement of a request that has no data to return. */
 export interface OkResponse {
   type: 'ok';
+  /** What happened, for the status line (e.g. `saved lenet5.c2.onnx`, `cancelled`). */
+  detail?: string;
 }
 
 /** Every message the host posts to the webview. */
@@ -164,6 +168,10 @@ export interface ExportCandidateRequest {
   type: 'exportCandidate';
   candidateId: string;
 }
+/** Export the heatmap selection (each layer at its selected level) as a model. Reply: {@link OkResponse}. */
+export interface ExportSelectionRequest {
+  type: 'exportSelection';
+}
 /** Open a candidate's plan as a JSON document. */
 export interface ShowPlanCommand {
   type: 'showPlan';
@@ -190,6 +198,7 @@ export type FromWebviewMessage =
   | SelectLevelCommand
   | SelectCandidateCommand
   | ExportCandidateRequest
+  | ExportSelectionRequest
   | ShowPlanCommand
   | StartRunCommand
   | CancelRunCommand
@@ -235,6 +244,7 @@ export function validateFromWebviewMessage(body: unknown): FromWebviewMessage {
   switch (type) {
     case 'ready':
     case 'cancelRun':
+    case 'exportSelection':
       keys(o, ['type']);
       return { type };
     case 'selectLevel': {

@@ -24,6 +24,8 @@ export interface TableHooks {
   exportCandidate(id: string): void;
   showPlan(id: string): void;
   selectCandidate(id: string): void;
+  /** Export buttons are disabled (untrusted workspace). */
+  exportDisabled?: boolean;
 }
 
 const COLUMNS: Array<{ key: SortKey | null; label: string; numeric: boolean }> = [
@@ -82,7 +84,7 @@ export function renderCandidates(view: PanelView, s: TableState, hooks: TableHoo
         h(
           'td',
           { class: 'actions' },
-          button('Export', () => hooks.exportCandidate(c.id), { title: `Export ${c.id} as an ONNX model`, action: 'export' }),
+          button('Export', () => hooks.exportCandidate(c.id), { title: `Export ${c.id} as an ONNX model`, action: 'export', disabled: hooks.exportDisabled === true }),
           button('Show Plan', () => hooks.showPlan(c.id), { appearance: 'secondary', title: `Show the plan of ${c.id}`, action: 'plan' }),
           button('Select', () => hooks.selectCandidate(c.id), { appearance: 'secondary', title: `Show the levels of ${c.id} in the heatmap`, action: 'select' }),
         ),
@@ -114,22 +116,27 @@ export function renderChart(view: PanelView): HTMLElement {
   const H = 280;
   const m = { l: 56, r: 16, t: 12, b: 40 };
   const pts = view.candidates;
-  const maxX = Math.max(view.model.bytes, ...pts.map((p) => p.bytes)) * 1.02;
+  // Log size axis: candidates span one to two orders of magnitude below the original and bunch up on a linear one.
+  const sizes = [view.model.bytes, ...pts.map((p) => p.bytes), view.selection.layers > 0 ? view.selection.bytes : view.model.bytes, view.budgetValue && 'maxSize' in view.budgetValue ? view.budgetValue.maxSize : view.model.bytes].filter((b) => b > 0);
+  const lo = Math.log10(Math.min(...sizes) / 1.25);
+  const hi = Math.log10(Math.max(...sizes) * 1.15);
   const maxLoss = Math.max(0.005, ...pts.map((p) => p.loss), view.budgetValue && 'maxLoss' in view.budgetValue ? view.budgetValue.maxLoss : 0, view.selection.predictedLoss) * 1.1;
-  const minLoss = Math.min(0, ...pts.map((p) => p.loss));
-  const x = (b: number): number => m.l + (b / maxX) * (W - m.l - m.r);
+  const minLoss = Math.min(0, ...pts.map((p) => p.loss), view.selection.layers > 0 ? view.selection.predictedLoss : 0);
+  const x = (b: number): number => m.l + ((Math.log10(Math.max(b, 1)) - lo) / (hi - lo)) * (W - m.l - m.r);
   const y = (l: number): number => m.t + (1 - (l - minLoss) / (maxLoss - minLoss)) * (H - m.t - m.b);
-  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': `Size versus accuracy loss of ${pts.length} candidates; Pareto front drawn as a line${view.chosen ? `; chosen ${view.chosen}` : ''}` });
+  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'data-x-scale': 'log', 'aria-label': `Size (log scale) versus accuracy loss of ${pts.length} candidates; Pareto front drawn as a line${view.chosen ? `; chosen ${view.chosen}` : ''}` });
   // Axes and ticks.
   root.append(svg('line', { x1: m.l, y1: H - m.b, x2: W - m.r, y2: H - m.b, class: 'axis' }), svg('line', { x1: m.l, y1: m.t, x2: m.l, y2: H - m.b, class: 'axis' }));
-  for (let i = 0; i <= 4; i++) {
-    const bx = (maxX * i) / 4;
+  for (const bx of logTicks(lo, hi)) {
     root.append(svg('text', { x: x(bx), y: H - m.b + 16, class: 'tick', 'text-anchor': 'middle' }, bytes(Math.round(bx))));
+    root.append(svg('line', { x1: x(bx), y1: m.t, x2: x(bx), y2: H - m.b, class: 'grid' }));
+  }
+  for (let i = 0; i <= 4; i++) {
     const ly = minLoss + ((maxLoss - minLoss) * i) / 4;
     root.append(svg('text', { x: m.l - 6, y: y(ly) + 4, class: 'tick', 'text-anchor': 'end' }, pct(ly)));
     root.append(svg('line', { x1: m.l, y1: y(ly), x2: W - m.r, y2: y(ly), class: 'grid' }));
   }
-  root.append(svg('text', { x: (W + m.l) / 2, y: H - 6, class: 'label', 'text-anchor': 'middle' }, 'model size'), svg('text', { x: 12, y: (H - m.b) / 2, class: 'label', transform: `rotate(-90 12 ${(H - m.b) / 2})`, 'text-anchor': 'middle' }, 'accuracy loss'));
+  root.append(svg('text', { x: (W + m.l) / 2, y: H - 6, class: 'label', 'text-anchor': 'middle' }, 'model size (log scale)'), svg('text', { x: 12, y: (H - m.b) / 2, class: 'label', transform: `rotate(-90 12 ${(H - m.b) / 2})`, 'text-anchor': 'middle' }, 'accuracy loss'));
   // Budget.
   const bv = view.budgetValue;
   if (bv && 'maxLoss' in bv) root.append(svg('line', { x1: m.l, x2: W - m.r, y1: y(bv.maxLoss), y2: y(bv.maxLoss), class: 'budget' }), svg('text', { x: W - m.r - 4, y: y(bv.maxLoss) - 4, class: 'tick', 'text-anchor': 'end' }, `budget ${pct(bv.maxLoss)}`));
@@ -157,4 +164,20 @@ export function renderChart(view: PanelView): HTMLElement {
   }
   const legend = h('div', { class: 'chart-legend' }, h('span', { class: 'k pareto' }, '● Pareto'), h('span', { class: 'k' }, '● other'), h('span', { class: 'k chosen' }, '◯ chosen'), h('span', { class: 'k sel' }, '◆ your selection (predicted)'), h('span', { class: 'k orig' }, '■ original'));
   return h('div', { class: 'chart-wrap' }, root as unknown as HTMLElement, legend);
+}
+
+/**
+ * Tick values between 10^lo and 10^hi: 1, 2, 5 × 10^k, thinned to at most 6; when the range is
+ * narrower than that gives 3 ticks, 4 evenly spaced (in log) values instead.
+ */
+export function logTicks(lo: number, hi: number): number[] {
+  const out: number[] = [];
+  for (let k = Math.floor(lo); k <= Math.ceil(hi); k++) for (const f of [1, 2, 5]) {
+    const v = f * 10 ** k;
+    const l = Math.log10(v);
+    if (l >= lo && l <= hi) out.push(v);
+  }
+  if (out.length < 3) return [0.1, 0.37, 0.63, 0.9].map((t) => 10 ** (lo + t * (hi - lo)));
+  const step = Math.ceil(out.length / 6);
+  return out.filter((_, i) => i % step === 0);
 }

@@ -14,6 +14,7 @@ import {
 } from '../src/protocol';
 import { renderCandidates, renderChart, type TableState } from './candidates';
 import { bytes, count, h, pct } from './format';
+import { fitTextContrast } from './contrast';
 import { renderHeatmap, renderLegend } from './heatmap';
 import './panel.css';
 import { button, progressRing, registerToolkit } from './toolkit';
@@ -78,8 +79,8 @@ async function request(msg: FromWebviewMessage, what: string): Promise<void> {
   status = `${what}…`;
   render();
   try {
-    await handler.sendRequest(msg, 10 * 60_000);
-    status = `${what}: done.`;
+    const r = await handler.sendRequest(msg, 10 * 60_000);
+    status = `${what}: ${r.type === 'ok' && r.detail ? r.detail : 'done'}.`;
   } catch (e) {
     status = `${what} failed: ${e instanceof ReplyError || e instanceof Error ? e.message : String(e)}`;
   }
@@ -100,19 +101,21 @@ function header(v: PanelView | null): HTMLElement {
         v.budget ? ` · budget: ${v.budget}` : '',
       )
     : h('p', { class: 'facts' }, 'No results yet.');
+  const blocked = run.running || !!run.restricted;
   const actions = h(
     'div',
     { class: 'toolbar' },
-    button('Analyze Sensitivity', () => send({ type: 'startRun', op: 'analyze' }), { disabled: run.running, appearance: 'secondary' }),
-    button('Compress Model…', () => send({ type: 'startRun', op: 'compress' }), { disabled: run.running, appearance: 'secondary' }),
-    v?.report.html ? button('Open Report', () => send({ type: 'openReport', where: 'panel' }), { appearance: 'secondary' }) : null,
-    v?.report.html ? button('Report in Browser', () => send({ type: 'openReport', where: 'browser' }), { appearance: 'secondary' }) : null,
+    button('Analyze Sensitivity', () => send({ type: 'startRun', op: 'analyze' }), { disabled: blocked, appearance: 'secondary', action: 'analyze' }),
+    button('Compress Model…', () => send({ type: 'startRun', op: 'compress' }), { disabled: blocked, appearance: 'secondary', action: 'compress' }),
+    v?.report.html ? button('Open Report', () => send({ type: 'openReport', where: 'panel' }), { appearance: 'secondary', action: 'report' }) : null,
+    v?.report.html ? button('Report in Browser', () => send({ type: 'openReport', where: 'browser' }), { appearance: 'secondary', action: 'report-browser' }) : null,
   );
+  const restricted = run.restricted ? h('p', { class: 'restricted', role: 'note' }, run.restricted) : null;
   const runLine = run.running
     ? h('div', { class: 'run', role: 'status', 'aria-live': 'polite' }, progressRing(), h('span', {}, `${run.op === 'analyze' ? 'Analyzing' : 'Compressing'}: ${run.message}`), runBar(run.fraction), button('Cancel', () => send({ type: 'cancelRun' }), { appearance: 'secondary' }))
     : null;
   const statusLine = status ? h('div', { class: 'status', role: 'status', 'aria-live': 'polite' }, status) : null;
-  return h('header', {}, title, facts, actions, runLine, statusLine);
+  return h('header', {}, title, facts, restricted, actions, runLine, statusLine);
 }
 
 function runBar(fraction: number | null): HTMLElement {
@@ -144,7 +147,12 @@ function heatmapSection(v: PanelView): HTMLElement {
       },
       tooltip,
     ),
-    h('p', { class: 'selection-summary' }, sel.layers > 0 ? `Selected levels on ${sel.layers} layer(s): ${bytes(sel.bytes)} of ${bytes(sel.originalBytes)} (${(sel.originalBytes / Math.max(1, sel.bytes)).toFixed(2)}×), predicted loss ${pct(sel.predictedLoss)} (sum of the cells).` : 'Click a cell (or press Enter on it) to select that level for the layer.'),
+    h(
+      'div',
+      { class: 'selection-actions' },
+      h('p', { class: 'selection-summary' }, sel.layers > 0 ? `Selected levels on ${sel.layers} layer(s): ${bytes(sel.bytes)} of ${bytes(sel.originalBytes)} (${(sel.originalBytes / Math.max(1, sel.bytes)).toFixed(2)}×), predicted loss ${pct(sel.predictedLoss)} (sum of the cells).` : 'Click a cell (or press Enter on it) to select that level for the layer.'),
+      sel.layers > 0 ? button('Export this plan', () => void request({ type: 'exportSelection' }, 'Export this plan'), { disabled: !!run.restricted, title: 'Apply the selected levels to the model and save it', action: 'export-selection' }) : null,
+    ),
   );
 }
 
@@ -156,6 +164,7 @@ function candidatesSection(v: PanelView): HTMLElement {
       render();
     },
     exportCandidate: (id: string): void => void request({ type: 'exportCandidate', candidateId: id }, `Export ${id}`),
+    exportDisabled: !!run.restricted,
     showPlan: (id: string): void => send({ type: 'showPlan', candidateId: id }),
     selectCandidate: (id: string): void => send({ type: 'selectCandidate', candidateId: id }),
   };
@@ -190,9 +199,19 @@ function render(): void {
     children.push(h('p', { class: 'empty' }, 'Run "Analyze Sensitivity" to measure how much accuracy each layer loses at each level, then "Compress Model…" to search for the smallest model within a budget.'));
   }
   app.replaceChildren(...children);
+  fitTextContrast(app.querySelectorAll<HTMLElement>('table.heatmap td.cell'), app);
   if (focusCell) app.querySelector<HTMLElement>(`td.cell[data-row="${focusCell.row}"][data-col="${focusCell.col}"]`)?.focus({ preventScroll: true });
   else if (focusSort) app.querySelector<HTMLElement>(`button[data-sort="${focusSort}"]`)?.focus({ preventScroll: true });
 }
+
+// A theme change restyles the page (body class, CSS variables on <html>) without a message: refit the text colours.
+let refit = 0;
+const onTheme = (): void => {
+  cancelAnimationFrame(refit);
+  refit = requestAnimationFrame(() => fitTextContrast(document.querySelectorAll<HTMLElement>('table.heatmap td.cell'), document.getElementById('app')!));
+};
+new MutationObserver(onTheme).observe(document.body, { attributes: true, attributeFilter: ['class'] });
+new MutationObserver(onTheme).observe(document.documentElement, { attributes: true, attributeFilter: ['style', 'class'] });
 
 async function start(): Promise<void> {
   registerToolkit();

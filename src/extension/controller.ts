@@ -12,7 +12,8 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { parseDatasetSpec } from '../engine/eval/datasetSpec';
 import type { CandidatesFile, ExploreEvent, SensitivityFile } from '../engine/explore/types';
-import type { WorkerRunOptions } from '../engine/worker/protocol';
+import type { PlanFile } from '../engine/explore/plan';
+import type { WorkerExportResult, WorkerRunOptions } from '../engine/worker/protocol';
 import type { RunState } from '../protocol';
 import { isCancellationError, toAbortSignal } from './cancellation';
 import { EngineError, type EngineRunner } from './engineRunner';
@@ -60,6 +61,8 @@ export interface ExportArgs {
   overwrite?: boolean;
   /** Do not reveal the file in the explorer. Default false. */
   noReveal?: boolean;
+  /** Also write the `.onnxc` archive next to the model. Default: the `onnxCompress.exportArchive` setting. */
+  archive?: boolean;
 }
 
 /** Choice of `onnxCompress.configureDataset` when given as an argument. */
@@ -69,7 +72,12 @@ export type DatasetChoice =
   | { kind: 'folder'; folder: string }
   | { kind: 'files'; inputs: string; labels?: string };
 
+/** Why runs and exports are off in an untrusted workspace (notification and results panel). */
+export const RESTRICTED_MESSAGE =
+  'Restricted Mode: ONNX Compress runs native inference code (onnxruntime) on model and data files, so analysis, compression and export are disabled until you trust this workspace. Results can still be viewed.';
+
 const LAST_BUDGET = 'onnxCompress.lastBudget';
+const SELECTION_KEY = 'onnxCompress.selection:';
 const LAST_TECHNIQUES = 'onnxCompress.lastTechniques';
 
 type Budget = { maxLoss: number } | { maxSize: number };
@@ -77,6 +85,7 @@ type Budget = { maxLoss: number } | { maxSize: number };
 /** Owns the runs and implements every command. */
 export class Controller implements PanelActions {
   private readonly runs = new Map<string, vscode.CancellationTokenSource>();
+  private readonly reports = new Map<string, vscode.WebviewPanel>();
 
   constructor(
     private readonly context: vscode.ExtensionContext,
@@ -87,6 +96,7 @@ export class Controller implements PanelActions {
   /** Cancels every run (deactivation). */
   dispose(): void {
     for (const cts of this.runs.values()) cts.cancel();
+    for (const p of [...this.reports.values()]) p.dispose();
   }
 
   log(line: string): void {
@@ -198,23 +208,75 @@ export class Controller implements PanelActions {
       id = pick.label;
     }
     if (!cands.candidates.some((c) => c.id === id)) throw new Error(`No candidate '${id}' in ${path.join(dir, CANDIDATES_FILE)}.`);
-    let out = args?.outPath ?? exportPathFor(model, id, settings);
-    if (exists(out) && !args?.overwrite) {
-      const answer = await vscode.window.showWarningMessage(`${path.basename(out)} already exists.`, { modal: true }, 'Overwrite', 'Save As…');
-      if (answer === 'Save As…') {
-        const picked = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.file(out), filters: { 'ONNX models': ['onnx'] } });
-        if (!picked) return undefined;
-        out = picked.fsPath;
-      } else if (answer !== 'Overwrite') return undefined;
-    }
-    fs.mkdirSync(path.dirname(out), { recursive: true });
-    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Exporting ${id} of ${modelName(model)}` }, () =>
-      this.engine.exportCandidate(dir, id, out),
+    const out = await this.confirmTarget(args?.outPath ?? exportPathFor(model, id, settings), args?.overwrite === true, args?.archive ?? settings.exportArchive);
+    if (!out) return undefined;
+    const archive = args?.archive ?? settings.exportArchive;
+    const r = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Exporting ${id} of ${modelName(model)}` }, () =>
+      this.engine.exportCandidate(dir, id, out, archive),
     );
-    this.log(`Exported ${id} of ${model} -> ${out} (${formatBytes(fs.statSync(out).size)})`);
-    if (!args?.noReveal) await vscode.commands.executeCommand('revealInExplorer', vscode.Uri.file(out)).then(undefined, () => undefined);
-    void vscode.window.showInformationMessage(`Exported ${id} to ${path.basename(out)} (${formatBytes(fs.statSync(out).size)}).`);
-    return out;
+    await this.announceExport(`${id} of ${model}`, id, r, args?.noReveal === true);
+    return r.outPath;
+  }
+
+  /**
+   * `onnxCompress.exportPlan`: applies a plan (`PlanFile`: the panel's heatmap selection, or a plan
+   * JSON file picked when none is given) to the model and writes `<model>.selection.onnx` (plus
+   * the archive); returns the written file.
+   */
+  async exportPlan(arg?: unknown, plan?: unknown, args?: ExportArgs): Promise<string | undefined> {
+    if (!this.trusted()) return undefined;
+    const uri = await pickModel(arg, 'Export Plan');
+    if (!uri) return undefined;
+    const model = uri.fsPath;
+    const settings = readSettings(uri);
+    let p = plan;
+    let name = 'selection';
+    if (p === undefined) {
+      const f = await vscode.window.showOpenDialog({ defaultUri: vscode.Uri.file(path.dirname(model)), canSelectMany: false, filters: { 'Plan JSON': ['json'] }, openLabel: 'Apply Plan' });
+      if (!f?.[0]) return undefined;
+      p = JSON.parse(fs.readFileSync(f[0].fsPath, 'utf8')) as unknown;
+      name = path.basename(f[0].fsPath).replace(/\.json$/i, '');
+    }
+    if (typeof p !== 'object' || p === null || Array.isArray(p)) throw new Error(`A plan must be an object like { "layers": { "<weight>": { "technique": "quant", "bits": 4 } } }, got ${JSON.stringify(p)?.slice(0, 80)}.`);
+    const archive = args?.archive ?? settings.exportArchive;
+    const out = await this.confirmTarget(args?.outPath ?? exportPathFor(model, name, settings), args?.overwrite === true, archive);
+    if (!out) return undefined;
+    const r = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Exporting the ${name} plan of ${modelName(model)}` }, () =>
+      this.engine.exportPlan(model, p as PlanFile, out, archive),
+    );
+    await this.announceExport(`the ${name} plan of ${model}`, `the ${name} plan`, r, args?.noReveal === true);
+    return r.outPath;
+  }
+
+  /**
+   * The export target: `out` itself when neither it nor its archive exists (or `overwrite`), else
+   * what the user answers to "already exists" (Overwrite / Save As… / cancel = undefined).
+   */
+  private async confirmTarget(out: string, overwrite: boolean, archive: boolean): Promise<string | undefined> {
+    const archiveOf = (f: string): string => `${f.replace(/\.onnx$/i, '')}.onnxc`;
+    const taken = (f: string): string[] => [f, ...(archive ? [archiveOf(f)] : [])].filter(exists);
+    let target = out;
+    while (!overwrite && taken(target).length > 0) {
+      const names = taken(target).map((f) => path.basename(f)).join(' and ');
+      const answer = await vscode.window.showWarningMessage(`${names} already ${taken(target).length > 1 ? 'exist' : 'exists'}. Overwrite?`, { modal: true }, 'Overwrite', 'Save As…');
+      if (answer === 'Overwrite') break;
+      if (answer !== 'Save As…') return undefined;
+      const picked = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.file(target), filters: { 'ONNX models': ['onnx'] } });
+      if (!picked) return undefined;
+      // The save dialog asked about the .onnx file already; ask again only for an existing archive.
+      target = picked.fsPath;
+      if (!archive || !exists(archiveOf(target))) break;
+    }
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    return target;
+  }
+
+  private async announceExport(what: string, short: string, r: WorkerExportResult, noReveal: boolean): Promise<void> {
+    const size = formatBytes(r.bytes);
+    const archive = r.archive ? ` and ${path.basename(r.archive)} (${formatBytes(fs.statSync(r.archive).size)})` : '';
+    this.log(`Exported ${what} -> ${r.outPath} (${size})${r.archive ? `, archive ${r.archive}` : ''}`);
+    if (!noReveal) await vscode.commands.executeCommand('revealInExplorer', vscode.Uri.file(r.outPath)).then(undefined, () => undefined);
+    void vscode.window.showInformationMessage(`Exported ${short} to ${path.basename(r.outPath)} (${size})${archive}.`);
   }
 
   /** `onnxCompress.configureDataset`: writes `<model>.dataset.json`; returns its path. */
@@ -256,50 +318,74 @@ export class Controller implements PanelActions {
     this.runs.get(model)?.cancel();
   }
 
-  async openReport(model: string, where: 'panel' | 'browser'): Promise<void> {
+  /** `onnxCompress.openReport` and the panel's report buttons: returns the report file, undefined when there is none. */
+  async openReport(arg: unknown, where: 'panel' | 'browser' = 'panel'): Promise<string | undefined> {
+    const model = typeof arg === 'string' && arg.toLowerCase().endsWith('.onnx') ? arg : (await pickModel(arg, 'Open Report'))?.fsPath;
+    if (!model) return undefined;
     const dir = this.resultsDirFor(model);
     const c = readResults(dir).candidates;
     const rel = c?.outputs.html;
     if (typeof rel !== 'string') {
       void vscode.window.showWarningMessage(`No report.html in ${dir} yet: run "Compress Model…".`);
-      return;
+      return undefined;
     }
     const file = path.resolve(dir, rel);
     if (!isInside(file, dir) || !exists(file)) {
       void vscode.window.showWarningMessage(`The report path '${rel}' in ${CANDIDATES_FILE} is not a file inside ${dir}.`);
-      return;
+      return undefined;
     }
     if (where === 'browser') {
       await vscode.env.openExternal(vscode.Uri.file(file));
-      return;
+      return file;
     }
-    const panel = vscode.window.createWebviewPanel('onnxCompress.report', `Report: ${modelName(model)}`, vscode.ViewColumn.Active, {
-      enableScripts: false,
-      localResourceRoots: [],
-    });
-    // A static document: no scripts, no network, inline styles only.
-    const csp = `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:;">`;
-    const html = fs.readFileSync(file, 'utf8');
-    panel.webview.html = /<head[^>]*>/i.test(html) ? html.replace(/<head[^>]*>/i, (m) => `${m}${csp}`) : `${csp}${html}`;
+    let panel = this.reports.get(file);
+    if (panel) panel.reveal();
+    else {
+      panel = vscode.window.createWebviewPanel(REPORT_VIEW_TYPE, `Report: ${modelName(model)}`, vscode.ViewColumn.Active, {
+        enableScripts: false,
+        localResourceRoots: [],
+      });
+      const p = panel;
+      this.reports.set(file, p);
+      p.onDidDispose(() => this.reports.delete(file));
+    }
+    panel.webview.html = reportHtml(fs.readFileSync(file, 'utf8'));
+    return file;
+  }
+
+  restriction(): string | null {
+    return vscode.workspace.isTrusted ? null : RESTRICTED_MESSAGE;
+  }
+
+  loadSelection(model: string): Record<string, string | null> {
+    const v = this.context.workspaceState.get<unknown>(SELECTION_KEY + model);
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return {};
+    return Object.fromEntries(Object.entries(v).filter((e): e is [string, string | null] => e[1] === null || typeof e[1] === 'string'));
+  }
+
+  saveSelection(model: string, selection: Record<string, string | null>): void {
+    void this.context.workspaceState.update(SELECTION_KEY + model, Object.keys(selection).length > 0 ? selection : undefined);
+  }
+
+  exportSelection(model: string, plan: PlanFile): Promise<string | undefined> {
+    return this.exportPlan(vscode.Uri.file(model), plan);
   }
 
   // ----- helpers ----------------------------------------------------------------------------------
 
   private trusted(): boolean {
     if (vscode.workspace.isTrusted) return true;
-    void vscode.window.showWarningMessage(
-      'ONNX Compress runs native inference code (onnxruntime) on model and data files; analysis is disabled until you trust this workspace.',
-      'Manage Workspace Trust',
-    ).then((a) => {
+    void vscode.window.showWarningMessage(RESTRICTED_MESSAGE, 'Manage Workspace Trust').then((a) => {
       if (a) void vscode.commands.executeCommand('workbench.trust.manage');
     });
     return false;
   }
 
-  private common(settings: Settings): Pick<WorkerRunOptions, 'limit' | 'threads'> {
-    const o: Pick<WorkerRunOptions, 'limit' | 'threads'> = {};
+  private common(settings: Settings): Pick<WorkerRunOptions, 'limit' | 'threads' | 'levels'> {
+    const o: Pick<WorkerRunOptions, 'limit' | 'threads' | 'levels'> = {};
     if (settings.samples > 0) o.limit = settings.samples;
     if (settings.threads > 0) o.threads = settings.threads;
+    if (Object.keys(settings.levels).length > 0) o.levels = settings.levels;
     return o;
   }
 
@@ -564,6 +650,18 @@ function checkTechniques(t: unknown): string[] {
     throw new Error(`techniques must be a non-empty list of ${TECHNIQUES.join(', ')}, got ${JSON.stringify(t)}.`);
   }
   return t as string[];
+}
+
+/** View type of the report panel. */
+export const REPORT_VIEW_TYPE = 'onnxCompress.report';
+
+/**
+ * The report as a webview document: its own markup with a CSP that allows nothing but inline
+ * styles and data: images (the report is self-contained; scripts are off in the panel anyway).
+ */
+export function reportHtml(html: string): string {
+  const csp = `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:;">`;
+  return /<head[^>]*>/i.test(html) ? html.replace(/<head[^>]*>/i, (m) => `${m}${csp}`) : `${csp}${html}`;
 }
 
 /** `"1"` / `"0.5 %"` -> 0.01 / 0.005; undefined when not a percentage in [0, 100]. */

@@ -9,7 +9,8 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { MessageHandler, ReplyError, type Envelope } from '../protocol';
 import type { CandidatesFile, ExploreEvent, SensitivityFile } from '../engine/explore/types';
-import type { FromWorkerMessage, ToWorkerMessage, WorkerRunOptions } from '../engine/worker/protocol';
+import type { PlanFile } from '../engine/explore/plan';
+import type { FromWorkerMessage, ToWorkerMessage, WorkerExportResult, WorkerRunOptions } from '../engine/worker/protocol';
 
 /** Milliseconds a cancelled worker gets to stop by itself before it is terminated. */
 export const CANCEL_GRACE_MS = 5_000;
@@ -53,9 +54,14 @@ export class EngineRunner {
     });
   }
 
-  /** `exportCandidate` in a worker. */
-  async exportCandidate(resultsDir: string, candidateId: string, outPath: string): Promise<void> {
-    await this.run({ type: 'export', resultsDir, candidateId, outPath }, {});
+  /** `exportCandidate` in a worker (plus the `.onnxc` archive when `archive`). */
+  exportCandidate(resultsDir: string, candidateId: string, outPath: string, archive: boolean): Promise<WorkerExportResult> {
+    return this.run({ type: 'export', resultsDir, candidateId, outPath, archive }, {}).then(exported);
+  }
+
+  /** Applies `plan` to `model` in a worker and saves it at `outPath` (plus the `.onnxc` archive when `archive`). */
+  exportPlan(model: string, plan: PlanFile, outPath: string, archive: boolean): Promise<WorkerExportResult> {
+    return this.run({ type: 'exportPlan', model, plan, outPath, archive }, {}).then(exported);
   }
 
   /** Terminates every running worker. */
@@ -108,6 +114,11 @@ export class EngineRunner {
       if (!answered && 'options' in request) releaseStaleLock(request.options.outDir);
     }
   }
+}
+
+function exported(r: FromWorkerMessage): WorkerExportResult {
+  if (r.type !== 'exported') throw new EngineError('E_INTERNAL', `worker replied ${r.type} to an export`);
+  return r;
 }
 
 /**

@@ -20,6 +20,8 @@ export const Commands = {
   openResults: 'onnxCompress.openResults',
   exportCandidate: 'onnxCompress.exportCandidate',
   configureDataset: 'onnxCompress.configureDataset',
+  openReport: 'onnxCompress.openReport',
+  exportPlan: 'onnxCompress.exportPlan',
 } as const;
 
 /** What `onnxCompress.showModelSummary` found out about a model; also the command's return value. */
@@ -71,6 +73,12 @@ export function activate(context: vscode.ExtensionContext): ExtensionApi {
     vscode.commands.registerCommand(Commands.exportCandidate, (uri?: unknown, id?: unknown, args?: unknown) =>
       controller.exportCandidate(uri, id, isObject(args) ? args : undefined),
     ),
+    vscode.commands.registerCommand(Commands.openReport, (uri?: unknown, where?: unknown) =>
+      controller.openReport(uri, where === 'browser' ? 'browser' : 'panel'),
+    ),
+    vscode.commands.registerCommand(Commands.exportPlan, (uri?: unknown, plan?: unknown, args?: unknown) =>
+      controller.exportPlan(uri, plan, isObject(args) ? args : undefined),
+    ),
     vscode.commands.registerCommand(Commands.configureDataset, (uri?: unknown, choice?: unknown, overwrite?: unknown) =>
       controller.configureDataset(uri, isObject(choice) ? (choice as never) : undefined, overwrite === true),
     ),
@@ -95,17 +103,18 @@ async function showModelSummary(
   output: vscode.OutputChannel,
   arg: unknown,
 ): Promise<ModelSummary | undefined> {
-  if (!vscode.workspace.isTrusted) {
-    void vscode.window.showWarningMessage(
-      'ONNX Compress runs native inference code on model files; trust this workspace to use it.',
-    );
-    return undefined;
-  }
   const uri = await pickModel(arg);
   if (!uri) return undefined;
   const name = uri.path.slice(uri.path.lastIndexOf('/') + 1);
+  // Restricted Mode: no native code on workspace files. The engine's own reader (TypeScript,
+  // bounds-checked, external data confined to the model's folder) still shows what the model is.
+  const trusted = vscode.workspace.isTrusted;
+  if (!trusted && uri.scheme !== 'file') {
+    void vscode.window.showWarningMessage('ONNX Compress reads only local files in Restricted Mode; trust this workspace to summarize this model.');
+    return undefined;
+  }
   try {
-    const summary = await summarizeModel(uri);
+    const summary = trusted ? await summarizeModel(uri) : await summarizeWithoutRuntime(uri);
     output.appendLine(`Model ${uri.fsPath || uri.toString()}`);
     if (uri.scheme === 'file') {
       const model = await loadModel(uri.fsPath);
@@ -119,7 +128,8 @@ async function showModelSummary(
     output.show(true);
     void vscode.window.showInformationMessage(
       `${name}: ${formatBytes(summary.sizeBytes)}, inputs ${summary.inputNames.join(', ')}; ` +
-        `outputs ${summary.outputNames.join(', ')}`,
+        `outputs ${summary.outputNames.join(', ')}` +
+        (trusted ? '' : ' (read without onnxruntime: Restricted Mode)'),
     );
     return summary;
   } catch (e: unknown) {
@@ -164,6 +174,13 @@ async function summarizeModel(uri: vscode.Uri): Promise<ModelSummary> {
   } finally {
     await session.release();
   }
+}
+
+/** The summary from the engine's model reader alone (no onnxruntime): graph inputs that are not initializers, and outputs. */
+async function summarizeWithoutRuntime(uri: vscode.Uri): Promise<ModelSummary> {
+  const stat = await vscode.workspace.fs.stat(uri);
+  const info = modelInfo(await loadModel(uri.fsPath), stat.size);
+  return { uri: uri.toString(), sizeBytes: stat.size, inputNames: info.inputs.map((v) => v.name), outputNames: info.outputs.map((v) => v.name) };
 }
 
 /** The `info` view as lines: inputs and outputs with types, then one line per weight. */

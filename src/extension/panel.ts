@@ -10,6 +10,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { specToLayerPlan, type LayerPlan, type PlanFile } from '../engine/explore/plan';
 import type { SensitivityCell } from '../engine/explore/types';
 import {
   MessageHandler,
@@ -32,7 +33,14 @@ export interface PanelActions {
   exportCandidate(model: string, candidateId: string): Promise<unknown>;
   startRun(model: string, op: 'analyze' | 'compress'): void;
   cancelRun(model: string): void;
-  openReport(model: string, where: 'panel' | 'browser'): Promise<void>;
+  openReport(model: string, where: 'panel' | 'browser'): Promise<unknown>;
+  /** Exports `plan` (the heatmap selection) as a model. */
+  exportSelection(model: string, plan: PlanFile): Promise<unknown>;
+  /** The user's heatmap selection of `model` as last saved (survives window reloads). */
+  loadSelection(model: string): Record<string, string | null>;
+  saveSelection(model: string, selection: Record<string, string | null>): void;
+  /** Why runs are disabled (untrusted workspace), else null. */
+  restriction(): string | null;
   log(line: string): void;
 }
 
@@ -108,6 +116,7 @@ export class ResultsPanel {
   ) {
     ResultsPanel.panels.set(model, this);
     this.results = { dir: actions.resultsDirFor(model), sensitivity: null, candidates: null };
+    for (const [layer, level] of Object.entries(actions.loadSelection(model))) this.selection.set(layer, level);
     this.handler = new MessageHandler<ToWebviewMessage, FromWebviewMessage>(
       (m: Envelope<ToWebviewMessage>) => void this.panel.webview.postMessage(m),
       (body) => this.onMessage(body),
@@ -118,6 +127,7 @@ export class ResultsPanel {
       panel.onDidDispose(() => this.dispose()),
       panel.webview.onDidReceiveMessage((m: unknown) => void this.handler.handleMessage(m)),
       this.watchResults(),
+      vscode.workspace.onDidGrantWorkspaceTrust(() => this.setRun(this.run)),
     );
     this.reload();
   }
@@ -141,7 +151,7 @@ export class ResultsPanel {
   /** Shows a run's state (progress bar, cancel button). */
   setRun(run: RunState): void {
     this.run = run;
-    this.handler.sendEvent({ type: 'didChangeRun', run });
+    this.handler.sendEvent({ type: 'didChangeRun', run: this.runState() });
     if (!run.running) {
       this.extraCells = [];
       this.refresh();
@@ -214,12 +224,13 @@ export class ResultsPanel {
     switch (msg.type) {
       case 'ready':
         this.reload();
-        return { type: 'readyResponse', view: this.view, run: this.run };
+        return { type: 'readyResponse', view: this.view, run: this.runState() };
       case 'selectLevel': {
         const known = this.results.sensitivity;
         if (!known?.layers.some((l) => l.name === msg.layer)) throw new Error(`unknown layer '${msg.layer}'.`);
         if (msg.level !== null && !known.levels.some((l) => l.id === msg.level)) throw new Error(`unknown level '${msg.level}'.`);
         this.selection.set(msg.layer, msg.level);
+        this.saveSelection();
         this.refresh();
         return undefined;
       }
@@ -235,12 +246,14 @@ export class ResultsPanel {
           new Map(),
         );
         for (const l of asChosen?.layers ?? view?.layers ?? []) this.selection.set(l.name, l.selected);
+        this.saveSelection();
         this.refresh();
         return undefined;
       }
       case 'exportCandidate':
-        await this.actions.exportCandidate(this.model, this.knownCandidate(msg.candidateId));
-        return { type: 'ok' };
+        return exported(await this.actions.exportCandidate(this.model, this.knownCandidate(msg.candidateId)));
+      case 'exportSelection':
+        return exported(await this.actions.exportSelection(this.model, this.selectionPlan()));
       case 'showPlan': {
         const c = this.results.candidates?.candidates.find((x) => x.id === this.knownCandidate(msg.candidateId));
         const doc = await vscode.workspace.openTextDocument({ language: 'json', content: `${JSON.stringify(c?.plan ?? {}, null, 2)}\n` });
@@ -261,6 +274,30 @@ export class ResultsPanel {
         throw new Error(`unhandled message ${JSON.stringify(never)}`);
       }
     }
+  }
+
+  /**
+   * The heatmap selection as a plan: each layer at its selected level (the user's click, else the
+   * chosen candidate's level), the others left alone.
+   * @throws when no layer has a level selected.
+   */
+  selectionPlan(): PlanFile {
+    const levels = new Map((this.results.sensitivity?.levels ?? []).map((l) => [l.id, l]));
+    const layers: Record<string, LayerPlan> = {};
+    for (const l of this.view?.layers ?? []) {
+      const level = l.selected === null ? undefined : levels.get(l.selected);
+      if (level) layers[l.name] = specToLayerPlan(level.spec);
+    }
+    if (Object.keys(layers).length === 0) throw new Error('Nothing selected: click a heatmap cell to choose a level for a layer first.');
+    return { layers };
+  }
+
+  private runState(): RunState {
+    return { ...this.run, restricted: this.actions.restriction() };
+  }
+
+  private saveSelection(): void {
+    this.actions.saveSelection(this.model, Object.fromEntries(this.selection));
   }
 
   private knownCandidate(id: string): string {
@@ -299,6 +336,11 @@ ${css}
 </body>
 </html>`;
   }
+}
+
+/** The reply to an export request: the written file's name, or `cancelled` (the user said no to overwriting). */
+function exported(file: unknown): ToWebviewMessage {
+  return { type: 'ok', detail: typeof file === 'string' ? `saved ${path.basename(file)}` : 'cancelled' };
 }
 
 function webviewOptions(extensionUri: vscode.Uri): vscode.WebviewPanelOptions & vscode.WebviewOptions {

@@ -25,6 +25,36 @@ export interface Settings {
   dataset: string;
   /** onnxruntime intra-op threads (0 = onnxruntime's default). */
   threads: number;
+  /**
+   * Levels per technique family from `onnxCompress.levels.<family>` (only families whose setting
+   * is a valid non-empty list; the others keep the engine's default ladder).
+   */
+  levels: Record<string, number[]>;
+  /** Also write the `.onnxc` archive when exporting (default true). */
+  exportArchive: boolean;
+}
+
+/**
+ * Valid values of each family's levels: `share` clusters 2…256, `prune` sparsity in (0, 1),
+ * `quant` bits 2…8, `float` bf16 mantissa bits 0…7, `lowrank` energy kept in (0, 1].
+ */
+export const LEVEL_RANGES: Record<(typeof TECHNIQUES)[number], { min: number; max: number; integer: boolean; open?: 'min' | 'both' }> = {
+  share: { min: 2, max: 256, integer: true },
+  prune: { min: 0, max: 1, integer: false, open: 'both' },
+  quant: { min: 2, max: 8, integer: true },
+  float: { min: 0, max: 7, integer: true },
+  lowrank: { min: 0, max: 1, integer: false, open: 'min' },
+};
+
+/** The valid, de-duplicated values of a `levels.<family>` setting, in the given order (undefined when none). */
+export function checkLevels(family: (typeof TECHNIQUES)[number], v: unknown): number[] | undefined {
+  if (!Array.isArray(v)) return undefined;
+  const r = LEVEL_RANGES[family];
+  const ok = (x: unknown): x is number =>
+    typeof x === 'number' && Number.isFinite(x) && (!r.integer || Number.isInteger(x)) &&
+    (r.open ? x > r.min : x >= r.min) && (r.open === 'both' ? x < r.max : x <= r.max);
+  const out = [...new Set(v.filter(ok))];
+  return out.length > 0 ? out : undefined;
 }
 
 function num(v: unknown, d: number, min: number, max: number): number {
@@ -49,5 +79,10 @@ export function readSettings(scope?: vscode.Uri): Settings {
     exportFolder: s('exportFolder'),
     dataset: s('dataset'),
     threads: Math.round(num(c.get('threads'), 0, 0, 1024)),
+    levels: Object.fromEntries(TECHNIQUES.flatMap((f) => {
+      const l = checkLevels(f, c.get<unknown>(`levels.${f}`));
+      return l ? [[f, l]] : [];
+    })),
+    exportArchive: c.get<unknown>('exportArchive') !== false,
   };
 }

@@ -7,6 +7,7 @@
  *
  * Everything is structured-clone safe: plain objects, no functions, no class instances.
  */
+import type { PlanFile } from '../explore/plan';
 import type { CandidatesFile, ExploreEvent, SensitivityFile } from '../explore/types';
 
 /** Options of an analysis or a search, as the host sends them (the engine's options minus `signal` and `onEvent`). */
@@ -26,6 +27,12 @@ export interface WorkerRunOptions {
   maxSize?: number;
   /** onnxruntime intra-op threads (0 = onnxruntime's default). */
   threads?: number;
+  /**
+   * Levels per technique family (`share: [64, 16, 4]`, ...) replacing the engine's default ladder
+   * of that family; families not listed keep their defaults. Used by `analyze` only: the engine's
+   * `compressModel` takes no explicit levels.
+   */
+  levels?: Record<string, number[]>;
 }
 
 /** Run `analyzeModel`. Reply: {@link WorkerAnalyzeResult}. */
@@ -44,6 +51,18 @@ export interface WorkerExportRequest {
   resultsDir: string;
   candidateId: string;
   outPath: string;
+  /** Also write the `.onnxc` archive next to `outPath`. Default false. */
+  archive?: boolean;
+}
+/** Apply a plan (the heatmap selection) to a model and save it. Reply: {@link WorkerExportResult}. */
+export interface WorkerExportPlanRequest {
+  type: 'exportPlan';
+  /** Absolute path of the `.onnx` file. */
+  model: string;
+  plan: PlanFile;
+  outPath: string;
+  /** Also write the `.onnxc` archive next to `outPath`. Default false. */
+  archive?: boolean;
 }
 /** Abort the current run (its promise rejects with `E_CANCELLED`; finished results stay on disk). */
 export interface WorkerCancelCommand {
@@ -51,7 +70,7 @@ export interface WorkerCancelCommand {
 }
 
 /** Host -> worker. */
-export type ToWorkerMessage = WorkerAnalyzeRequest | WorkerCompressRequest | WorkerExportRequest | WorkerCancelCommand;
+export type ToWorkerMessage = WorkerAnalyzeRequest | WorkerCompressRequest | WorkerExportRequest | WorkerExportPlanRequest | WorkerCancelCommand;
 
 /** A progress event of the current run. */
 export interface WorkerEventMessage {
@@ -69,6 +88,10 @@ export interface WorkerCompressResult {
 export interface WorkerExportResult {
   type: 'exported';
   outPath: string;
+  /** Bytes of the ONNX file. */
+  bytes: number;
+  /** The `.onnxc` archive, when asked for. */
+  archive?: string;
 }
 /** A reply of the worker. */
 export type WorkerReply = WorkerAnalyzeResult | WorkerCompressResult | WorkerExportResult;

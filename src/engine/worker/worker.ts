@@ -7,11 +7,17 @@
  * Progress events are throttled to about 4 per second; `cell`, `candidate`, `phase` and `log`
  * events always pass (the panel shows each result as it arrives).
  */
+import * as fs from 'node:fs';
+import { dirname } from 'node:path';
 import { parentPort } from 'node:worker_threads';
 import { MessageHandler, type Envelope } from '../../protocol';
-import { dirname } from 'node:path';
+import { packArchive } from '../encode/archive';
+import { applySpecs } from '../encode/apply';
+import { fail } from '../errors';
 import { loadDatasetSpec, parseDatasetSpec } from '../eval/datasetSpec';
-import { analyzeModel, compressModel, exportCandidate, type DataInput } from '../explore';
+import { analyzeModel, compressModel, DEFAULT_LEVELS, exportCandidate, makeLevel, parseTechniques, resolvePlan, type DataInput, type PlanFile } from '../explore';
+import { listWeights, loadModel, saveModel } from '../onnx';
+import { writeFileAtomic } from '../util/atomicWrite';
 import type { ExploreEvent } from '../explore/types';
 import type { FromWorkerMessage, ToWorkerMessage, WorkerRunOptions } from './protocol';
 
@@ -42,7 +48,30 @@ async function engineOptions(o: WorkerRunOptions, signal: AbortSignal, forCompre
   const out: Record<string, unknown> = { model: o.model, data: await dataInput(o), out: o.outDir, signal, onEvent: emit };
   for (const k of ['techniques', 'limit', 'maxLoss', 'maxSize', 'threads'] as const) if (o[k] !== undefined) out[k] = o[k];
   if (forCompress && o.limit !== undefined) out['sensitivityLimit'] = o.limit;
+  if (!forCompress && o.levels && Object.keys(o.levels).length > 0) {
+    // Explicit columns: the families' ladders, each replaced by the setting's values when given.
+    const levels = o.levels;
+    out['levels'] = parseTechniques(o.techniques ?? undefined).flatMap((f) => (levels[f] ?? DEFAULT_LEVELS[f]).map((v) => makeLevel(f, v)));
+  }
   return out;
+}
+
+/**
+ * Applies `plan` to `model` and saves the result at `outPath` (one file, no external data), plus
+ * its `.onnxc` archive next to it when `archive`. The input is never written.
+ */
+async function exportPlan(model: string, plan: PlanFile, outPath: string, archive: boolean): Promise<FromWorkerMessage> {
+  if (fs.existsSync(outPath) && fs.realpathSync(outPath) === fs.realpathSync(model)) fail('E_BAD_ARGUMENT', `Refusing to overwrite the model '${model}' with its own export.`);
+  const m = await loadModel(model);
+  applySpecs(m, resolvePlan(plan, listWeights(m), 'selection'));
+  const saved = await saveModel(m, outPath, { externalData: 'none' });
+  const reply: FromWorkerMessage = { type: 'exported', outPath: saved.modelFile, bytes: saved.modelBytes };
+  if (archive) {
+    const file = `${saved.modelFile.replace(/\.onnx$/i, '')}.onnxc`;
+    await writeFileAtomic(file, packArchive(fs.readFileSync(saved.modelFile)));
+    reply.archive = file;
+  }
+  return reply;
 }
 
 async function onMessage(body: unknown): Promise<FromWorkerMessage | undefined> {
@@ -62,9 +91,12 @@ async function onMessage(body: unknown): Promise<FromWorkerMessage | undefined> 
         controller = undefined;
       }
     }
-    case 'export':
-      await exportCandidate(msg.resultsDir, msg.candidateId, msg.outPath);
-      return { type: 'exported', outPath: msg.outPath };
+    case 'export': {
+      const r = await exportCandidate(msg.resultsDir, msg.candidateId, msg.outPath, msg.archive === true);
+      return { type: 'exported', outPath: r.model, bytes: r.bytes, ...(r.archive ? { archive: r.archive } : {}) };
+    }
+    case 'exportPlan':
+      return exportPlan(msg.model, msg.plan, msg.outPath, msg.archive === true);
     default: {
       const never: never = msg;
       throw new Error(`unknown worker message ${JSON.stringify(never)}`);
