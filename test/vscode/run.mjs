@@ -6,7 +6,7 @@
 //   node test/vscode/run.mjs [--vsix path/to.vsix] [--fixtures dir] [--grep text] [--keep]
 //
 // Phase 1 runs dist/test/vscode/suite/index.js inside the extension host; phase 2 drives the workbench UI
-// (test/vscode/driver/ui.mjs). Without --vsix the extension under test is this folder; with --vsix the package is
+// (test/vscode/driver/ui.mjs); phase 3 drives it again with workspace trust on and the folder untrusted. Without --vsix the extension under test is this folder; with --vsix the package is
 // installed with `code-server --install-extension` and both phases run against the installed copy. The workspace
 // gets tiny.onnx plus --fixtures' *.onnx and data/ (default test/fixtures/).
 // Screenshots go to test/.output/vscode/<dev|vsix>/. The last line is `vscode: N passed, N failed`; exit 1 on failure.
@@ -140,6 +140,18 @@ try {
   const ui = await runUiTests({ browser, baseUrl: cs.url, folder: dirs.ws, outDir, model: uiModel, grep: args.grep });
   passed += ui.passed;
   failed += ui.failed;
+
+  // Phase 3: the same workspace in Restricted Mode. Trust is a server flag and a user setting, so a second
+  // code-server with its own user data (which trusts nothing) serves it.
+  if (!args.grep || 'untrusted'.includes(args.grep) || args.grep.includes('untrusted')) {
+    await cs.stop();
+    const untrustedDir = path.join(runDir, 'untrusted');
+    cs = await startCodeServer({ csBin: CS_BIN, runDir: untrustedDir, extensionsDir: dirs.ext, env: hostEnv, untrusted: true });
+    step(`phase 3: Restricted Mode (code-server pid ${cs.pid}, workspace trust on, folder untrusted)`);
+    const ut = await runUiTests({ browser, baseUrl: cs.url, folder: dirs.ws, outDir, model: uiModel, grep: args.grep, phase: 'untrusted' });
+    passed += ut.passed;
+    failed += ut.failed;
+  }
 } catch (e) {
   failed++;
   console.error('runner error:', e);

@@ -77,18 +77,24 @@ function descendants(pid) {
  * Starts code-server on a free port of 127.0.0.1 and waits for /healthz.
  * It runs in its own process group; `stop()` kills that group and every descendant (the extension host outlives
  * the browser tab for a reconnect grace period, so closing the page is not enough).
- * @param {{ csBin: string, runDir: string, extensionsDir: string, env?: Record<string, string> }} o
+ * With `untrusted`, workspace trust is on and folders open in Restricted Mode without the startup prompt (a fresh
+ * user data dir trusts nothing).
+ * @param {{ csBin: string, runDir: string, extensionsDir: string, env?: Record<string, string>, untrusted?: boolean }} o
  */
-export async function startCodeServer({ csBin, runDir, extensionsDir, env = {} }) {
+export async function startCodeServer({ csBin, runDir, extensionsDir, env = {}, untrusted = false }) {
   fs.mkdirSync(path.join(runDir, 'data/User'), { recursive: true });
-  fs.writeFileSync(path.join(runDir, 'data/User/settings.json'), JSON.stringify(USER_SETTINGS, null, 2));
+  fs.mkdirSync(path.join(runDir, 'home'), { recursive: true });
+  const settings = untrusted
+    ? { ...USER_SETTINGS, 'security.workspace.trust.enabled': true, 'security.workspace.trust.startupPrompt': 'never', 'security.workspace.trust.banner': 'never' }
+    : USER_SETTINGS;
+  fs.writeFileSync(path.join(runDir, 'data/User/settings.json'), JSON.stringify(settings, null, 2));
   const port = await freePort();
   const logFile = path.join(runDir, 'code-server.log');
   const log = fs.openSync(logFile, 'a');
   const child = spawn(
     csBin,
     ['--auth', 'none', '--bind-addr', `127.0.0.1:${port}`, '--disable-telemetry', '--disable-update-check',
-      '--disable-workspace-trust', '--disable-getting-started-override',
+      ...(untrusted ? [] : ['--disable-workspace-trust']), '--disable-getting-started-override',
       '--config', path.join(runDir, 'home/config.yaml'), '--user-data-dir', path.join(runDir, 'data'),
       '--extensions-dir', extensionsDir],
     { env: { ...isolatedEnv(runDir), ...env }, stdio: ['ignore', log, log], detached: true },
