@@ -5,7 +5,7 @@ import { packArchiveWithStats } from '../engine/encode/archive';
 import { sameFile, writeFileAtomic } from '../engine/util/atomicWrite';
 import { fail } from '../engine/errors';
 import { resolvePlan, type PlanFile } from '../engine/explore/plan';
-import { listWeights, loadModel, saveModel } from '../engine/onnx';
+import { incompressibleSummary, listWeights, loadModel, saveModel } from '../engine/onnx';
 import { formatBytes, parse, table, UsageError } from './util';
 
 /** Usage line. */
@@ -57,6 +57,9 @@ export async function applyCommand(argv: string[], signal: AbortSignal): Promise
   const weights = listWeights(model);
   // Everything is validated before anything is computed or written.
   const specs = resolvePlan(plan, weights, values.plan);
+  if (!weights.some((w) => w.compressible)) {
+    fail('E_PLAN', `${file}: nothing to compress: no weight of this model can be compressed (${incompressibleSummary(weights)}); see \`onnx-compress info ${file}\`.`);
+  }
   const listed = new Set(Object.keys(plan.layers ?? {}));
   const fromDefault = new Set([...specs.keys()].filter((n) => !listed.has(n)));
   const originalBytes = fs.statSync(file).size + model.externalFiles.reduce((s, f) => s + fs.statSync(f).size, 0);

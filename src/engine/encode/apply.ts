@@ -57,9 +57,29 @@ export interface ApplyOptions {
   compress: Partial<CompressOptions>;
 }
 
-/** Compresses one weight of a model with one spec. */
+/**
+ * Fails when a weight holds NaN or ±Inf: no technique can approximate them, and the engine would
+ * otherwise produce garbage or fail deep inside a compressor.
+ * @throws E_TENSOR_DATA naming the file, the tensor, the count and the first bad index.
+ */
+export function checkFinite(source: string, name: string, data: Float32Array): void {
+  let bad = 0;
+  let first = -1;
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i]!)) {
+      if (first < 0) first = i;
+      bad++;
+    }
+  }
+  if (bad > 0) {
+    fail('E_TENSOR_DATA', `${source}: weight '${name}' has ${bad} NaN/Inf values (the first at index ${first}, ${data[first]}); compression needs finite weights. Fix the model, or give this layer "technique": "none" in the plan.`);
+  }
+}
+
+/** Compresses one weight of a model with one spec (its values must be finite, see {@link checkFinite}). */
 export function compressWeight(model: OnnxModel, w: WeightInfo, spec: TechniqueSpec, options: Partial<CompressOptions> = {}): CompressedTensor {
   const data = model.float32(w.tensor);
+  checkFinite(model.source, w.name, data);
   return compressTensor({ data, shape: w.shape, role: w.kind, channelAxis: w.channelAxis, name: w.name }, spec, options);
 }
 

@@ -64,6 +64,13 @@ const KEYS: Record<string, readonly string[]> = {
   'prune+quant': ['sparsity', 'pattern', 'n', 'm', 'norm', 'bits', 'symmetric', 'perChannel', 'clip'],
 };
 
+/** JSON type of every plan key (for validation before the compressors see them). */
+const VALUE_TYPES: Record<string, 'number' | 'boolean' | 'string'> = {
+  k: 'number', perChannel: 'boolean', sparsity: 'number', pattern: 'string', n: 'number', m: 'number', norm: 'string',
+  bits: 'number', symmetric: 'boolean', clip: 'string', format: 'string', mantissaBits: 'number', exponentBits: 'number',
+  rank: 'number', energy: 'number',
+};
+
 /** Technique names a plan accepts. */
 export const PLAN_TECHNIQUES = Object.keys(KEYS);
 
@@ -81,10 +88,14 @@ export function layerSpec(p: LayerPlan, where: string): TechniqueSpec | null {
   }
   const allowed = KEYS[p.technique];
   if (!allowed) fail('E_PLAN', `${where}: unknown technique '${p.technique}'; expected one of ${PLAN_TECHNIQUES.join(', ')}.`);
-  for (const key of Object.keys(p)) {
+  for (const [key, v] of Object.entries(p)) {
     if (key !== 'technique' && !allowed.includes(key)) {
       fail('E_PLAN', `${where}: '${key}' does not apply to technique '${p.technique}' (it takes: ${allowed.join(', ') || 'nothing'}).`);
     }
+    // JSON gives any type; the compressors expect these (a null or "16" would slip through their range checks).
+    const want = key === 'technique' ? 'string' : VALUE_TYPES[key];
+    if (want && typeof v !== want) fail('E_PLAN', `${where}: '${key}' must be a ${want}, got ${JSON.stringify(v)}.`);
+    if (want === 'number' && !Number.isFinite(v)) fail('E_PLAN', `${where}: '${key}' must be a finite number, got ${JSON.stringify(v)}.`);
   }
   const prune = {
     technique: 'prune' as const,
@@ -179,6 +190,9 @@ export function resolvePlan(plan: PlanFile, weights: readonly WeightInfo[], sour
   if (typeof plan !== 'object' || plan === null || Array.isArray(plan)) fail('E_PLAN', `${source}: a plan is a JSON object with "default" and/or "layers".`);
   for (const key of Object.keys(plan)) {
     if (key !== 'default' && key !== 'layers' && key !== '$schema' && key !== 'comment') fail('E_PLAN', `${source}: unknown key '${key}' (expected "default" and "layers").`);
+  }
+  if (plan.layers !== undefined && (typeof plan.layers !== 'object' || plan.layers === null || Array.isArray(plan.layers))) {
+    fail('E_PLAN', `${source}: "layers" must be an object mapping layer names to entries, got ${JSON.stringify(plan.layers).slice(0, 80)}.`);
   }
   const byName = new Map(weights.map((w) => [w.name, w]));
   const out = new Map<string, TechniqueSpec>();

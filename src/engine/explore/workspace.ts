@@ -6,7 +6,8 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fail } from '../errors';
-import { encodeModel, listWeights, loadModel, type OnnxModel, type WeightInfo } from '../onnx';
+import { checkFinite } from '../encode/apply';
+import { incompressibleSummary, listWeights, loadModel, type OnnxModel, type WeightInfo } from '../onnx';
 import { openDataset } from '../eval/dataset';
 import type { DatasetSpec } from '../eval/datasetSpec';
 import { classesOf, createSession, sessionOutputs } from '../eval/session';
@@ -24,11 +25,13 @@ export function resultsDirFor(modelFile: string, out?: string): string {
 
 /**
  * Takes `<dir>/.lock` (holding our pid) so two runs never write the same results folder. A lock
- * left by a process that no longer exists is taken over. Returns the release function.
+ * left by a process that no longer exists is taken over. Returns the release function, which also
+ * removes the folder when this call created it and the run left nothing in it (a run that failed on
+ * its inputs leaves no trace).
  * @throws E_IO when another live process holds the lock (its pid is quoted).
  */
 export function acquireLock(dir: string): () => void {
-  fs.mkdirSync(dir, { recursive: true });
+  const created = fs.mkdirSync(dir, { recursive: true }) !== undefined;
   const file = path.join(dir, '.lock');
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
@@ -38,6 +41,13 @@ export function acquireLock(dir: string): () => void {
           if (fs.readFileSync(file, 'utf8').trim() === String(process.pid)) fs.unlinkSync(file);
         } catch {
           // already gone
+        }
+        if (created) {
+          try {
+            fs.rmdirSync(dir); // only succeeds when empty
+          } catch {
+            // results were written: keep them
+          }
         }
       };
     } catch (e) {
@@ -87,11 +97,14 @@ export function fileSha256(file: string): string {
 export async function prepareModel(file: string, resultsDir: string, signal?: AbortSignal): Promise<PreparedModel> {
   const abs = path.resolve(file);
   const model = await loadModel(abs, signal ? { signal } : {});
-  const layers = listWeights(model).filter((w) => w.compressible && w.dataType === 1);
-  if (layers.length === 0) fail('E_MODEL_INVALID', `${file}: no compressible float32 weight (see \`onnx-compress info ${file}\`).`);
-  const fileBytes = fs.statSync(abs).size + model.externalFiles.reduce((s, f) => s + fs.statSync(f).size, 0);
-  const bytes = model.externalFiles.length ? encodeModel(model.proto) : fs.readFileSync(abs);
+  const all = listWeights(model);
+  const layers = all.filter((w) => w.compressible && w.dataType === 1);
+  if (layers.length === 0) fail('E_MODEL_INVALID', `${file}: nothing to compress: no compressible float32 weight (${incompressibleSummary(all.filter((w) => !(w.compressible && w.dataType === 1)))}; see \`onnx-compress info ${file}\`).`);
   if (model.externalFiles.length) fail('E_MODEL_UNSUPPORTED', `${file}: models with external data are not supported by analyze/compress yet; save it as one file first.`);
+  // Before any measurement: a NaN/Inf layer would fail (or poison the search) much later.
+  for (const w of layers) checkFinite(file, w.name, model.float32(w.tensor));
+  const fileBytes = fs.statSync(abs).size + model.externalFiles.reduce((s, f) => s + fs.statSync(f).size, 0);
+  const bytes = fs.readFileSync(abs);
   return {
     file: abs,
     model,

@@ -43,6 +43,11 @@ export function decodeModel(bytes: Uint8Array, source = 'model'): ModelProto {
   if (ir < MIN_IR_VERSION || ir > MAX_IR_VERSION) {
     fail('E_MODEL_UNSUPPORTED', `${source}: unsupported ONNX IR version ${ir} (this tool reads IR ${MIN_IR_VERSION} to ${MAX_IR_VERSION}). Convert the model with onnx.version_converter or re-export it with a supported opset.`);
   }
+  // IR >= 3 models must import at least one opset (onnx.proto, opset_import); without one no op has a
+  // meaning. (Some valid models import only another domain, e.g. ai.onnx.preview.training.)
+  if (model.opsetImport.length === 0) {
+    fail('E_MODEL_INVALID', `${source}: the model imports no opset (opset_import is empty). The file is corrupt or truncated; re-export it.`);
+  }
   return model;
 }
 

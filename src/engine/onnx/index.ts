@@ -8,5 +8,5 @@ export { OnnxModel } from './model';
 export * from './tensor';
 export { attr, makeNode, makeValueInfo } from './build';
 export { forEachGraph, forEachTensor, nodeLabel, type GraphScope } from './walk';
-export { inputRole, listWeights, type Consumer, type LayerKind, type ListWeightsOptions, type WeightInfo, type WeightRole } from './weights';
+export { incompressibleSummary, inputRole, listWeights, type Consumer, type LayerKind, type ListWeightsOptions, type WeightInfo, type WeightRole } from './weights';
 export type { AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto } from './proto';

@@ -143,7 +143,12 @@ async function readExternalData(
         } catch (e) {
           fail('E_EXTERNAL_DATA', `${modelFile}: cannot open external data '${info.location}' of tensor '${t.name}' (${(e as Error).message}).`, e);
         }
-        h = { fd, size: fs.fstatSync(fd).size };
+        const st = fs.fstatSync(fd);
+        if (!st.isFile()) {
+          fs.closeSync(fd);
+          fail('E_EXTERNAL_DATA', `${modelFile}: external data '${info.location}' of tensor '${t.name}' is a folder, not a data file. Fix the location or put the data file there.`);
+        }
+        h = { fd, size: st.size };
         fds.set(full, h);
         files.add(full);
       }
@@ -155,7 +160,12 @@ async function readExternalData(
       const buf = new Uint8Array(length);
       let off = 0;
       while (off < length) {
-        const n = fs.readSync(h.fd, buf, off, Math.min(length - off, 1 << 30), info.offset + off);
+        let n: number;
+        try {
+          n = fs.readSync(h.fd, buf, off, Math.min(length - off, 1 << 30), info.offset + off);
+        } catch (e) {
+          fail('E_EXTERNAL_DATA', `${modelFile}: cannot read external data '${info.location}' of tensor '${t.name}' (${(e as Error).message}).`, e);
+        }
         if (n === 0) fail('E_EXTERNAL_DATA', `${modelFile}: external data '${info.location}' ended early while reading tensor '${t.name}'.`);
         off += n;
       }

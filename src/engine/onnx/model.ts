@@ -50,10 +50,12 @@ export class OnnxModel {
   }
 
   /**
-   * Checks every tensor's payload size against its shape.
-   * @throws E_TENSOR_DATA naming the first bad tensor and the file.
+   * Checks the graph structure ({@link checkGraph}) and every tensor's payload size against its shape.
+   * @throws E_MODEL_INVALID for a broken graph or data type; E_TENSOR_DATA naming the first bad
+   * tensor and the file.
    */
   validate(): void {
+    checkGraph(this.graph, this.source);
     forEachTensor(this.proto, (t, where) => {
       if (isExternal(t) && !this.external.has(t)) return;
       try {
@@ -175,5 +177,57 @@ export class OnnxModel {
       }
     });
     return used;
+  }
+}
+
+/**
+ * Structural checks of the main graph that the engine relies on (onnx IR spec, "Graphs"): every node
+ * has an op_type; every value is produced once (SSA); every node input is a graph input, an
+ * initializer, another node's output or `''` (an omitted optional input); and the nodes form no
+ * cycle. Subgraphs may read outer-scope values, so they are not checked here (onnxruntime does).
+ * Node order is not checked: onnxruntime sorts a DAG itself.
+ * @throws E_MODEL_INVALID naming the file, the node and the value.
+ */
+export function checkGraph(g: GraphProto, source: string): void {
+  const bad = (why: string): never => fail('E_MODEL_INVALID', `${source}: ${why} The model is corrupt or was written by a broken exporter; re-export it (onnx.checker.check_model shows the same).`);
+  const label = (n: NodeProto, i: number): string => `node ${i} '${n.name || n.opType || '?'}'`;
+  const defined = new Set<string>();
+  for (const v of g.input) defined.add(v.name);
+  for (const t of g.initializer) defined.add(t.name);
+  for (const s of g.sparseInitializer) if (s.values) defined.add(s.values.name);
+  const producer = new Map<string, number>();
+  g.node.forEach((n, i) => {
+    if (!n.opType) bad(`${label(n, i)} has no op_type.`);
+    for (const o of n.output) {
+      if (o === '') continue;
+      const prev = producer.get(o);
+      if (prev !== undefined) bad(`value '${o}' is written by both ${label(g.node[prev]!, prev)} and ${label(n, i)}; every value must have one producer.`);
+      producer.set(o, i);
+    }
+  });
+  for (const [i, n] of g.node.entries()) {
+    for (const name of n.input) {
+      if (name !== '' && !defined.has(name) && !producer.has(name)) bad(`${label(n, i)} (${n.opType}) reads '${name}', which no node, graph input or initializer provides.`);
+    }
+  }
+  // Kahn's algorithm on node -> node edges; nodes left over sit on (or behind) a cycle.
+  const indegree = g.node.map((n) => n.input.filter((x) => x !== '' && producer.has(x) && !defined.has(x)).length);
+  const consumers = new Map<number, number[]>();
+  g.node.forEach((n, i) => {
+    for (const x of n.input) {
+      const p = x !== '' && !defined.has(x) ? producer.get(x) : undefined;
+      if (p !== undefined) consumers.set(p, [...(consumers.get(p) ?? []), i]);
+    }
+  });
+  const ready = indegree.flatMap((d, i) => (d === 0 ? [i] : []));
+  let seen = 0;
+  while (ready.length) {
+    const i = ready.pop()!;
+    seen++;
+    for (const c of consumers.get(i) ?? []) if (--indegree[c]! === 0) ready.push(c);
+  }
+  if (seen < g.node.length) {
+    const stuck = indegree.findIndex((d) => d > 0);
+    bad(`the graph has a cycle: ${label(g.node[stuck]!, stuck)} (${g.node[stuck]!.opType}) and ${g.node.length - seen - 1} other node(s) wait on each other's outputs; ONNX graphs must be acyclic.`);
   }
 }

@@ -8,6 +8,7 @@ import { fail } from '../errors';
 import {
   bfloat16ToFloat,
   DataType as DT,
+  dataTypeBits,
   dataTypeName,
   floatToBfloat16,
   floatToHalf,
@@ -77,13 +78,17 @@ export function storedByteLength(t: TensorProto, external?: ExternalBytes): numb
 
 /**
  * Checks that the payload size matches dims × element size.
- * @throws E_TENSOR_DATA naming the tensor, the expected and the actual size.
+ * @throws E_TENSOR_DATA naming the tensor, the expected and the actual size; E_MODEL_INVALID for an
+ * unknown (or UNDEFINED) data type.
  */
 export function checkTensorData(t: TensorProto, external?: ExternalBytes, where = ''): void {
-  if (t.dataType === DT.STRING || t.dataType === DT.UNDEFINED) return;
+  if (t.dataType === DT.STRING) return;
+  const at = where ? ` in ${where}` : '';
+  if (dataTypeBits(t.dataType) === 0) {
+    fail('E_MODEL_INVALID', `Tensor '${t.name}'${at} has an unknown data type ${t.dataType} (onnx.proto TensorProto.DataType). The file is corrupt or was written by a broken exporter.`);
+  }
   const count = elementCount(dimsOf(t));
   const raw = rawBytes(t, external);
-  const at = where ? ` in ${where}` : '';
   if (raw) {
     const expected = rawByteLength(t.dataType, count);
     if (raw.length !== expected) {

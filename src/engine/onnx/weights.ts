@@ -2,7 +2,9 @@
  * Lists the weight tensors of a model: every float initializer (in any graph) and every Constant
  * node holding a tensor, with its consumers and the role it plays for them.
  */
+import { CompressError, fail } from '../errors';
 import { dataTypeName, isFloatType } from './dtype';
+import { AttributeProto_AttributeType } from './proto';
 import type { OnnxModel } from './model';
 import type { NodeProto, TensorProto } from './proto';
 import { dimsOf, elementCount, storedByteLength } from './tensor';
@@ -84,6 +86,10 @@ const QUANT_OPS = new Set(['DequantizeLinear', 'QLinearConv', 'QLinearMatMul', '
 export function inputRole(node: NodeProto, index: number, rank: number): { role: WeightRole; kind: LayerKind; channelAxis: number } {
   const attrInt = (name: string, dflt: number): number => {
     const a = node.attribute.find((x) => x.name === name);
+    // type 0 is tolerated: IR < 2 models left it unset.
+    if (a && a.type !== AttributeProto_AttributeType.INT && a.type !== AttributeProto_AttributeType.UNDEFINED) {
+      fail('E_MODEL_INVALID', `${node.opType} node '${node.name}': attribute '${name}' must be an int, got ${AttributeProto_AttributeType[a.type] ?? a.type}. The model is corrupt; re-export it.`);
+    }
     return a ? Number(a.i) : dflt;
   };
   switch (node.opType) {
@@ -122,6 +128,15 @@ export function inputRole(node: NodeProto, index: number, rank: number): { role:
  */
 export function listWeights(model: OnnxModel, options: Partial<ListWeightsOptions> = {}): WeightInfo[] {
   const o: ListWeightsOptions = { minParams: 256, includeAll: true, ...options };
+  try {
+    return listWeightsOf(model, o);
+  } catch (e) {
+    if (e instanceof CompressError && e.code === 'E_MODEL_INVALID' && !e.message.startsWith(model.source)) fail(e.code, `${model.source}: ${e.message}`, e);
+    throw e;
+  }
+}
+
+function listWeightsOf(model: OnnxModel, o: ListWeightsOptions): WeightInfo[] {
   const out: WeightInfo[] = [];
   forEachGraph(model.proto, ({ graph, path }) => {
     const tensors = new Map<string, { t: TensorProto; source: 'initializer' | 'constant' }>();
@@ -205,4 +220,16 @@ export function listWeights(model: OnnxModel, options: Partial<ListWeightsOption
     out.push(...rows.map((r) => r.info));
   });
   return out;
+}
+
+/**
+ * Why nothing is compressible, for "nothing to compress" messages: the reasons of `weights` with
+ * their counts, most frequent first, e.g. `2 already quantized, 1 int64 is not a float type`
+ * (`no weights at all` when the list is empty).
+ */
+export function incompressibleSummary(weights: readonly WeightInfo[]): string {
+  if (weights.length === 0) return 'no weights at all';
+  const counts = new Map<string, number>();
+  for (const w of weights) if (w.reason) counts.set(w.reason, (counts.get(w.reason) ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1]).map(([r, n]) => `${n} ${r}`).join(', ');
 }
