@@ -24,6 +24,42 @@ export function tempPathFor(target: string): string {
   return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
 }
 
+/**
+ * Removes temp files of `target` ({@link tempPathFor}) left by processes that no longer exist: a
+ * writer killed with SIGKILL (or a power cut) cannot clean up after itself, so the next writer of the
+ * same file does. Temp files of live processes are left alone. Best effort: errors are ignored.
+ */
+export function removeStaleTemps(target: string): void {
+  const dir = path.dirname(target);
+  const prefix = `.${path.basename(target)}.`;
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
+    const m = /^(\d+)\.[0-9a-f]{8}\.tmp$/.exec(name.slice(prefix.length));
+    if (!m || processAlive(Number(m[1]))) continue;
+    try {
+      fs.rmSync(path.join(dir, name), { force: true });
+    } catch {
+      // another writer got there first, or we may not delete it: harmless
+    }
+  }
+}
+
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Turns a Node file-system error into an E_IO error that names the file and what to do. */
 export function ioError(e: unknown, file: string, doing: string): never {
   const code = (e as NodeJS.ErrnoException | undefined)?.code;
@@ -49,6 +85,7 @@ export async function writeFilesAtomic(
   const temps: string[] = [];
   try {
     for (const part of parts) {
+      removeStaleTemps(part.path);
       const tmp = tempPathFor(part.path);
       temps.push(tmp);
       let fd: number;
