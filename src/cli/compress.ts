@@ -13,7 +13,11 @@ export const COMPRESS_USAGE = `usage: onnx-compress compress MODEL.onnx (--data 
   --data, --labels, --data-free, --techniques, --out, --fresh, --threads, --json: as for analyze
   --limit N           samples of the search data for the real evaluations (default all)
   --sensitivity-limit N  samples for the sensitivity cells (default 1000)
-  --method fast|greedy   search (default fast; greedy is the slow baseline)`;
+  --method fast|greedy   search (default fast; greedy is the slow baseline)
+  --confidence C      a candidate meets --max-loss when the one-sided C upper confidence bound of its
+                      search-data loss does (paired flips; default 0.8; 0.5 = the point estimate)
+  --holdout-tries N   held-out confirmations at most: when the chosen candidate fails the budget on
+                      --holdout, confirm the next larger ones (walk-back; default 4; 1 = confirm only)`;
 
 /** Parses `5MB`, `200kB`, `1.5MiB`, `123456` into bytes. */
 export function parseSize(s: string): number {
@@ -31,7 +35,8 @@ export function compressSummary(cf: CandidatesFile, dir: string): Record<string,
   const c = cf.candidates.find((x) => x.id === cf.chosen);
   return {
     baseline: { top1: cf.baseline.top1 },
-    chosen: c ? { id: c.id, top1: c.top1, loss: c.loss, bytes: c.bytes, ratio: c.ratio, archiveBytes: c.archiveBytes ?? null, holdout: c.holdout, plan: c.plan } : null,
+    selection: cf.selection ?? null,
+    chosen: c ? { id: c.id, top1: c.top1, loss: c.loss, lossUpper: c.lossUpper ?? null, bytes: c.bytes, ratio: c.ratio, archiveBytes: c.archiveBytes ?? null, holdout: c.holdout, plan: c.plan } : null,
     evaluations: cf.evaluations,
     breakdown: cf.breakdown,
     seconds: cf.seconds,
@@ -49,9 +54,11 @@ export async function compressCommand(argv: string[], signal: AbortSignal): Prom
     holdout: { type: 'string' as const },
     'sensitivity-limit': { type: 'string' as const },
     method: { type: 'string' as const },
+    confidence: { type: 'string' as const },
+    'holdout-tries': { type: 'string' as const },
   });
   const positionals = parsed.positionals;
-  const values = parsed.values as CommonValues & { 'max-loss'?: string; 'max-size'?: string; holdout?: string; 'sensitivity-limit'?: string; method?: string };
+  const values = parsed.values as CommonValues & { 'max-loss'?: string; 'max-size'?: string; holdout?: string; 'sensitivity-limit'?: string; method?: string; confidence?: string; 'holdout-tries'?: string };
   if (positionals.length !== 1) throw new UsageError(positionals.length ? `expected one model, got ${positionals.length}` : 'missing MODEL');
   const model = positionals[0]!;
   if ((values['max-loss'] === undefined) === (values['max-size'] === undefined)) throw new UsageError('give exactly one of --max-loss PP and --max-size SIZE');
@@ -68,6 +75,13 @@ export async function compressCommand(argv: string[], signal: AbortSignal): Prom
   const holdout = values.holdout === undefined ? undefined : { spec: await datasetSpecFromArgs(values.holdout), source: values.holdout };
   const limit = intOption(values.limit, '--limit');
   const sensitivityLimit = intOption(values['sensitivity-limit'], '--sensitivity-limit');
+  let confidence: number | undefined;
+  if (values.confidence !== undefined) {
+    confidence = Number(values.confidence);
+    if (!(confidence >= 0.5 && confidence < 1)) throw new UsageError(`--confidence must be in [0.5, 1), e.g. 0.8, got '${values.confidence}'`);
+  }
+  const holdoutTries = intOption(values['holdout-tries'], '--holdout-tries');
+  if (holdoutTries !== undefined && holdoutTries < 1) throw new UsageError(`--holdout-tries must be at least 1, got '${values['holdout-tries']}'`);
   const progress = progressPrinter();
   let cf: CandidatesFile;
   try {
@@ -82,6 +96,8 @@ export async function compressCommand(argv: string[], signal: AbortSignal): Prom
       limit,
       ...(sensitivityLimit !== undefined ? { sensitivityLimit } : {}),
       method,
+      ...(confidence !== undefined ? { confidence } : {}),
+      ...(holdoutTries !== undefined ? { holdoutTries } : {}),
       threads: intOption(values.threads, '--threads'),
       fresh: values.fresh === true,
       signal,
@@ -98,7 +114,9 @@ export async function compressCommand(argv: string[], signal: AbortSignal): Prom
   const pct = (x: number | null | undefined) => (x === null || x === undefined ? '—' : (x * 100).toFixed(2));
   const rows = [...cf.candidates].filter((c) => c.pareto || c.id === cf.chosen).sort((a, b) => a.bytes - b.bytes);
   process.stdout.write(`Baseline top-1 ${pct(cf.baseline.top1)} %, ${formatBytes(cf.model.bytes)}.\n\n`);
-  process.stdout.write(`${table(['candidate', 'bytes', 'ratio', 'top-1 %', 'loss pt', 'held-out loss pt', 'budget'], rows.map((c) => [`${c.id}${c.id === cf.chosen ? ' *' : ''}`, formatBytes(c.bytes), `${c.ratio.toFixed(2)}×`, pct(c.top1), pct(c.loss), pct(c.holdout?.loss), c.feasible ? 'ok' : 'over']))}\n\n`);
+  const conf = `${Math.round((cf.selection?.confidence ?? 0.5) * 100)} % bound pt`;
+  process.stdout.write(`${table(['candidate', 'bytes', 'ratio', 'top-1 %', 'loss pt', conf, 'held-out loss pt', 'budget'], rows.map((c) => [`${c.id}${c.id === cf.chosen ? ' *' : ''}`, formatBytes(c.bytes), `${c.ratio.toFixed(2)}×`, pct(c.top1), pct(c.loss), pct(c.lossUpper), c.holdout ? `${pct(c.holdout.loss)}${c.holdout.ci ? ` [${pct(c.holdout.ci[0])}, ${pct(c.holdout.ci[1])}]` : ''}` : '—', c.feasible ? 'ok' : 'over']))}\n\n`);
+  if (cf.selection) process.stdout.write(`${cf.selection.note}\n`);
   const c = cf.candidates.find((x) => x.id === cf.chosen);
   if (!c) {
     process.stdout.write('No candidate meets the budget; loosen it or add techniques.\n');

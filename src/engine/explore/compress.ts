@@ -29,9 +29,9 @@ import { writeCompressReports } from '../report';
 import { FILES, makeAnalyzeOptions, runSensitivity } from './analyze';
 import { parseTechniques, type TechniqueFamily } from './levels';
 import { resolvePlan, specToLayerPlan, type PlanFile } from './plan';
-import { isotonic, LossPredictor, minBytesUnderLoss, minLossUnderBytes, paretoFront, totals, type LayerOption, type SearchLayer } from './search';
+import { isotonic, LossPredictor, minBytesUnderLoss, pairedLossBounds, minLossUnderBytes, paretoFront, totals, type LayerOption, type SearchLayer } from './search';
 import { acquireLock, fileSha256, openEvaluator, prepareModel, resultsDirFor, TOOL, type DataInput, type PreparedModel } from './workspace';
-import type { Candidate, CandidatesFile, ExploreEvent, SensitivityFile } from './types';
+import type { Candidate, CandidatesFile, ExploreEvent, Selection, SensitivityFile } from './types';
 
 /** Options of {@link compressModel}. Give exactly one of `maxLoss` and `maxSize`. */
 export interface CompressModelOptions {
@@ -67,6 +67,18 @@ export interface CompressModelOptions {
   maxIterations: number;
   /** Stop when a round improves the best feasible size by less than this fraction. Default 0.01. */
   tolerance: number;
+  /**
+   * One-sided confidence of the upper bound on a candidate's loss that must be within a loss
+   * budget (`Candidate.lossUpper`, `pairedLossBounds` on the paired flips). 0.5 = the point estimate.
+   * Default 0.8.
+   */
+  confidence: number;
+  /**
+   * Held-out confirmations at most: when the chosen candidate's held-out loss exceeds a loss budget,
+   * the next feasible candidates by size are confirmed (walk-back) until one passes. 1 = confirm
+   * only (the held-out set never influences the choice). Default 4.
+   */
+  holdoutTries: number;
   /** Export the chosen candidate (ONNX + archive) and write the reports. Default true. */
   export: boolean;
   /** Discard earlier sensitivity results in the folder. Default false. */
@@ -98,6 +110,8 @@ export function makeCompressModelOptions(o: Partial<CompressModelOptions> & Pick
     perIteration: 3,
     maxIterations: 8,
     tolerance: 0.01,
+    confidence: 0.8,
+    holdoutTries: 4,
     export: true,
     fresh: false,
     threads: undefined,
@@ -108,6 +122,13 @@ export function makeCompressModelOptions(o: Partial<CompressModelOptions> & Pick
     ...o,
   };
 }
+
+/**
+ * Weight of a cell's top-1 disagreement (1 − agreement) added to its smoothed loss in the
+ * search's per-layer cost: flips that cancel out on the search data still make the loss uncertain
+ * (they widen {@link pairedLossBounds}) and tend to show up as loss on new data.
+ */
+export const DISAGREEMENT_WEIGHT = 0.1;
 
 /** The per-layer options of the search, from a sensitivity study (see the module comment). */
 export function searchLayers(pm: PreparedModel, sf: SensitivityFile, o: { combine: boolean; maxCombos: number; comboLossLimit: number; signal?: AbortSignal | undefined }): SearchLayer[] {
@@ -121,7 +142,10 @@ export function searchLayers(pm: PreparedModel, sf: SensitivityFile, o: { combin
         return c ? [{ l, c }] : [];
       });
       const smooth = isotonic(measured.map((m) => m.c.loss));
-      const opts = measured.map((m, i): LayerOption => ({ key: m.l.id, spec: m.l.spec, bytes: m.c.onnxBytes, bits: m.c.bits, loss: Math.max(0, smooth[i]!) }));
+      // A cell's net loss is noise for mild levels (often ≤ 0); its disagreement grows reliably.
+      // A small share of it keeps "free" options apart and makes the knapsack's budget a fine dial.
+      const dis = isotonic(measured.map((m) => 1 - m.c.agreement));
+      const opts = measured.map((m, i): LayerOption => ({ key: m.l.id, spec: m.l.spec, bytes: m.c.onnxBytes, bits: m.c.bits, loss: Math.max(0, smooth[i]!) + DISAGREEMENT_WEIGHT * Math.max(0, dis[i]!) }));
       byFamily.set(family, opts);
       options.push(...opts);
     }
@@ -182,6 +206,8 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
   if ((o.maxLoss === undefined) === (o.maxSize === undefined)) fail('E_BAD_ARGUMENT', 'Give exactly one budget: a maximum loss (--max-loss, percentage points) or a maximum size (--max-size, bytes).');
   if (o.maxLoss !== undefined && !(o.maxLoss >= 0 && o.maxLoss < 1)) fail('E_BAD_ARGUMENT', `The maximum loss must be a fraction in [0, 1), got ${o.maxLoss}.`);
   if (o.maxSize !== undefined && !(o.maxSize > 0)) fail('E_BAD_ARGUMENT', `The maximum size must be a positive number of bytes, got ${o.maxSize}.`);
+  if (!(o.confidence >= 0.5 && o.confidence < 1)) fail('E_BAD_ARGUMENT', `The confidence must be in [0.5, 1), got ${o.confidence}.`);
+  if (!(Number.isInteger(o.holdoutTries) && o.holdoutTries >= 1)) fail('E_BAD_ARGUMENT', `holdoutTries must be an integer ≥ 1, got ${o.holdoutTries}.`);
   if (o.method === 'greedy' && o.maxLoss === undefined) fail('E_BAD_ARGUMENT', 'The greedy search supports a maximum loss budget only.');
   const t0 = performance.now();
   const emit = o.onEvent ?? (() => {});
@@ -218,7 +244,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
     const byKey = new Map<string, Candidate>();
     const predictor = new LossPredictor(Math.max(o.maxLoss ?? 0.01, 1e-3) ** 2 * 2);
     let searchEvals = 0;
-    const feasible = (c: { bytes: number; loss: number }): boolean => (o.maxLoss !== undefined ? c.loss <= o.maxLoss + 1e-12 : c.bytes <= o.maxSize!);
+    const feasible = (c: Candidate): boolean => (o.maxLoss !== undefined ? (c.lossUpper ?? c.loss) <= o.maxLoss + 1e-12 : c.bytes <= o.maxSize!);
     const measure = async (choice: number[]): Promise<Candidate> => {
       const key = choice.join(',');
       const known = byKey.get(key);
@@ -228,7 +254,8 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
       const specs = specsOf(layers, choice);
       const res = applySpecs(model, specs, { signal: o.signal });
       const bytes = encodeModel(model.proto).length;
-      const r = await evaluator.evaluate(res.reconstructions, { signal: o.signal });
+      const r = await evaluator.evaluate(res.reconstructions, { keepOutputs: true, signal: o.signal });
+      const flips = data.flips(r.outputs!);
       searchEvals++;
       let theory = pm.ref.bytes;
       for (const l of res.layers) theory += Math.ceil(l.bits.total / 8) - l.originalBytes;
@@ -241,6 +268,8 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
         theoreticalBytes: theory,
         top1: data.ref.labels ? r.top1 : null,
         loss: r.loss,
+        flips,
+        lossUpper: pairedLossBounds(flips, o.confidence).upper,
         predictedLoss: predictor.predict(sum),
         holdout: null,
         evaluations: cellsMeasured + searchEvals,
@@ -252,7 +281,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
       candidates.push(c);
       byKey.set(key, c);
       emit({ type: 'candidate', candidate: c });
-      emit({ type: 'log', message: `${c.id}: ${bytes} bytes (${c.ratio.toFixed(2)}×), loss ${(r.loss * 100).toFixed(2)} points (predicted ${(c.predictedLoss * 100).toFixed(2)}), α=${predictor.alpha.toFixed(2)}` });
+      emit({ type: 'log', message: `${c.id}: ${bytes} bytes (${c.ratio.toFixed(2)}×), loss ${(r.loss * 100).toFixed(2)} points, upper bound ${(c.lossUpper! * 100).toFixed(2)} (predicted ${(c.predictedLoss * 100).toFixed(2)}), α=${predictor.alpha.toFixed(2)}` });
       return c;
     };
     let chosen: Candidate | undefined;
@@ -267,21 +296,58 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
     candidates.forEach((c, i) => (c.pareto = front.has(i)));
     let holdoutEvals = 0;
     let holdoutRef = null;
+    const checked: string[] = [];
+    let movedByHoldout = false;
     if (chosen && o.holdout) {
       emit({ type: 'phase', phase: 'holdout', message: `Confirming ${chosen.id} on held-out data (${o.holdout.source})` });
       const hd = await openEvaluator(pm, o.holdout, [pm.layers.map((w) => w.name)], { limit: undefined, threads: o.threads, batchSize: o.batchSize, signal: o.signal });
       const hev = await hd.evaluatorFor(pm.layers.map((w) => w.name));
       try {
-        const model = await loadModel(pm.file);
-        const res = applySpecs(model, resolvePlan(chosen.plan, listWeights(model)), { encode: false, signal: o.signal });
-        const r = await hev.evaluate(res.reconstructions, { signal: o.signal });
-        chosen.holdout = { top1: hd.ref.labels ? r.top1 : null, loss: r.loss, samples: r.samples };
-        holdoutEvals++;
+        const confirm = async (c: Candidate): Promise<boolean> => {
+          const model = await loadModel(pm.file);
+          const res = applySpecs(model, resolvePlan(c.plan, listWeights(model)), { encode: false, signal: o.signal });
+          const r = await hev.evaluate(res.reconstructions, { keepOutputs: true, signal: o.signal });
+          const flips = hd.flips(r.outputs!);
+          const b = pairedLossBounds(flips, 0.975);
+          c.holdout = { top1: hd.ref.labels ? r.top1 : null, loss: r.loss, samples: r.samples, ci: [b.lower, b.upper], flips };
+          if (o.maxLoss !== undefined) c.holdout.passed = r.loss <= o.maxLoss + 1e-12;
+          holdoutEvals++;
+          checked.push(c.id);
+          emit({ type: 'log', message: `${c.id} on held-out data: loss ${(r.loss * 100).toFixed(2)} points (95 % CI ${(b.lower * 100).toFixed(2)}…${(b.upper * 100).toFixed(2)})` });
+          return c.holdout.passed !== false;
+        };
+        let ok = await confirm(chosen);
+        if (!ok && o.maxLoss !== undefined) {
+          // Walk back: larger feasible candidates with a lower search loss than every failure.
+          const failed = [chosen];
+          const next = candidates.filter((c) => c.feasible && c.bytes >= chosen!.bytes && c !== chosen).sort((a, b) => a.bytes - b.bytes || a.loss - b.loss);
+          for (const c of next) {
+            if (checked.length >= o.holdoutTries) break;
+            if (!failed.every((f) => c.loss < f.loss)) continue;
+            ok = await confirm(c);
+            if (ok) {
+              chosen = c;
+              movedByHoldout = true;
+              break;
+            }
+            failed.push(c);
+          }
+          if (!ok) emit({ type: 'log', message: `No confirmed candidate is within the budget on the held-out data; keeping ${chosen.id}.` })
+        }
       } finally {
         await hev.dispose();
       }
       holdoutRef = hd.ref;
     }
+    const selection: Selection = {
+      rule: o.maxLoss !== undefined ? 'upper-bound' : 'size',
+      confidence: o.confidence,
+      holdout: !o.holdout ? 'none' : o.holdoutTries > 1 && o.maxLoss !== undefined ? 'walk-back' : 'confirm',
+      holdoutChecked: checked,
+      holdoutUsedForChoice: movedByHoldout,
+      holdoutTries: o.holdoutTries,
+      note: selectionNote(o, checked, movedByHoldout, chosen),
+    };
     const cf: CandidatesFile = {
       schema: 'onnx-compress/candidates@1',
       tool: TOOL,
@@ -297,6 +363,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
       seconds: 0,
       breakdown: { cells: cellsMeasured, search: searchEvals, holdout: holdoutEvals, method: o.method },
       outputs: {},
+      selection,
     };
     if (o.export && chosen) {
       emit({ type: 'phase', phase: 'export', message: `Exporting ${chosen.id}` });
@@ -323,6 +390,17 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
   } finally {
     release();
   }
+}
+
+/** The sentence of {@link Selection.note}. */
+function selectionNote(o: CompressModelOptions, checked: readonly string[], moved: boolean, chosen: Candidate | undefined): string {
+  const conf = `${Math.round(o.confidence * 100)} %`;
+  const rule = o.maxLoss !== undefined ? `the smallest candidate whose ${conf} upper confidence bound on the search-data loss is within ${(o.maxLoss * 100).toFixed(2)} points` : `the least search-data loss within ${o.maxSize} bytes`;
+  if (!chosen) return `No candidate met the budget (rule: ${rule}).`;
+  if (!o.holdout) return `Chosen: ${rule}; no held-out data was given, so the loss was not confirmed on unseen samples.`;
+  if (!moved && checked.length === 1) return `Chosen: ${rule}; the held-out data was used only to confirm it (${chosen.holdout?.passed === false ? 'it FAILED the budget there' : 'it passed'}).`;
+  if (moved) return `Chosen: ${rule}, then the held-out data was used for the final check: ${checked.length - 1} smaller candidate(s) failed there and ${chosen.id} passed, so its held-out loss is not an untouched estimate.`;
+  return `Chosen: ${rule}; ${checked.length} candidates failed the budget on the held-out data (final check), ${chosen.id} is kept and does not meet the budget there.`;
 }
 
 type Measure = (choice: number[]) => Promise<Candidate>;

@@ -9,6 +9,7 @@
  */
 import type { TechniqueSpec } from '../compress';
 import type { LayerPlan, PlanFile } from './plan';
+import type { Flips } from './search';
 
 /** The model a result file belongs to. */
 export interface ModelRef {
@@ -124,10 +125,25 @@ export interface Candidate {
   /** Measured on the search data. */
   top1: number | null;
   loss: number;
+  /**
+   * Paired flip counts on the search data (right→wrong `up`, wrong→right `down`; without labels
+   * top-1 changes): `loss = (up − down) / samples`. Absent in files of older versions.
+   */
+  flips?: Flips;
+  /**
+   * One-sided upper confidence bound on the expected loss at `CandidatesFile.selection.confidence`
+   * (adjusted Wald on the flips, `pairedLossBounds`). Under a loss budget a candidate
+   * is feasible when this bound, not the point estimate `loss`, is within the budget.
+   */
+  lossUpper?: number;
   /** Loss the predictor expected before the measurement. */
   predictedLoss: number;
-  /** Measured on held-out data the search did not see (the confirmation), when done. */
-  holdout: { top1: number | null; loss: number; samples: number } | null;
+  /**
+   * Measured on held-out data the search did not see (the confirmation), when done: loss, its
+   * two-sided 95 % interval `ci` (`pairedLossBounds` at 0.975 each side) and flips; `passed` = held-out loss within a loss
+   * budget (absent under a size budget).
+   */
+  holdout: { top1: number | null; loss: number; samples: number; ci?: [number, number]; flips?: Flips; passed?: boolean } | null;
   /** Full evaluations spent when this candidate was measured (cumulative). */
   evaluations: number;
   /** On the Pareto front of (bytes, loss) among all candidates. */
@@ -164,6 +180,35 @@ export interface CandidatesFile {
   breakdown?: { cells: number; search: number; holdout: number; method: 'fast' | 'greedy' };
   /** Written files, relative to the results folder. */
   outputs: { model?: string; archive?: string; report?: string; html?: string; plan?: string };
+  /** How `chosen` was picked (absent in files of older versions); see {@link Selection}. */
+  selection?: Selection;
+}
+
+/**
+ * The choice rule of `compress`. Under a loss budget a candidate is feasible when the one-sided
+ * upper confidence bound of its search-data loss at `confidence` is within the budget
+ * (`Candidate.lossUpper`); the smallest feasible candidate is chosen. With held-out data it is then
+ * confirmed there; when its held-out loss exceeds the budget and `holdout` is `walk-back`, the next
+ * feasible candidates by increasing size (only those with a lower search loss than every one that
+ * failed) are confirmed, at most `holdoutTries` in all: the held-out set then took part in the
+ * final choice (`holdoutUsedForChoice`), and its loss is a final check rather than an untouched
+ * estimate.
+ */
+export interface Selection {
+  /** `upper-bound` (loss budget) or `size` (size budget: least point loss among those that fit). */
+  rule: 'upper-bound' | 'size';
+  /** One-sided confidence of `lossUpper` (e.g. 0.9). */
+  confidence: number;
+  /** `none` (no held-out data), `confirm` (measured, never used to choose) or `walk-back`. */
+  holdout: 'none' | 'confirm' | 'walk-back';
+  /** Candidates measured on the held-out data, in order. */
+  holdoutChecked: string[];
+  /** True when a held-out failure moved the choice to another candidate. */
+  holdoutUsedForChoice: boolean;
+  /** Held-out confirmations allowed at most (walk-back). */
+  holdoutTries: number;
+  /** One sentence for reports. */
+  note: string;
 }
 
 /** Progress events streamed by `analyze` and `compress` (CLI stderr, VS Code progress + panel). */

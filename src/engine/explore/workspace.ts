@@ -13,6 +13,7 @@ import type { DatasetSpec } from '../eval/datasetSpec';
 import { classesOf, createSession, sessionOutputs } from '../eval/session';
 import type { Dataset } from '../eval/types';
 import { modelIo, VariantEvaluator, type ActivationStore } from '../eval/variantEvaluator';
+import type { Flips } from './search';
 import type { DatasetRef, ModelRef } from './types';
 
 /** Tool name written into result files. */
@@ -137,6 +138,12 @@ export interface OpenedEvaluator {
   top1: number | null;
   /** An evaluator whose variable weights are `names` (dispose it when done). */
   evaluatorFor(names: readonly string[]): Promise<VariantEvaluator>;
+  /**
+   * Paired flip counts of a variant's scored outputs (dataset order, as returned with
+   * `keepOutputs`) against the original model: with labels, right→wrong (`up`) and wrong→right
+   * (`down`); without labels, top-1 changes (`up`) and `down = 0`.
+   */
+  flips(outputs: Float32Array): Flips;
 }
 
 /**
@@ -165,21 +172,33 @@ export async function openEvaluator(
   const refOut = store.reference.outputs[io.outputs[0]!]!;
   const labels = store.reference.labels;
   let top1: number | null = null;
-  if (labels) {
-    const per = refOut.data.length / store.reference.count;
-    let right = 0;
-    for (let i = 0; i < store.reference.count; i++) {
-      let best = 0;
-      for (let c = 1; c < per; c++) if (refOut.data[i * per + c]! > refOut.data[i * per + best]!) best = c;
-      if (best === labels[i]) right++;
+  const count = store.reference.count;
+  const per = refOut.data.length / count;
+  const argmax = (d: Float32Array, i: number): number => {
+    let best = 0;
+    for (let c = 1; c < per; c++) if (d[i * per + c]! > d[i * per + best]!) best = c;
+    return best;
+  };
+  const refTop1 = Int32Array.from({ length: count }, (_, i) => argmax(refOut.data, i));
+  if (labels) top1 = refTop1.reduce((s, t, i) => s + (t === labels[i] ? 1 : 0), 0) / count;
+  const flips = (outputs: Float32Array): Flips => {
+    if (outputs.length !== refOut.data.length) fail('E_INTERNAL', `Variant outputs have ${outputs.length} values, the reference ${refOut.data.length}.`);
+    let up = 0;
+    let down = 0;
+    for (let i = 0; i < count; i++) {
+      const t = argmax(outputs, i);
+      if (!labels) up += t === refTop1[i] ? 0 : 1;
+      else if (refTop1[i] === labels[i] && t !== labels[i]) up++;
+      else if (refTop1[i] !== labels[i] && t === labels[i]) down++;
     }
-    top1 = right / store.reference.count;
-  }
+    return { up, down, samples: count };
+  };
   return {
     store,
     dataset,
     ref: { source: data.source, samples: store.reference.count, labels: labels !== undefined },
     top1,
     evaluatorFor: (names) => VariantEvaluator.fromStore(pm.bytes, names, store, eo),
+    flips,
   };
 }

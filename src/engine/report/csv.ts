@@ -40,7 +40,7 @@ export function sensitivityCsv(s: SensitivityFile): string {
 /** `candidates.csv`: one row per candidate; `plan` is the plan JSON. */
 export function candidatesCsv(f: CandidatesFile): string {
   return toCsv(
-    ['id', 'bytes', 'ratio', 'theoretical_bytes', 'top1', 'loss', 'predicted_loss', 'holdout_top1', 'holdout_loss', 'holdout_samples', 'evaluations', 'pareto', 'feasible', 'chosen', 'plan'],
-    f.candidates.map((c) => [c.id, c.bytes, c.ratio, c.theoreticalBytes, c.top1, c.loss, c.predictedLoss, c.holdout?.top1 ?? null, c.holdout?.loss ?? null, c.holdout?.samples ?? null, c.evaluations, c.pareto, c.feasible, c.id === f.chosen, JSON.stringify(c.plan)]),
+    ['id', 'bytes', 'ratio', 'theoretical_bytes', 'top1', 'loss', 'loss_upper', 'flips_up', 'flips_down', 'predicted_loss', 'holdout_top1', 'holdout_loss', 'holdout_samples', 'evaluations', 'pareto', 'feasible', 'chosen', 'plan'],
+    f.candidates.map((c) => [c.id, c.bytes, c.ratio, c.theoreticalBytes, c.top1, c.loss, c.lossUpper ?? null, c.flips?.up ?? null, c.flips?.down ?? null, c.predictedLoss, c.holdout?.top1 ?? null, c.holdout?.loss ?? null, c.holdout?.samples ?? null, c.evaluations, c.pareto, c.feasible, c.id === f.chosen, JSON.stringify(c.plan)]),
   );
 }

@@ -91,7 +91,7 @@ export function htmlReport(sf: SensitivityFile, cf: CandidatesFile): string {
   const chosen = cf.candidates.find((c) => c.id === cf.chosen);
   const budget = 'maxLoss' in cf.budget ? `top-1 loss ≤ ${pts(cf.budget.maxLoss)}` : `size ≤ ${bytesText(cf.budget.maxSize)}`;
   const summary = chosen
-    ? `<p><b>Chosen ${esc(chosen.id)}</b>: ${esc(bytesText(chosen.bytes))} (${chosen.ratio.toFixed(2)}× smaller than ${esc(bytesText(cf.model.bytes))})${chosen.archiveBytes ? `, archive ${esc(bytesText(chosen.archiveBytes))} (${(cf.model.bytes / chosen.archiveBytes).toFixed(2)}×)` : ''}; top-1 ${pct(chosen.top1)} on the search data (loss ${pts(chosen.loss)})${chosen.holdout ? `, ${pct(chosen.holdout.top1)} on held-out data (loss ${pts(chosen.holdout.loss)}, ${chosen.holdout.samples} samples)` : ''}.</p>`
+    ? `<p><b>Chosen ${esc(chosen.id)}</b>: ${esc(bytesText(chosen.bytes))} (${chosen.ratio.toFixed(2)}× smaller than ${esc(bytesText(cf.model.bytes))})${chosen.archiveBytes ? `, archive ${esc(bytesText(chosen.archiveBytes))} (${(cf.model.bytes / chosen.archiveBytes).toFixed(2)}×)` : ''}; top-1 ${pct(chosen.top1)} on the search data (loss ${pts(chosen.loss)})${chosen.holdout ? `, ${pct(chosen.holdout.top1)} on held-out data (loss ${pts(chosen.holdout.loss)}${chosen.holdout.ci ? `, 95 % CI ${pts(chosen.holdout.ci[0])} … ${pts(chosen.holdout.ci[1])}` : ''}, ${chosen.holdout.samples} samples)` : ''}.</p>${cf.selection ? `<p>${esc(cf.selection.note)}</p>` : ''}`
     : '<p><b>No candidate meets the budget.</b></p>';
   const plan = chosen
     ? `<table class="plan"><thead><tr><th>layer</th><th>technique</th><th>params</th><th>bytes before</th><th>bytes after</th><th>single-layer loss</th></tr></thead><tbody>${planRows(sf, chosen)

@@ -54,8 +54,10 @@ export function markdownReport(sf: SensitivityFile, cf: CandidatesFile): string 
   if (chosen) {
     out.push(`## Chosen: ${chosen.id}`, '');
     out.push(`- Compressed ONNX: **${bytesText(chosen.bytes)}** (${chosen.ratio.toFixed(2)}× smaller than ${bytesText(cf.model.bytes)})${chosen.archiveBytes ? `; archive ${bytesText(chosen.archiveBytes)} (${(cf.model.bytes / chosen.archiveBytes).toFixed(2)}×)` : ''}`);
-    out.push(`- Search data: top-1 ${pct(chosen.top1)}, loss ${pts(chosen.loss)} (predicted ${pts(chosen.predictedLoss)})`);
-    out.push(chosen.holdout ? `- Held-out data (${mdText(cf.holdoutDataset?.source ?? '')}, ${chosen.holdout.samples} samples, not seen by the search): top-1 ${pct(chosen.holdout.top1)}, loss ${pts(chosen.holdout.loss)}` : '- Held-out data: none given (pass `--holdout`)');
+    out.push(`- Search data: top-1 ${pct(chosen.top1)}, loss ${pts(chosen.loss)}${chosen.lossUpper !== undefined ? ` (${Math.round((cf.selection?.confidence ?? 0.5) * 100)} % upper bound ${pts(chosen.lossUpper)}${chosen.flips ? `; ${chosen.flips.up} right→wrong, ${chosen.flips.down} wrong→right` : ''})` : ''}, predicted ${pts(chosen.predictedLoss)}`);
+    const used = cf.selection?.holdoutUsedForChoice ? 'used for the final check (walk-back)' : 'not seen by the search';
+    out.push(chosen.holdout ? `- Held-out data (${mdText(cf.holdoutDataset?.source ?? '')}, ${chosen.holdout.samples} samples, ${used}): top-1 ${pct(chosen.holdout.top1)}, loss ${pts(chosen.holdout.loss)}${chosen.holdout.ci ? ` (95 % CI ${pts(chosen.holdout.ci[0])} … ${pts(chosen.holdout.ci[1])})` : ''}` : '- Held-out data: none given (pass `--holdout`)');
+    if (cf.selection) out.push(`- Choice: ${mdText(cf.selection.note)}`);
     if (cf.outputs.model) out.push(`- Files: \`${mdText(cf.outputs.model)}\`${cf.outputs.archive ? `, \`${mdText(cf.outputs.archive)}\`` : ''}${cf.outputs.plan ? `, \`${mdText(cf.outputs.plan)}\`` : ''}`);
     out.push('', '| layer | op | params | technique | bytes before | bytes after | single-layer loss |', '|---|---|---:|---|---:|---:|---:|');
     for (const r of planRows(sf, chosen)) out.push(`| ${mdText(r.layer)} | ${mdText(r.op)} | ${r.params.toLocaleString('en-US')} | ${mdText(r.label)} | ${r.before.toLocaleString('en-US')} | ${r.after === null ? '—' : r.after.toLocaleString('en-US')} | ${pts(r.loss)} |`);
@@ -63,9 +65,9 @@ export function markdownReport(sf: SensitivityFile, cf: CandidatesFile): string 
   } else {
     out.push('## No candidate meets the budget', '', 'Loosen the budget, or add techniques with `--techniques`.', '');
   }
-  out.push('## Candidates (Pareto front first)', '', '| id | bytes | ratio | top-1 | loss | predicted | held-out loss | meets budget |', '|---|---:|---:|---:|---:|---:|---:|---|');
+  out.push('## Candidates (Pareto front first)', '', '| id | bytes | ratio | top-1 | loss | upper bound | predicted | held-out loss | meets budget |', '|---|---:|---:|---:|---:|---:|---:|---:|---|');
   const sorted = [...cf.candidates].sort((a, b) => Number(b.pareto) - Number(a.pareto) || a.bytes - b.bytes);
-  for (const c of sorted) out.push(`| ${c.id}${c.id === cf.chosen ? ' (chosen)' : ''}${c.pareto ? ' ★' : ''} | ${c.bytes.toLocaleString('en-US')} | ${c.ratio.toFixed(2)}× | ${pct(c.top1)} | ${pts(c.loss)} | ${pts(c.predictedLoss)} | ${pts(c.holdout?.loss)} | ${c.feasible ? 'yes' : 'no'} |`);
+  for (const c of sorted) out.push(`| ${c.id}${c.id === cf.chosen ? ' (chosen)' : ''}${c.pareto ? ' ★' : ''} | ${c.bytes.toLocaleString('en-US')} | ${c.ratio.toFixed(2)}× | ${pct(c.top1)} | ${pts(c.loss)} | ${pts(c.lossUpper)} | ${pts(c.predictedLoss)} | ${pts(c.holdout?.loss)} | ${c.feasible ? 'yes' : 'no'} |`);
   out.push('', '★ = on the Pareto front of (bytes, loss).', '');
   const b = cf.breakdown;
   out.push('## How this was measured', '');

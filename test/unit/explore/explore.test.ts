@@ -97,6 +97,17 @@ describe('explore (LeNet-5, Fashion-MNIST)', function () {
     for (const k of ['model', 'dataset', 'holdoutDataset', 'budget', 'techniques', 'baseline', 'candidates', 'chosen', 'evaluations', 'seconds', 'outputs'] as const) assert.ok(k in cf, k);
     const c = cf.candidates.find((x) => x.id === cf.chosen)!;
     assert.ok(c.feasible && c.loss <= 0.005);
+    // the choice uses the 80 % upper bound of the paired loss, not the point estimate
+    assert.equal(cf.selection?.rule, 'upper-bound');
+    assert.equal(cf.selection?.confidence, 0.8);
+    assert.ok(c.lossUpper! <= 0.005 && c.lossUpper! > c.loss);
+    for (const x of cf.candidates) {
+      assert.equal(x.feasible, x.lossUpper! <= 0.005 + 1e-12, x.id);
+      assert.ok(Math.abs((x.flips!.up - x.flips!.down) / x.flips!.samples - x.loss) < 1e-9, `${x.id}: flips match the loss`);
+    }
+    assert.ok(cf.selection!.holdoutChecked.includes(c.id) && c.holdout!.ci![0] <= c.holdout!.loss && c.holdout!.loss <= c.holdout!.ci![1]);
+    assert.equal(c.holdout!.passed, c.holdout!.loss <= 0.005);
+    assert.equal(cf.selection!.holdoutUsedForChoice, cf.selection!.holdoutChecked.length > 1 && c.holdout!.passed === true);
     assert.ok(c.ratio > 4, `ratio ${c.ratio}`);
     assert.ok(c.holdout && c.holdout.samples === 1000);
     assert.ok(cf.candidates.some((x) => x.pareto));

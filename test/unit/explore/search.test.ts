@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { isotonic, mckp, minBytesUnderLoss, paretoFront, type SearchLayer } from '../../../src/engine/explore/search';
+import { isotonic, mckp, minBytesUnderLoss, normalQuantile, pairedLossBounds, paretoFront, type SearchLayer } from '../../../src/engine/explore/search';
 import { mulberry32 } from '../../../src/engine/util/random';
 
 /** Every combination of one option per group (brute force). */
@@ -74,5 +74,40 @@ describe('explore/search', () => {
       { bytes: 5, loss: 2 },
     ];
     assert.deepEqual([...paretoFront(pts)].sort(), [0, 1, 4]);
+  });
+
+  it('normalQuantile matches tabulated values and inverts symmetrically', () => {
+    for (const [p, z] of [[0.5, 0], [0.8, 0.8416212], [0.9, 1.2815516], [0.975, 1.959964], [0.999, 3.0902323], [0.01, -2.3263479]] as const) {
+      assert.ok(Math.abs(normalQuantile(p) - z) < 1e-6, `${p}: ${normalQuantile(p)} vs ${z}`);
+    }
+    for (const p of [0.001, 0.02, 0.3, 0.7]) assert.ok(Math.abs(normalQuantile(p) + normalQuantile(1 - p)) < 1e-9);
+  });
+
+  it('pairedLossBounds: point estimate, ordering, and one-sided coverage near the nominal level (seeded simulation)', () => {
+    const b = pairedLossBounds({ up: 12, down: 4, samples: 1000 }, 0.9);
+    assert.equal(b.loss, 0.008);
+    assert.ok(b.lower < b.loss && b.loss < b.upper);
+    // more flips (same net loss) = wider; zero flips still leaves a positive upper bound
+    assert.ok(pairedLossBounds({ up: 30, down: 22, samples: 1000 }, 0.9).upper > b.upper);
+    assert.ok(pairedLossBounds({ up: 0, down: 0, samples: 1000 }, 0.9).upper > 0);
+    assert.ok(pairedLossBounds({ up: 12, down: 4, samples: 1000 }, 0.95).upper > b.upper);
+    // true (p⁺, p⁻) pairs typical of compressed classifiers; n = 1000 paired samples
+    const rand = mulberry32(11);
+    for (const [pu, pd] of [[0.01, 0.005], [0.02, 0.02], [0.004, 0.001], [0.03, 0.015]] as const) {
+      let covered = 0;
+      const runs = 2000;
+      for (let r = 0; r < runs; r++) {
+        let up = 0;
+        let down = 0;
+        for (let i = 0; i < 1000; i++) {
+          const u = rand();
+          if (u < pu) up++;
+          else if (u < pu + pd) down++;
+        }
+        if (pu - pd <= pairedLossBounds({ up, down, samples: 1000 }, 0.9).upper) covered++;
+      }
+      // nominal 90 %; the adjusted interval is slightly conservative for rare flips
+      assert.ok(covered / runs >= 0.87 && covered / runs <= 0.97, `p⁺=${pu} p⁻=${pd}: coverage ${covered / runs}`);
+    }
   });
 });
