@@ -554,9 +554,11 @@ async function exportCandidateFrom(modelFile: string, c: Candidate, outPath: str
 /**
  * Exports candidate `candidateId` of the results folder `resultsDir` (its `candidates.json`) as a
  * compressed ONNX file at `outPath`, plus its archive next to it (`.onnxc`) when `archive`.
- * @throws E_BAD_ARGUMENT when the folder has no such candidate or the model changed since.
+ * `root` (default: the results folder's parent) is the workspace the recorded model path must stay in.
+ * @throws E_BAD_ARGUMENT when the folder has no such candidate, the model changed since, or the
+ * recorded model path leaves `root`, is absolute or is not an `.onnx` file.
  */
-export async function exportCandidate(resultsDir: string, candidateId: string, outPath: string, archive = false): Promise<ExportResult> {
+export async function exportCandidate(resultsDir: string, candidateId: string, outPath: string, archive = false, root?: string): Promise<ExportResult> {
   const file = path.join(resultsDir, FILES.candidates);
   let cf: CandidatesFile;
   try {
@@ -564,9 +566,19 @@ export async function exportCandidate(resultsDir: string, candidateId: string, o
   } catch (e) {
     fail('E_BAD_ARGUMENT', `No readable '${file}': run \`onnx-compress compress\` first.`, e);
   }
-  const c = cf.candidates.find((x) => x.id === candidateId);
-  if (!c) fail('E_BAD_ARGUMENT', `'${file}' has no candidate '${candidateId}' (it has ${cf.candidates.map((x) => x.id).join(', ') || 'none'}).`);
+  if (typeof cf !== 'object' || cf === null || !Array.isArray(cf.candidates) || typeof cf.model?.file !== 'string' || typeof cf.model.sha256 !== 'string') {
+    fail('E_BAD_ARGUMENT', `'${file}' is not a candidates file (schema onnx-compress/candidates@1); run \`onnx-compress compress\` again.`);
+  }
+  const c = cf.candidates.find((x) => x?.id === candidateId);
+  if (!c) fail('E_BAD_ARGUMENT', `'${file}' has no candidate '${candidateId}' (it has ${cf.candidates.map((x) => x?.id).join(', ') || 'none'}).`);
   const modelFile = path.resolve(path.dirname(path.resolve(resultsDir)), cf.model.file);
+  // The path comes from a file anyone could have edited: never follow it outside `root`, to an
+  // absolute path, or to anything but an .onnx file (we would hash and then parse it).
+  const base = path.resolve(root ?? path.dirname(path.resolve(resultsDir)));
+  const rel = path.relative(base, modelFile);
+  if (path.isAbsolute(cf.model.file) || rel.startsWith('..') || path.isAbsolute(rel) || !/\.onnx$/i.test(modelFile) || (fs.existsSync(modelFile) && !fs.statSync(modelFile).isFile())) {
+    fail('E_BAD_ARGUMENT', `'${file}' names the model '${cf.model.file}', which is not an .onnx file inside '${base}'; results files may only name models in their workspace. Run compress again.`);
+  }
   if (!fs.existsSync(modelFile) || fileSha256(modelFile) !== cf.model.sha256) fail('E_BAD_ARGUMENT', `The model '${modelFile}' is missing or changed since '${file}' was written; run compress again.`);
   return exportCandidateFrom(modelFile, c, outPath, archive);
 }
