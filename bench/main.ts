@@ -7,6 +7,7 @@ import { archiveBench } from './archive';
 import { compressBench } from './compress';
 import { evalBench } from './eval';
 import { exploreBench } from './explore';
+import { memoryBench } from './memory';
 import { onnxIoBench, onnxIoChild } from './onnxio';
 
 /** A benchmark: `run` prints its own report. */
@@ -17,7 +18,7 @@ export interface Bench {
 }
 
 /** Registered benchmarks, in run order. Add new modules here. */
-const BENCHES: Bench[] = [onnxIoBench, compressBench, evalBench, archiveBench, exploreBench];
+const BENCHES: Bench[] = [onnxIoBench, compressBench, evalBench, archiveBench, exploreBench, memoryBench];
 const CHILDREN: Record<string, (args: string[]) => Promise<void>> = { onnxio: onnxIoChild };
 
 async function main(argv: string[]): Promise<void> {
