@@ -212,9 +212,11 @@ export async function runSensitivity(pm: PreparedModel, dir: string, o: AnalyzeO
           continue;
         }
         throwIfAborted(o.signal);
-        const cell = await measureCell(pm, w, level, layerEval, ev.ref.labels, overFamily.has(level.technique) ? o.screenAbove : undefined, o.signal);
+        const layerCells = sf.cells.filter((c) => c.layer === w.name);
+        const cell = await measureCell(pm, w, level, layerEval, ev.ref.labels, overFamily.has(level.technique) ? o.screenAbove : undefined, o.signal, (bytes) => skipReason(w, level, bytes, layerCells, sf.levels));
         if (typeof cell === 'string') {
-          // The encoder cannot write this level for this layer: it becomes an unsupported column.
+          // The encoder cannot write this level for this layer, or it is pruned (skipReason): it
+          // becomes an unsupported column of this row.
           (row.unsupported ??= {})[level.id] = cell;
           done++;
           continue;
@@ -242,8 +244,23 @@ export async function runSensitivity(pm: PreparedModel, dir: string, o: AnalyzeO
   return sf;
 }
 
-/** Compresses layer `w` alone at `level` and evaluates it (screened: early stop against `screen`). */
-async function measureCell(pm: PreparedModel, w: WeightInfo, level: LevelDef, evaluator: VariantEvaluator, labels: boolean, screen: number | undefined, signal: AbortSignal | undefined): Promise<SensitivityCell | string> {
+/**
+ * Level pruning: why a cell need not be evaluated, from its exact bytes alone (undefined = measure
+ * it). A level whose encoding is not smaller than the original layer is never offered by the
+ * search; a level that is larger than an already measured level of another family that lost
+ * nothing (loss ≤ 0, every prediction kept: agreement 1) can never be the better choice for this layer.
+ * Pruning levels are always measured: the prune+share / prune+quant combinations take their loss.
+ */
+export function skipReason(w: { bytes: number }, level: LevelDef, bytes: number, measured: readonly SensitivityCell[], levels: readonly LevelDef[]): string | undefined {
+  if (bytes >= w.bytes) return `not smaller than the original (${bytes} ≥ ${w.bytes} bytes)`;
+  if (level.technique === 'prune') return undefined;
+  const family = new Map(levels.map((l) => [l.id, l.technique]));
+  const free = measured.find((c) => family.get(c.level) !== level.technique && c.onnxBytes <= bytes && c.loss <= 0 && c.agreement >= 1 && !c.stoppedEarly);
+  return free ? `dominated: ${bytes} bytes, while ${free.level} takes ${free.onnxBytes} bytes and changes no prediction` : undefined;
+}
+
+/** Compresses layer `w` alone at `level` and evaluates it (screened: early stop against `screen`); a string = not measured (why). */
+async function measureCell(pm: PreparedModel, w: WeightInfo, level: LevelDef, evaluator: VariantEvaluator, labels: boolean, screen: number | undefined, signal: AbortSignal | undefined, skip: (bytes: number) => string | undefined): Promise<SensitivityCell | string> {
   const t0 = performance.now();
   const ct = compressWeight(pm.model, w, level.spec, signal ? { signal } : {});
   let onnxBytes: number;
@@ -253,6 +270,8 @@ async function measureCell(pm: PreparedModel, w: WeightInfo, level: LevelDef, ev
     if (e instanceof CompressError && e.code !== 'E_CANCELLED') return `no ONNX encoding: ${e.message}`;
     throw e;
   }
+  const why = skip(onnxBytes);
+  if (why) return why;
   const orig = pm.model.float32(w.tensor);
   let norm = 0;
   for (let i = 0; i < orig.length; i++) norm += orig[i]! * orig[i]!;

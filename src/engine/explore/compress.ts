@@ -9,7 +9,7 @@
  * ({@link minBytesUnderLoss}) picks the smallest combination whose predicted loss
  * `α · Σ lossᵢ` fits the budget; the best few are built with the encoder, measured for real on the
  * whole search data, α is refitted from every measurement ({@link LossPredictor}), and this repeats
- * until a measured candidate meets the budget and another round gains less than `tolerance` in size.
+ * until a measured candidate meets the budget and the next round gains less than `tolerance` in size.
  *
  * Greedy baseline (`method: 'greedy'`): from the original model, every step measures for real each
  * layer's next level on a fixed ladder (its levels by decreasing bytes) and takes the one with the
@@ -61,7 +61,7 @@ export interface CompressModelOptions {
   maxCombos: number;
   /** `fast` (default) or `greedy` (the baseline, for comparisons; max-loss budgets only). */
   method: 'fast' | 'greedy';
-  /** Real evaluations per round of the fast search. Default 3. */
+  /** Real evaluations per round of the fast search. Default 2. */
   perIteration: number;
   /** Rounds of the fast search at most. Default 8. */
   maxIterations: number;
@@ -107,7 +107,7 @@ export function makeCompressModelOptions(o: Partial<CompressModelOptions> & Pick
     combine: true,
     maxCombos: 6,
     method: 'fast',
-    perIteration: 3,
+    perIteration: 2,
     maxIterations: 8,
     tolerance: 0.01,
     confidence: 0.8,
@@ -441,8 +441,9 @@ async function fastUnderLoss(layers: SearchLayer[], maxLoss: number, pred: LossP
     throwIfAborted(o.signal);
     let round: Array<{ s: number; choice: number[] }>;
     if (it === 0) {
+      // The choice needs the upper confidence bound within the budget, so aim below it first.
       const s0 = maxLoss / pred.alpha;
-      round = fresh([s0, s0 / 2, s0 * 2]);
+      round = fresh([s0 * 0.6, s0 * 0.3, s0 * 1.2]);
     } else {
       const lo = Math.max(0, ...measured.filter((m) => m.c.feasible).map((m) => m.s));
       const hi = Math.min(Infinity, ...measured.filter((m) => !m.c.feasible && m.s > lo).map((m) => m.s));

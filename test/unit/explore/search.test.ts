@@ -1,5 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { isotonic, mckp, minBytesUnderLoss, normalQuantile, pairedLossBounds, paretoFront, type SearchLayer } from '../../../src/engine/explore/search';
+import { skipReason } from '../../../src/engine/explore/analyze';
+import { makeLevel } from '../../../src/engine/explore/levels';
+import type { SensitivityCell } from '../../../src/engine/explore/types';
 import { mulberry32 } from '../../../src/engine/util/random';
 
 /** Every combination of one option per group (brute force). */
@@ -109,5 +112,19 @@ describe('explore/search', () => {
       // nominal 90 %; the adjusted interval is slightly conservative for rare flips
       assert.ok(covered / runs >= 0.87 && covered / runs <= 0.97, `p⁺=${pu} p⁻=${pd}: coverage ${covered / runs}`);
     }
+  });
+
+  it('level pruning (skipReason): not smaller than the original, or larger than a measured level of another family that changed nothing', () => {
+    const levels = [makeLevel('share', 64), makeLevel('prune', 0.5), makeLevel('quant', 8), makeLevel('float', 7)];
+    const cell = (level: string, onnxBytes: number, loss: number, agreement: number): SensitivityCell => ({ layer: 'w', level, loss, ci: [loss, loss], top1: null, agreement, samples: 1000, stoppedEarly: false, bits: 0, entropyBits: 0, onnxBytes, relError: 0, seconds: 0 });
+    const layer = { bytes: 4000 };
+    assert.match(skipReason(layer, levels[2]!, 4000, [], levels)!, /not smaller/);
+    assert.equal(skipReason(layer, levels[2]!, 1100, [], levels), undefined);
+    const free = [cell('share:k=64', 900, 0, 1)];
+    assert.match(skipReason(layer, levels[2]!, 1100, free, levels)!, /dominated.*share:k=64/);
+    assert.equal(skipReason(layer, levels[2]!, 800, free, levels), undefined, 'smaller than the free level: measured');
+    assert.equal(skipReason(layer, levels[1]!, 2200, free, levels), undefined, 'pruning is always measured (combinations need it)');
+    assert.equal(skipReason(layer, levels[3]!, 2000, [cell('share:k=64', 900, 0, 0.999)], levels), undefined, 'a level that changed a prediction does not dominate');
+    assert.equal(skipReason(layer, levels[3]!, 2000, [cell('share:k=64', 900, 0.001, 1)], levels), undefined);
   });
 });
