@@ -12,6 +12,7 @@
  * distinct values than the codebook size repeats its last entry to fill its codebook.
  */
 import { fail, throwIfAborted } from '../errors';
+import { scaledShareWeights } from './scaledShare';
 import { huffmanBits } from './huffman';
 import { SortedWeights, kmeans1d } from './kmeans1d';
 import { makeBits } from './storage';
@@ -53,6 +54,7 @@ export function shareWeights(
   spec: ShareSpec,
   options: Partial<CompressOptions> = {},
 ): CompressedTensor {
+  if (spec.scaled && !spec.perChannel) return scaledShareWeights(tensor, spec, options);
   return shareSweep(tensor, [spec.k], spec.perChannel, options)[0]!;
 }
 

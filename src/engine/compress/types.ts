@@ -40,6 +40,13 @@ export interface ShareSpec {
   readonly k: number;
   /** One codebook per output channel (true) or one for the whole tensor (false). */
   readonly perChannel: boolean;
+  /**
+   * Scaled sharing (ignored when `perChannel`): one codebook for the weights divided by a float32
+   * scale per output channel, so w ≈ fround(scale[c] · codebook[index]). Costs one float per
+   * channel and suits layers whose channels differ in scale (batch norm folded into convolutions).
+   * Default false.
+   */
+  readonly scaled?: boolean;
 }
 
 /** Sparsity patterns for pruning. */
@@ -171,6 +178,11 @@ export interface CodebookStorage {
   readonly indices: Uint8Array | Uint16Array;
   /** When pruned first: index whose codebook entry is exactly 0 in every codebook (it is 0). */
   readonly zeroIndex: number | null;
+  /**
+   * Scaled sharing: one float32 scale per index along `axis`; then `axis` of the storage is null
+   * (one codebook) and weight i is `fround(scale.values[c(i)] · codebook[indices[i]])`.
+   */
+  readonly scale?: { readonly axis: number; readonly values: Float32Array };
 }
 
 /** Storage as integer codes with per-tensor or per-channel scale / zero point. */

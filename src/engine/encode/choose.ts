@@ -17,6 +17,7 @@ import {
   maskedQuantDecoder,
   payloadBytes,
   quantDecoder,
+  scaledCodebookDecoder,
   type DecodeGraph,
 } from './decoders';
 
@@ -56,6 +57,10 @@ export function encodingChoices(name: string, dims: readonly number[], ct: Compr
   const s = ct.storage;
   switch (s.kind) {
     case 'codebook':
+      if (s.scale) {
+        out.push(choice('scaled-codebook', scaledCodebookDecoder(name, { dims, codebook: s.codebook, k: s.k, indices: s.indices, bits: bitsFor(s.k), scale: s.scale.values, scaleAxis: s.scale.axis })));
+        break;
+      }
       out.push(choice('codebook', codebookDecoder(name, { dims, codebook: s.codebook, k: s.k, axis: s.axis, indices: s.indices, bits: bitsFor(s.k) })));
       if (s.zeroIndex === 0) out.push(choice('masked-codebook', maskedCodebookDecoder(name, { dims, codebook: s.codebook, k: s.k, axis: s.axis, indices: s.indices, zeroIndex: 0 })));
       break;

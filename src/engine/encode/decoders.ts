@@ -135,9 +135,12 @@ function fn(name: string, build: () => FunctionProto): FunctionProto {
   return f;
 }
 
-/** `Codebook<b>[PC](packed, codebook, shape[, offsets])`: codebook[index (+ offset of the channel)]. */
-function codebookFunction(bits: number, perChannel: boolean, masked: boolean): FunctionProto {
-  const name = `${masked ? 'Masked' : ''}Codebook${bits}${perChannel ? 'PC' : ''}`;
+/**
+ * `[Masked]Codebook<b>[PC|S](packed, codebook, shape[, offsets | scale])`: codebook[index (+ offset
+ * of the channel)], or with `S` (scaled sharing) codebook[index] · scale, broadcast per channel.
+ */
+function codebookFunction(bits: number, perChannel: boolean, masked: boolean, scaled = false): FunctionProto {
+  const name = `${masked ? 'Masked' : ''}Codebook${bits}${perChannel ? 'PC' : scaled ? 'S' : ''}`;
   return fn(name, () => {
     const f = new FunctionBuilder();
     const n = countOf(f, 'shape');
@@ -150,8 +153,9 @@ function codebookFunction(bits: number, perChannel: boolean, masked: boolean): F
     }
     let shaped = f.op('Reshape', [idx, 'shape']);
     if (perChannel) shaped = f.op('Add', [shaped, 'offsets']);
-    f.op('Gather', ['codebook', shaped], [attr.int('axis', 0)], 'w');
-    const inputs = [...(masked ? ['mask'] : []), 'packed', 'codebook', 'shape', ...(perChannel ? ['offsets'] : [])];
+    if (scaled) f.op('Mul', [f.op('Gather', ['codebook', shaped], [attr.int('axis', 0)]), 'scale'], [], 'w');
+    else f.op('Gather', ['codebook', shaped], [attr.int('axis', 0)], 'w');
+    const inputs = [...(masked ? ['mask'] : []), 'packed', 'codebook', 'shape', ...(perChannel ? ['offsets'] : scaled ? ['scale'] : [])];
     return f.build(name, inputs, 'w');
   });
 }
@@ -268,6 +272,18 @@ export function codebookDecoder(weight: string, o: CodebookDecode): DecodeGraph 
   const inputs = [p.packed('indices', o.indices, o.bits), p.float('codebook', o.codebook, [o.codebook.length]), p.int64('shape', o.dims)];
   if (o.axis !== null) inputs.push(channelOffsets(p, o.dims, o.axis, o.k));
   return p.call(codebookFunction(o.bits, o.axis !== null, false), inputs);
+}
+
+/** Scaled sharing: weight = fround(codebook[index] · scale[c]) (see `compress/scaledShare.ts`). */
+export function scaledCodebookDecoder(weight: string, o: Omit<CodebookDecode, 'axis'> & { scale: Float32Array; scaleAxis: number }): DecodeGraph {
+  const p = new Payload(weight);
+  const inputs = [
+    p.packed('indices', o.indices, o.bits),
+    p.float('codebook', o.codebook, [o.codebook.length]),
+    p.int64('shape', o.dims),
+    p.float('scale', o.scale, axisShape(o.dims.length, o.scaleAxis, o.scale.length)),
+  ];
+  return p.call(codebookFunction(o.bits, false, false, true), inputs);
 }
 
 /**

@@ -22,6 +22,8 @@ export interface LayerPlan {
   k?: number;
   /** share / quant: one codebook or scale per output channel (default: share false, quant true). */
   perChannel?: boolean;
+  /** share: one codebook times a scale per output channel (default false); see `compress/scaledShare.ts`. */
+  scaled?: boolean;
   /** prune: fraction of weights (or channels) zeroed, [0, 1) (default 0.5). */
   sparsity?: number;
   /** prune: `unstructured` (default), `n:m` or `channel`. */
@@ -55,7 +57,7 @@ export interface PlanFile {
 
 const KEYS: Record<string, readonly string[]> = {
   none: [],
-  share: ['k', 'perChannel'],
+  share: ['k', 'perChannel', 'scaled'],
   prune: ['sparsity', 'pattern', 'n', 'm', 'norm'],
   quant: ['bits', 'symmetric', 'perChannel', 'clip'],
   float: ['format', 'mantissaBits', 'exponentBits'],
@@ -105,7 +107,7 @@ export function layerSpec(p: LayerPlan, where: string): TechniqueSpec | null {
     ...(p.m !== undefined ? { m: p.m } : {}),
     ...(p.norm !== undefined ? { norm: p.norm } : {}),
   };
-  const share = { technique: 'share' as const, k: def(p.k, 16), perChannel: def(p.perChannel, false) };
+  const share = { technique: 'share' as const, k: def(p.k, 16), perChannel: def(p.perChannel, false), ...(p.scaled ? { scaled: true } : {}) };
   const quant = { technique: 'quant' as const, bits: def(p.bits, 8), symmetric: def(p.symmetric, true), perChannel: def(p.perChannel, true), clip: def(p.clip, 'mse' as const) };
   switch (p.technique) {
     case 'none':
@@ -138,7 +140,7 @@ export function specToLayerPlan(spec: TechniqueSpec | null): LayerPlan {
   if (!spec) return { technique: 'none' };
   switch (spec.technique) {
     case 'share':
-      return { technique: 'share', k: spec.k, perChannel: spec.perChannel };
+      return { technique: 'share', k: spec.k, perChannel: spec.perChannel, ...(spec.scaled ? { scaled: true } : {}) };
     case 'prune':
       return stripUndefined({ technique: 'prune', sparsity: spec.sparsity, pattern: spec.pattern, n: spec.n, m: spec.m, norm: spec.norm });
     case 'quant':
@@ -163,7 +165,7 @@ export function specLabel(spec: TechniqueSpec | null): string {
   if (!spec) return 'none';
   switch (spec.technique) {
     case 'share':
-      return `share k=${spec.k}${spec.perChannel ? '/ch' : ''}`;
+      return `share k=${spec.k}${spec.perChannel ? '/ch' : spec.scaled ? ' scaled' : ''}`;
     case 'prune':
       return spec.pattern === 'n:m' ? `prune ${spec.n ?? 2}:${spec.m ?? 4}` : `prune ${Math.round(spec.sparsity * 100)}%${spec.pattern === 'channel' ? ' ch' : ''}`;
     case 'quant':

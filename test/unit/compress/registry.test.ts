@@ -19,7 +19,9 @@ function decode(t: WeightTensor, r: CompressedTensor): Float32Array {
   switch (s.kind) {
     case 'codebook':
       for (let i = 0; i < n; i++)
-        out[i] = s.codebook[(s.axis === null ? 0 : channelOf(i)) * s.k + s.indices[i]!]!;
+        out[i] = s.scale
+          ? Math.fround(s.scale.values[channelOf(i)]! * s.codebook[s.indices[i]!]!)
+          : s.codebook[(s.axis === null ? 0 : channelOf(i)) * s.k + s.indices[i]!]!;
       return out;
     case 'quant':
       for (let i = 0; i < n; i++) {
@@ -49,6 +51,7 @@ const specs: TechniqueSpec[] = [
   { technique: 'share', k: 8, perChannel: false },
   { technique: 'share', k: 4, perChannel: true },
   { technique: 'prune', pattern: 'unstructured', sparsity: 0.6 },
+  { technique: 'share', k: 8, perChannel: false, scaled: true },
   { technique: 'prune', pattern: 'n:m', sparsity: 0, n: 4, m: 8 },
   { technique: 'prune', pattern: 'channel', sparsity: 0.25, norm: 'l2' },
   { technique: 'quant', bits: 4, symmetric: true, perChannel: true, clip: 'mse' },

@@ -31,6 +31,7 @@ function maxRelDiff(a: Float32Array, b: Float32Array): number {
 const CASES: Array<[string, Record<string, unknown>]> = [
   ['share k=16', { technique: 'share', k: 16 }],
   ['share k=4 per channel', { technique: 'share', k: 4, perChannel: true }],
+  ['share k=8 scaled', { technique: 'share', k: 8, scaled: true }],
   ['quant 4 bit', { technique: 'quant', bits: 4 }],
   ['quant 8 bit', { technique: 'quant', bits: 8 }],
   ['prune 70%', { technique: 'prune', sparsity: 0.7 }],

@@ -7,6 +7,7 @@ import { firstBitDifference, ortDecode } from './decodeHarness';
 const SPECS: Array<[string, TechniqueSpec]> = [
   ['share k=16 per tensor', { technique: 'share', k: 16, perChannel: false }],
   ['share k=5 per channel', { technique: 'share', k: 5, perChannel: true }],
+  ['share k=16 scaled', { technique: 'share', k: 16, perChannel: false, scaled: true }],
   ['share k=256', { technique: 'share', k: 256, perChannel: false }],
   ['prune 70% unstructured', { technique: 'prune', pattern: 'unstructured', sparsity: 0.7 }],
   ['prune 2:4', { technique: 'prune', pattern: 'n:m', sparsity: 0, n: 2, m: 4 }],
