@@ -55,11 +55,13 @@ describe('robustness: SIGKILL and full disk', function () {
 
   it('analyze killed 5 times at random moments resumes to a complete study; no temp files after the re-run', async () => {
     const out = path.join(work, 'analyze');
-    const args = ['analyze', LENET, '--data', DATA, '--limit', '200', '--techniques', 'share,prune,quant', '--out', out];
+    // All 1000 samples so a run lasts several seconds: analyze got fast enough (level pruning,
+    // early stopping) that 200 samples often finished before the kill.
+    const args = ['analyze', LENET, '--data', DATA, '--limit', '1000', '--techniques', 'share,prune,quant', '--out', out];
     const rand = mulberry32(0xdead);
     let killed = 0;
     for (let i = 0; i < 5; i++) {
-      const r = await killAfter(args, 400 + Math.floor(rand() * 1600));
+      const r = await killAfter(args, 300 + Math.floor(rand() * 1200));
       if (r.killed) killed++;
       assert.equal(sha(LENET), lenetSha, 'the input changed');
       assertWhole(out, `kill ${i}`);
