@@ -5,7 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, readdir, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
+import { writeFileAtomic } from '../util/atomicWrite';
 import { join, relative } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { fail } from '../errors.js';
@@ -117,12 +118,8 @@ function decode(buf: Buffer, file: string): ReferenceOutputs {
   return { count: header.count, outputs };
 }
 
-/** Writes `bytes` to `file` atomically: a temp file in the same folder, then rename. */
-export async function writeFileAtomic(file: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
-  await writeFile(tmp, bytes);
-  await rename(tmp, file);
-}
+/** Re-exported: the engine's one atomic writer (temp file + fsync + rename). */
+export { writeFileAtomic };
 
 /**
  * Runs the whole dataset through `session` and keeps every output as float32 in memory

@@ -13,11 +13,11 @@ import type { VariantEvaluator } from '../eval/variantEvaluator';
 import { writeFileAtomic } from '../util/atomicWrite';
 import { sensitivityCsv } from '../report/csv';
 import { defaultLevels, levelUnsupported, parseTechniques, type TechniqueFamily } from './levels';
-import { acquireLock, openEvaluator, prepareModel, resultsDirFor, TOOL, type DataInput, type OpenedEvaluator, type PreparedModel } from './workspace';
-import type { ExploreEvent, LayerRow, LevelDef, SensitivityCell, SensitivityFile } from './types';
+import { acquireLock, openEvaluator, prepareModel, resultsDirFor, TOOL, type DataInput, type OpenedEvaluator, type PreparedModel, RUN_DEFAULTS, type RunOptions } from './workspace';
+import type { LayerRow, LevelDef, SensitivityCell, SensitivityFile } from './types';
 
 /** Options of {@link analyzeModel}. */
-export interface AnalyzeOptions {
+export interface AnalyzeOptions extends RunOptions {
   /** Path of the .onnx model. Required. */
   model: string;
   /** Search data. Required. */
@@ -36,17 +36,6 @@ export interface AnalyzeOptions {
    * this budget (they stop as soon as they are decisively above it). Default 0.05.
    */
   screenAbove: number;
-  /** Discard earlier results in the folder instead of resuming. Default false. */
-  fresh: boolean;
-  /** onnxruntime intra-op threads. Default: all cores. */
-  threads: number | undefined;
-  /** Samples per inference batch. Default 100. */
-  batchSize: number;
-  /** Minimum interval between `progress` events and between file rewrites, ms. Default 1000. */
-  progressIntervalMs: number;
-  signal: AbortSignal | undefined;
-  /** Streamed events: phases, throttled progress, every measured cell. */
-  onEvent: ((e: ExploreEvent) => void) | undefined;
 }
 
 /** Merges {@link AnalyzeOptions} defaults. */
@@ -57,12 +46,7 @@ export function makeAnalyzeOptions(o: Partial<AnalyzeOptions> & Pick<AnalyzeOpti
     levels: undefined,
     limit: 1000,
     screenAbove: 0.05,
-    fresh: false,
-    threads: undefined,
-    batchSize: 100,
-    progressIntervalMs: 1000,
-    signal: undefined,
-    onEvent: undefined,
+    ...RUN_DEFAULTS,
     ...o,
   };
 }

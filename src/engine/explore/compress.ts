@@ -30,11 +30,11 @@ import { FILES, makeAnalyzeOptions, runSensitivity } from './analyze';
 import { parseTechniques, type TechniqueFamily } from './levels';
 import { resolvePlan, specToLayerPlan, type PlanFile } from './plan';
 import { isotonic, LossPredictor, minBytesUnderLoss, pairedLossBounds, minLossUnderBytes, paretoFront, totals, type LayerOption, type SearchLayer } from './search';
-import { acquireLock, fileSha256, openEvaluator, prepareModel, resultsDirFor, TOOL, type DataInput, type PreparedModel } from './workspace';
-import type { Candidate, CandidatesFile, ExploreEvent, Selection, SensitivityFile } from './types';
+import { acquireLock, fileSha256, openEvaluator, prepareModel, resultsDirFor, TOOL, type DataInput, type PreparedModel, RUN_DEFAULTS, type RunOptions } from './workspace';
+import type { Candidate, CandidatesFile, Selection, SensitivityFile } from './types';
 
 /** Options of {@link compressModel}. Give exactly one of `maxLoss` and `maxSize`. */
-export interface CompressModelOptions {
+export interface CompressModelOptions extends RunOptions {
   /** Path of the .onnx model. Required. */
   model: string;
   /** Search data (the budget holds on it). Required. */
@@ -81,16 +81,6 @@ export interface CompressModelOptions {
   holdoutTries: number;
   /** Export the chosen candidate (ONNX + archive) and write the reports. Default true. */
   export: boolean;
-  /** Discard earlier sensitivity results in the folder. Default false. */
-  fresh: boolean;
-  /** onnxruntime intra-op threads. Default: all cores. */
-  threads: number | undefined;
-  /** Samples per inference batch. Default 100. */
-  batchSize: number;
-  /** Minimum interval between progress events, ms. Default 1000. */
-  progressIntervalMs: number;
-  signal: AbortSignal | undefined;
-  onEvent: ((e: ExploreEvent) => void) | undefined;
 }
 
 /** Merges {@link CompressModelOptions} defaults. */
@@ -113,12 +103,7 @@ export function makeCompressModelOptions(o: Partial<CompressModelOptions> & Pick
     confidence: 0.8,
     holdoutTries: 4,
     export: true,
-    fresh: false,
-    threads: undefined,
-    batchSize: 100,
-    progressIntervalMs: 1000,
-    signal: undefined,
-    onEvent: undefined,
+    ...RUN_DEFAULTS,
     ...o,
   };
 }

@@ -2,6 +2,7 @@
  * What `analyze` and `compress` share: the results folder and its lock, the model (bytes, sha256,
  * compressible layers) and an evaluator of weight variants on a dataset with a disk-cached reference.
  */
+import type { ExploreEvent } from './types';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -202,3 +203,21 @@ export async function openEvaluator(
     flips,
   };
 }
+
+/** Options shared by `analyzeModel` and `compressModel` (defaults in {@link RUN_DEFAULTS}). */
+export interface RunOptions {
+  /** Discard earlier (sensitivity) results in the folder instead of resuming. Default false. */
+  fresh: boolean;
+  /** onnxruntime intra-op threads. Default: all cores. */
+  threads: number | undefined;
+  /** Samples per inference batch. Default 100. */
+  batchSize: number;
+  /** Minimum interval between `progress` events and between file rewrites, ms. Default 1000. */
+  progressIntervalMs: number;
+  signal: AbortSignal | undefined;
+  /** Streamed events: phases, throttled progress, every measured cell and candidate. */
+  onEvent: ((e: ExploreEvent) => void) | undefined;
+}
+
+/** Defaults of {@link RunOptions}. */
+export const RUN_DEFAULTS: RunOptions = { fresh: false, threads: undefined, batchSize: 100, progressIntervalMs: 1000, signal: undefined, onEvent: undefined };
