@@ -153,6 +153,8 @@ class ArrayDataset implements Dataset {
     private readonly sources: Map<string, ArraySource>,
     private readonly pre: PreprocessOptions,
     private readonly labels: Int32Array | undefined,
+    /** Rows skipped at the start of every file (`offset`). */
+    private readonly offset = 0,
   ) {}
 
   async *batches(batchSize: number, options: BatchOptions = {}): AsyncIterable<Batch> {
@@ -162,7 +164,7 @@ class ArrayDataset implements Dataset {
       const feeds: Record<string, FeedTensor> = {};
       for (const info of this.meta.inputs) {
         const src = this.sources.get(info.name)!;
-        const raw = await src.readRows(start, count);
+        const raw = await src.readRows(this.offset + start, count);
         const dims = [count, ...info.sampleDims];
         if (info.type === 'float32') {
           feeds[info.name] = { type: 'float32', dims, data: normalizeToFloat32(raw, info.sampleDims, this.pre, src.file) };
@@ -173,7 +175,7 @@ class ArrayDataset implements Dataset {
         }
       }
       yield this.labels
-        ? { feeds, start, count, labels: this.labels.subarray(start, start + count) }
+        ? { feeds, start, count, labels: this.labels.subarray(this.offset + start, this.offset + start + count) }
         : { feeds, start, count };
     }
   }
@@ -226,15 +228,17 @@ async function openArrays(spec: DatasetSpec, modelInputs: readonly ModelInputSpe
   }
   if (total === 0) fail('E_DATASET', `'${first}' holds no samples.`);
   const labels = labelSrc ? await readLabels(labelSrc, total, opts.numClasses) : undefined;
-  const count = Math.min(total, spec.limit ?? Infinity, opts.limit ?? Infinity);
+  const offset = spec.offset ?? 0;
+  if (offset >= total) fail('E_DATASET', `${spec.specFile ? `'${spec.specFile}': ` : ''}"offset" ${offset} skips all ${total} samples of '${first}'; use a smaller offset.`);
+  const count = Math.min(total - offset, spec.limit ?? Infinity, opts.limit ?? Infinity);
   const pre = makePreprocessOptions(spec.preprocess, false);
   const meta: DatasetMeta = {
     count,
     inputs: infos,
     hasLabels: labels !== undefined,
-    description: `${spec.format} ${infos.map((i) => i.source).join(', ')} (${count} samples)`,
+    description: `${spec.format} ${infos.map((i) => i.source).join(', ')} (${offset ? `samples ${offset}..${offset + count - 1}` : `${count} samples`})`,
   };
-  return new ArrayDataset(meta, sources, pre, labels);
+  return new ArrayDataset(meta, sources, pre, labels, offset);
 }
 
 /** A dataset over an image folder; decodes one batch at a time. */
@@ -316,16 +320,20 @@ async function openImages(spec: DatasetSpec, modelInputs: readonly ModelInputSpe
   if (listing.labels && opts.numClasses !== undefined && listing.classNames!.length > opts.numClasses) {
     fail('E_DATASET', `Image folder '${root}' has ${listing.classNames!.length} classes but the model outputs ${opts.numClasses}.`);
   }
-  const count = Math.min(listing.files.length, spec.limit ?? Infinity, opts.limit ?? Infinity);
+  const offset = spec.offset ?? 0;
+  if (offset >= listing.files.length) fail('E_DATASET', `${spec.specFile ? `'${spec.specFile}': ` : ''}"offset" ${offset} skips all ${listing.files.length} images of '${root}'; use a smaller offset.`);
+  const files = listing.files.slice(offset);
+  const fileLabels = listing.labels?.subarray(offset);
+  const count = Math.min(files.length, spec.limit ?? Infinity, opts.limit ?? Infinity);
   const sampleDims = layout === 'NCHW' ? [c, crop[0], crop[1]] : [crop[0], crop[1], c];
   const meta: DatasetMeta = {
     count,
     inputs: [{ name, type: 'float32', sampleDims, source: root }],
     hasLabels: listing.labels !== undefined,
     ...(listing.classNames ? { classNames: listing.classNames } : {}),
-    description: `images ${root} (${count} of ${listing.files.length} files${listing.classNames ? `, ${listing.classNames.length} classes` : ''})`,
+    description: `images ${root} (${count} of ${listing.files.length} files${offset ? ` from #${offset}` : ''}${listing.classNames ? `, ${listing.classNames.length} classes` : ''})`,
   };
-  return new ImageDataset(meta, listing.files, listing.labels, pre, spec.onUndecodable ?? 'skip');
+  return new ImageDataset(meta, files, fileLabels, pre, spec.onUndecodable ?? 'skip');
 }
 
 /**

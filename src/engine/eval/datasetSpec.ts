@@ -59,12 +59,14 @@ export interface DatasetSpec {
   readonly preprocess?: Partial<PreprocessOptions>;
   /** `images` only: skip undecodable files (counted) or fail on the first. Default `'skip'`. */
   readonly onUndecodable?: 'skip' | 'fail';
-  /** Evaluate only the first N samples. */
+  /** Evaluate only the first N samples (after `offset`). */
   readonly limit?: number;
+  /** Skip the first N samples (array and image formats), e.g. to split one file into search and held-out parts. */
+  readonly offset?: number;
   readonly synthetic?: SyntheticSpec;
 }
 
-const TOP_KEYS = ['format', 'inputs', 'file', 'labels', 'classes', 'preprocess', 'onUndecodable', 'limit', 'synthetic', '$schema', 'description'];
+const TOP_KEYS = ['format', 'inputs', 'file', 'labels', 'classes', 'preprocess', 'onUndecodable', 'limit', 'offset', 'synthetic', '$schema', 'description'];
 const PRE_KEYS = ['scale', 'mean', 'std', 'layout', 'channels', 'resize', 'crop'];
 const SYN_KEYS = ['count', 'seed', 'distribution', 'mean', 'std', 'low', 'high', 'intLow', 'intHigh', 'dims'];
 
@@ -148,6 +150,12 @@ export function parseDatasetSpec(json: unknown, baseDir: string, file = '<datase
     const v = o['limit'];
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) bad(`"limit" must be a positive integer, got ${JSON.stringify(v)}.`);
     spec.limit = v as number;
+  }
+  if (o['offset'] !== undefined) {
+    const v = o['offset'];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) bad(`"offset" must be a non-negative integer, got ${JSON.stringify(v)}.`);
+    if (fmt === 'synthetic') bad('"offset" is not used with format "synthetic" (change "synthetic.seed" for other samples).');
+    spec.offset = v as number;
   }
   if (o['preprocess'] !== undefined) spec.preprocess = parsePreprocess(o['preprocess'], bad);
   if (o['synthetic'] !== undefined || fmt === 'synthetic') {

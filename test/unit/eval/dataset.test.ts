@@ -31,6 +31,21 @@ describe('eval/dataset', () => {
     assert.deepEqual(batches.flatMap((b) => Array.from(b.labels!)), [0, 1, 2, 3, 4, 5]);
   });
 
+  it('skips the first "offset" samples of inputs and labels, and refuses an offset past the end', async () => {
+    const base: DatasetSpec = { format: 'npy', inputs: f('u1.npy'), labels: f('labels.npy') };
+    const whole = await all(await openDataset(base, MODEL, { numClasses: 10 }), 6);
+    const part = await openDataset({ ...base, offset: 2, limit: 3 }, MODEL, { numClasses: 10 });
+    assert.equal(part.meta.count, 3);
+    const got = await all(part, 2);
+    assert.deepEqual(got.map((b) => [b.start, b.count]), [[0, 2], [2, 1]]);
+    const wholeData = Array.from(whole[0]!.feeds['input']!.data as Float32Array);
+    assert.deepEqual(got.flatMap((b) => Array.from(b.feeds['input']!.data as Float32Array)), wholeData.slice(2 * 16, 5 * 16));
+    assert.deepEqual(got.flatMap((b) => Array.from(b.labels!)), [2, 3, 4]);
+    assert.equal((await openDataset({ ...base, offset: 4 }, MODEL, { numClasses: 10 })).meta.count, 2);
+    await rejectsWith(openDataset({ ...base, offset: 6 }, MODEL), 'E_DATASET', '"offset" 6 skips all 6 samples', 'u1.npy');
+    await rejectsWith(() => parseDatasetSpec({ format: 'npy', inputs: 'a.npy', offset: -1 }, '/x', '/x/d.json'), 'E_DATASET', '"offset" must be a non-negative integer', 'd.json');
+  });
+
   it('applies per-channel mean/std on the channel axis (NCHW and NHWC)', async () => {
     const model: ModelInputSpec[] = [{ name: 'x', dims: ['N', 2, 2, 4], type: 'float32' }];
     const dir = tempDir();
