@@ -11,13 +11,21 @@ import { rawByteLength } from './dtype';
 import { OnnxModel } from './model';
 import { StringStringEntryProtoSchema, TensorProto_DataLocation, type TensorProto } from './proto';
 import { create } from '@bufbuild/protobuf';
-import { dimsOf, elementCount, isExternal, rawBytes, type ExternalBytes } from './tensor';
+import { dimsOf, elementCount, isExternal, rawBytes } from './tensor';
 import { forEachTensor } from './walk';
+import { copyRange, DeferredExternalBytes, readFully, readRange, type ExternalRange } from './externalData';
 
 /** Options of {@link loadModel}. */
 export interface LoadOptions {
   /** Read external data files (default true). When false, external tensors cannot be decoded. */
   externalData: boolean;
+  /**
+   * External tensors of at least this many bytes (whose stored length matches their shape) are not
+   * read at load time but each time they are used ({@link DeferredExternalBytes}), so a model
+   * larger than memory can be listed, compressed layer by layer and saved. Default 1 MiB;
+   * `Infinity` reads everything at load time.
+   */
+  deferAbove: number;
   /** Validate every tensor's size against its shape after loading (default true). */
   validate: boolean;
   /** Cancels between tensors. */
@@ -25,8 +33,11 @@ export interface LoadOptions {
 }
 
 function makeLoadOptions(o: Partial<LoadOptions> = {}): LoadOptions {
-  return { externalData: true, validate: true, signal: undefined, ...o };
+  return { externalData: true, deferAbove: DEFER_ABOVE, validate: true, signal: undefined, ...o };
 }
+
+/** Default of {@link LoadOptions.deferAbove}. */
+export const DEFER_ABOVE = 2 ** 20;
 
 /** Files at or past this size cannot be one protobuf message. */
 const PROTOBUF_LIMIT = 2 ** 31;
@@ -59,10 +70,10 @@ export async function loadModel(file: string, options: Partial<LoadOptions> = {}
     ioError(e, file, 'read');
   }
   const proto = decodeModel(bytes, file);
-  const external: ExternalBytes = new WeakMap();
+  const external = new DeferredExternalBytes();
   const files = new Set<string>();
   if (o.externalData) {
-    await readExternalData(proto, file, external, files, o.signal);
+    await readExternalData(proto, file, external, files, o.deferAbove, o.signal);
   }
   const model = new OnnxModel(proto, file, external, [...files]);
   if (o.validate) model.validate();
@@ -115,11 +126,31 @@ export function resolveExternalPath(modelFile: string, location: string, tensor:
   return full;
 }
 
+/**
+ * Reads the external data of one tensor of a model that was decoded from bytes, resolving its
+ * `location` against `folder` (the model's folder) with the same checks as {@link loadModel}.
+ * @throws E_EXTERNAL_DATA when the entry is malformed, escapes the folder, or the file is short.
+ */
+export function readExternalTensor(t: TensorProto, folder: string): Uint8Array {
+  const source = path.join(folder, '(model)');
+  const info = externalInfo(t, source);
+  const file = resolveExternalPath(source, info.location, t.name);
+  const length = info.length ?? rawByteLength(t.dataType, elementCount(dimsOf(t)));
+  let size: number;
+  try {
+    size = fs.statSync(file).size;
+  } catch (e) {
+    fail('E_EXTERNAL_DATA', `${source}: cannot open external data '${info.location}' of tensor '${t.name}' (${(e as Error).message}).`, e);
+  }
+  return readRange({ file, offset: info.offset, length, fileSize: Math.min(size, info.offset + length), modelFile: folder, location: info.location }, t.name);
+}
+
 async function readExternalData(
   proto: import('./proto').ModelProto,
   modelFile: string,
-  external: ExternalBytes,
+  external: DeferredExternalBytes,
   files: Set<string>,
+  deferAbove: number,
   signal: AbortSignal | undefined,
 ): Promise<void> {
   const pending: TensorProto[] = [];
@@ -157,18 +188,14 @@ async function readExternalData(
       if (info.offset + length > h.size) {
         fail('E_EXTERNAL_DATA', `${modelFile}: external data '${info.location}' is ${h.size} bytes, but tensor '${t.name}' needs bytes ${info.offset} to ${info.offset + length}. The data file is truncated or belongs to another model; copy it again.`);
       }
-      const buf = new Uint8Array(length);
-      let off = 0;
-      while (off < length) {
-        let n: number;
-        try {
-          n = fs.readSync(h.fd, buf, off, Math.min(length - off, 1 << 30), info.offset + off);
-        } catch (e) {
-          fail('E_EXTERNAL_DATA', `${modelFile}: cannot read external data '${info.location}' of tensor '${t.name}' (${(e as Error).message}).`, e);
-        }
-        if (n === 0) fail('E_EXTERNAL_DATA', `${modelFile}: external data '${info.location}' ended early while reading tensor '${t.name}'.`);
-        off += n;
+      // Deferred only when its size is already known to be right: a wrong one is read now, so
+      // validation reports it exactly as for a small tensor.
+      if (length >= deferAbove && length === expected && expected > 0) {
+        external.defer(t, { file: full, offset: info.offset, length, fileSize: h.size, modelFile, location: info.location });
+        continue;
       }
+      const buf = new Uint8Array(length);
+      readFully(h.fd, buf, 0, length, info.offset, () => `${modelFile}: external data '${info.location}' of tensor '${t.name}'`);
       external.set(t, buf);
     }
   } finally {
@@ -222,54 +249,15 @@ export async function saveModel(model: OnnxModel, file: string, options: Partial
   const o: SaveOptions = { externalData: 'auto', signal: undefined, ...options };
   const out = path.resolve(file);
   const sources = [path.resolve(model.source), ...model.externalFiles];
-  const mode = o.externalData;
-  let ext: { location: string; threshold: number } | undefined;
-  if (mode === 'none') ext = undefined;
-  else if (mode === 'auto') {
-    const big = model.externalFiles.length > 0 || estimateSize(model) > AUTO_EXTERNAL_LIMIT;
-    ext = big ? { location: `${path.basename(out)}.data`, threshold: EXTERNAL_THRESHOLD } : undefined;
-  } else {
-    ext = { location: mode.location ?? `${path.basename(out)}.data`, threshold: mode.threshold ?? EXTERNAL_THRESHOLD };
-  }
-  const dataFile = ext ? path.resolve(path.dirname(out), ext.location) : undefined;
-  for (const target of [out, dataFile]) {
-    if (target && sources.some((s) => sameFile(s, target))) {
-      fail('E_BAD_ARGUMENT', `Refusing to write '${target}': it is the input model or its data. Choose another output path.`);
-    }
-  }
-  if (ext && (path.isAbsolute(ext.location) || ext.location.includes('..'))) {
-    fail('E_BAD_ARGUMENT', `External data location '${ext.location}' must be a file name relative to the model's folder.`);
-  }
-  throwIfAborted(o.signal);
-
-  const restore: Array<() => void> = [];
-  const chunks: { bytes: Uint8Array; offset: number }[] = [];
+  const layout = layOut(model, out, o.externalData);
   try {
-    let dataSize = 0;
-    forEachTensor(model.proto, (t) => {
-      const bytes = isExternal(t) ? rawBytes(t, model.external) : undefined;
-      const raw = bytes ?? (t.rawData.length > 0 ? t.rawData : undefined);
-      const toExternal = ext !== undefined && raw !== undefined && raw.length >= ext.threshold;
-      if (!toExternal && !isExternal(t)) return;
-      restore.push(snapshot(t));
-      if (toExternal) {
-        const offset = Math.ceil(dataSize / EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
-        chunks.push({ bytes: raw, offset });
-        dataSize = offset + raw.length;
-        t.rawData = new Uint8Array(0);
-        t.dataLocation = TensorProto_DataLocation.EXTERNAL;
-        t.externalData = [
-          create(StringStringEntryProtoSchema, { key: 'location', value: ext!.location }),
-          create(StringStringEntryProtoSchema, { key: 'offset', value: String(offset) }),
-          create(StringStringEntryProtoSchema, { key: 'length', value: String(raw.length) }),
-        ];
-      } else {
-        // An external tensor going back into the file (no external data, or below threshold).
-        t.rawData = raw as Uint8Array<ArrayBuffer>;
-        delete (t as { dataLocation?: unknown }).dataLocation;
-        t.externalData = [];
+    const { dataFile, chunks, dataSize } = layout;
+    for (const target of [out, dataFile]) {
+      if (target && sources.some((s) => sameFile(s, target))) {
+        fail('E_BAD_ARGUMENT', `Refusing to write '${target}': it is the input model or its data. Choose another output path.`);
       }
-    });
+    }
+    throwIfAborted(o.signal);
     const encoded = encodeModelChunks(model.proto);
     throwIfAborted(o.signal);
     const parts: { path: string; write: (fd: number) => void }[] = [];
@@ -279,11 +267,13 @@ export async function saveModel(model: OnnxModel, file: string, options: Partial
         write: (fd) => {
           let pos = 0;
           const pad = new Uint8Array(EXTERNAL_ALIGN);
+          let block: Uint8Array | undefined;
           for (const c of chunks) {
             if (c.offset > pos) writeAll(fd, pad.subarray(0, c.offset - pos));
             throwIfAborted(o.signal);
-            writeAll(fd, c.bytes);
-            pos = c.offset + c.bytes.length;
+            if (c.bytes) writeAll(fd, c.bytes);
+            else copyRange(c.range!, c.tensor, fd, (block ??= new Uint8Array(COPY_BLOCK)));
+            pos = c.offset + c.length;
           }
         },
       });
@@ -299,8 +289,92 @@ export async function saveModel(model: OnnxModel, file: string, options: Partial
     if (dataFile) result.dataFile = dataFile;
     return result;
   } finally {
-    for (const r of restore.reverse()) r();
+    layout.restore();
   }
+}
+
+/**
+ * Bytes {@link saveModel} would write for `model` at `file` (the .onnx plus its external data)
+ * without writing or reading anything: deferred external tensors count by their length.
+ * @throws E_MODEL_UNSUPPORTED when the .onnx part would pass 2 GiB (mode `'none'`).
+ */
+export function savedSize(model: OnnxModel, file: string, mode: ExternalDataMode = 'auto'): number {
+  const layout = layOut(model, path.resolve(file), mode);
+  try {
+    return encodeModelChunks(model.proto).length + layout.dataSize;
+  } finally {
+    layout.restore();
+  }
+}
+
+/** Blocks in which deferred tensors are copied from the input's data file to the output's. */
+const COPY_BLOCK = 16 * 2 ** 20;
+
+/** A tensor's bytes in the output data file: in memory, or a range of the input's data file. */
+interface DataChunk {
+  tensor: string;
+  offset: number;
+  length: number;
+  bytes?: Uint8Array;
+  range?: ExternalRange;
+}
+
+/**
+ * Decides where every tensor goes for a save at `out` and rewrites the tensors' storage fields in
+ * place accordingly (`restore` puts them back): big ones to the data file at aligned offsets,
+ * external ones below the threshold back into the .onnx.
+ */
+function layOut(model: OnnxModel, out: string, mode: ExternalDataMode): { dataFile: string | undefined; chunks: DataChunk[]; dataSize: number; restore: () => void } {
+  let ext: { location: string; threshold: number } | undefined;
+  if (mode === 'none') ext = undefined;
+  else if (mode === 'auto') {
+    const big = model.externalFiles.length > 0 || estimateSize(model) > AUTO_EXTERNAL_LIMIT;
+    ext = big ? { location: `${path.basename(out)}.data`, threshold: EXTERNAL_THRESHOLD } : undefined;
+  } else {
+    ext = { location: mode.location ?? `${path.basename(out)}.data`, threshold: mode.threshold ?? EXTERNAL_THRESHOLD };
+  }
+  if (ext && (path.isAbsolute(ext.location) || ext.location.includes('..'))) {
+    fail('E_BAD_ARGUMENT', `External data location '${ext.location}' must be a file name relative to the model's folder.`);
+  }
+  const undo: Array<() => void> = [];
+  const restore = () => {
+    for (const r of undo.reverse()) r();
+    undo.length = 0;
+  };
+  const chunks: DataChunk[] = [];
+  let dataSize = 0;
+  try {
+    forEachTensor(model.proto, (t) => {
+      const range = model.external instanceof DeferredExternalBytes && isExternal(t) ? model.external.range(t) : undefined;
+      const bytes = isExternal(t) && !range ? rawBytes(t, model.external) : undefined;
+      const raw = range ? undefined : (bytes ?? (t.rawData.length > 0 ? t.rawData : undefined));
+      const length = range ? range.length : (raw?.length ?? 0);
+      const toExternal = ext !== undefined && (range !== undefined || raw !== undefined) && length >= ext.threshold;
+      if (!toExternal && !isExternal(t)) return;
+      undo.push(snapshot(t));
+      if (toExternal) {
+        const offset = Math.ceil(dataSize / EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
+        chunks.push(range ? { tensor: t.name, offset, length, range } : { tensor: t.name, offset, length, bytes: raw! });
+        dataSize = offset + length;
+        t.rawData = new Uint8Array(0);
+        t.dataLocation = TensorProto_DataLocation.EXTERNAL;
+        t.externalData = [
+          create(StringStringEntryProtoSchema, { key: 'location', value: ext!.location }),
+          create(StringStringEntryProtoSchema, { key: 'offset', value: String(offset) }),
+          create(StringStringEntryProtoSchema, { key: 'length', value: String(length) }),
+        ];
+      } else {
+        // An external tensor going back into the file (no external data, or below threshold).
+        t.rawData = (raw ?? rawBytes(t, model.external)) as Uint8Array<ArrayBuffer>;
+        delete (t as { dataLocation?: unknown }).dataLocation;
+        t.externalData = [];
+      }
+    });
+  } catch (e) {
+    restore();
+    throw e;
+  }
+  return { dataFile: ext ? path.resolve(path.dirname(out), ext.location) : undefined, chunks, dataSize, restore };
 }
 
 /** Records a tensor's storage fields (with proto2 presence) and returns a function restoring them. */
@@ -318,7 +392,7 @@ function snapshot(t: TensorProto): () => void {
 function estimateSize(model: OnnxModel): number {
   let n = 0;
   forEachTensor(model.proto, (t) => {
-    n += isExternal(t) ? (model.external.get(t)?.length ?? 0) : t.rawData.length + t.floatData.length * 4 + t.int64Data.length * 8;
+    n += isExternal(t) ? (model.external instanceof DeferredExternalBytes ? model.external.range(t)?.length : undefined) ?? model.external.get(t)?.length ?? 0 : t.rawData.length + t.floatData.length * 4 + t.int64Data.length * 8;
   });
   return n + model.proto.graph!.node.length * 64;
 }

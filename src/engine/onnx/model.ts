@@ -16,6 +16,7 @@ import {
   tensorToFloat32,
 } from './tensor';
 import { forEachGraph, forEachTensor, type GraphScope } from './walk';
+import { DeferredExternalBytes, isDeferred } from './externalData';
 
 /** A decoded ONNX model with its external data. */
 export class OnnxModel {
@@ -57,7 +58,8 @@ export class OnnxModel {
   validate(): void {
     checkGraph(this.graph, this.source);
     forEachTensor(this.proto, (t, where) => {
-      if (isExternal(t) && !this.external.has(t)) return;
+      // Deferred tensors had their size checked when loaded; reading them here would read the model.
+      if (isExternal(t) && (!this.external.has(t) || isDeferred(this.external, t))) return;
       try {
         checkTensorData(t, this.external, where);
       } catch (e) {
@@ -90,9 +92,10 @@ export class OnnxModel {
     return tensorToFloat32(t, this.external);
   }
 
-  /** Bytes the tensor's payload takes as stored. */
+  /** Bytes the tensor's payload takes as stored (deferred external tensors are not read). */
   byteLength(t: TensorProto): number {
-    return storedByteLength(t, this.external);
+    const r = this.external instanceof DeferredExternalBytes ? this.external.range(t) : undefined;
+    return r ? r.length : storedByteLength(t, this.external);
   }
 
   /** Shape of a tensor as numbers. */

@@ -7,7 +7,7 @@ import { dataTypeName, isFloatType } from './dtype';
 import { AttributeProto_AttributeType } from './proto';
 import type { OnnxModel } from './model';
 import type { NodeProto, TensorProto } from './proto';
-import { dimsOf, elementCount, storedByteLength } from './tensor';
+import { dimsOf, elementCount } from './tensor';
 import { forEachGraph, nodeLabel } from './walk';
 
 /** What a tensor is to the node that consumes it. */
@@ -202,7 +202,7 @@ function listWeightsOf(model: OnnxModel, o: ListWeightsOptions): WeightInfo[] {
         dataType: t.dataType,
         shape,
         params,
-        bytes: storedByteLength(t, model.external),
+        bytes: model.byteLength(t),
         consumers: c?.list ?? [],
         op: first?.op ?? '',
         node: first?.node ?? '',
