@@ -2,21 +2,31 @@
  * Sequential early stopping of a variant evaluation against a loss budget.
  *
  * Samples are visited in a seeded random order (a permutation of the dataset), so the first n are a
- * simple random sample *without replacement* of the N samples. The loss is a difference of two
- * proportions: with labels, the accuracy drop `p⁺ − p⁻` where p⁺ is the share of samples the
- * original model gets right and the variant wrong, p⁻ the reverse; without labels, the
- * disagreement share p⁺ (top-1 differs) with p⁻ = 0. The decision concerns the full-data loss.
+ * simple random sample *without replacement* of the N samples. The loss is paired: with labels it
+ * is the accuracy drop `(U − D) / N`, where U counts the samples the original model gets right and
+ * the variant wrong ("up" flips) and D the reverse; without labels it is the disagreement share
+ * `U / N` (top-1 differs; D = 0). Samples both models get right (or both wrong) add nothing, so the
+ * loss is settled by the few flips rather than by two noisy accuracies. The decision concerns the
+ * full-data loss.
  *
- * Each proportion gets the Chernoff–KL (Chernoff–Hoeffding in its relative-entropy form) confidence
- * bounds: the upper bound of p from k successes in n is the largest q with n·KL(k/n ‖ q) ≤ ln(1/δ′),
- * the lower bound the smallest. Chernoff bounds hold for sampling without replacement too (Hoeffding
- * 1963, Thm 4), and are as tight as Clopper–Pearson for rare events (p⁺ ≈ 0.2 %), where Hoeffding or
- * Bernstein bounds need thousands of samples. The loss interval is `[LB(p⁺) − UB(p⁻), UB(p⁺) − LB(p⁻)]`.
- * We look at most K times (once per batch) and there are 4 one-sided bounds per look (2 without
- * labels), so δ′ = δ / (4K) (union bound): with probability ≥ 1 − δ **all** intervals hold at once,
- * hence every early stop is correct — "over" (lower bound > budget) implies a full-data loss above
- * the budget, "within" (upper bound ≤ budget) a full-data loss at or below it. Default δ = 0.05:
- * 95 % confidence that an early decision equals the decision on the full dataset.
+ * Bounds. U and D are counts in a finite population sampled without replacement, so the number of
+ * flips seen in the first n samples is hypergeometric. Each count gets the exact one-sided
+ * hypergeometric bounds (the finite-population analogue of Clopper–Pearson): from k flips in n, the
+ * upper bound is the largest K with `P(X ≤ k | N, K, n) > δ′`, the lower bound the smallest K with
+ * `P(X ≥ k | N, K, n) > δ′`. They use the finite population (once 800 of 1000 samples showed 3
+ * flips, the 200 unseen ones cannot hide many more), so they settle far earlier than binomial or
+ * Chernoff bounds late in a run, and they are exact once all N samples ran. The loss interval is
+ * `[K_lo(U) − K_hi(D), K_hi(U) − K_lo(D)] / N`.
+ *
+ * Confidence. We look at most K times (once per batch). Whatever the full-data loss L is, only one
+ * kind of early decision can be wrong: "within" when L > budget (it needs `K_hi(U) < U` or
+ * `K_lo(D) > D` at some look) and "over" when L ≤ budget (it needs `K_lo(U) > U` or `K_hi(D) < D`).
+ * So 2 one-sided bounds per look can fail in a way that matters (1 without labels), and with
+ * δ′ = δ / (2K) (δ / K without labels) the union bound gives: **with probability ≥ 1 − δ every early
+ * decision equals the decision on the full dataset**. Default δ = 0.05: 95 %. Each end of the
+ * reported interval holds with probability ≥ 1 − δ at every look at once (the two together: 1 − 2δ).
+ * `test/unit/eval/earlyStop.test.ts` checks the bounds' exact coverage and the rule's error rate
+ * by seeded simulation.
  */
 
 /** Options of {@link SequentialTest}. */
@@ -31,6 +41,11 @@ export interface SequentialTestOptions {
   twoSided: boolean;
   /** Never stop before this many samples. Default 50. */
   minSamples: number;
+  /**
+   * Which early decisions are allowed: `'both'` (default), or `'over'` only — a variant that is not
+   * decisively over the budget then runs to the end and gets its exact loss.
+   */
+  stopOn: 'both' | 'over';
 }
 
 /** Outcome of a look. */
@@ -64,6 +79,73 @@ export function klBounds(k: number, n: number, delta: number): [number, number] 
   return [lo, hi];
 }
 
+/** ln(i!) for i = 0..n, grown on demand (shared by all tests). */
+let logFact = new Float64Array([0, 0]);
+function lnFactorial(n: number): Float64Array {
+  if (n >= logFact.length) {
+    const t = new Float64Array(Math.max(n + 1, 2 * logFact.length));
+    t.set(logFact);
+    for (let i = logFact.length; i < t.length; i++) t[i] = t[i - 1]! + Math.log(i);
+    logFact = t;
+  }
+  return logFact;
+}
+
+/**
+ * `P(X ≤ k)` (`upper = false`) or `P(X ≥ k)` (`upper = true`) for X hypergeometric: draws `n`
+ * without replacement from `N` items of which `K` are successes. Sums from k outwards into the tail
+ * and stops once a term adds less than 1e-15 of the sum (the terms fall off geometrically there).
+ */
+export function hypergeometricTail(k: number, N: number, K: number, n: number, upper: boolean): number {
+  const lo = Math.max(0, n - (N - K));
+  const hi = Math.min(n, K);
+  if (upper ? k <= lo : k >= hi) return 1;
+  if (upper ? k > hi : k < lo) return 0;
+  const lf = lnFactorial(N);
+  const lnC = (a: number, b: number) => lf[a]! - lf[b]! - lf[a - b]!;
+  const base = lnC(N, n);
+  const pmf = (x: number) => Math.exp(lnC(K, x) + lnC(N - K, n - x) - base);
+  // Sum the shorter way round: the tail side of the mode directly, else 1 − the other side.
+  const mode = Math.floor(((n + 1) * (K + 1)) / (N + 2));
+  const direct = upper ? k >= mode : k <= mode;
+  const from = direct ? k : upper ? k - 1 : k + 1;
+  const step = upper === direct ? 1 : -1;
+  let sum = 0;
+  for (let x = from; x >= lo && x <= hi; x += step) {
+    const t = pmf(x);
+    sum += t;
+    if (t <= sum * 1e-15) break;
+  }
+  return direct ? Math.min(1, sum) : Math.max(0, 1 - sum);
+}
+
+/**
+ * Exact one-sided confidence bounds on the number K of successes in a population of `N`, from `k`
+ * successes in `n` draws without replacement, each at level `delta`: `hi` is the largest K with
+ * `P(X ≤ k | K) > delta`, `lo` the smallest with `P(X ≥ k | K) > delta` (so `P(hi < K) ≤ delta`
+ * and `P(lo > K) ≤ delta` whatever K is). Exact (`[k, k]`) once `n = N`.
+ */
+export function hypergeometricBounds(k: number, n: number, N: number, delta: number): [number, number] {
+  if (!(n >= 0 && n <= N && k >= 0 && k <= n)) throw new RangeError(`hypergeometricBounds: need 0 ≤ k ≤ n ≤ N, got k=${k}, n=${n}, N=${N}.`);
+  // P(X ≤ k | K) falls as K grows and P(X ≥ k | K) rises: bisect on K within the feasible range.
+  let a = k;
+  let b = k + (N - n);
+  while (a < b) {
+    const m = Math.ceil((a + b) / 2);
+    if (hypergeometricTail(k, N, m, n, false) > delta) a = m;
+    else b = m - 1;
+  }
+  const hi = a;
+  a = k;
+  b = k + (N - n);
+  while (a < b) {
+    const m = Math.floor((a + b) / 2);
+    if (hypergeometricTail(k, N, m, n, true) > delta) b = m;
+    else a = m + 1;
+  }
+  return [a, hi];
+}
+
 /** Running counts with the stopping rule of the module comment. */
 export class SequentialTest {
   private n = 0;
@@ -75,24 +157,30 @@ export class SequentialTest {
     private readonly budget: number,
     options: Partial<SequentialTestOptions> & Pick<SequentialTestOptions, 'population' | 'maxLooks'>,
   ) {
-    this.o = { delta: 0.05, minSamples: 50, twoSided: true, ...options };
+    this.o = { delta: 0.05, minSamples: 50, twoSided: true, stopOn: 'both', ...options };
   }
 
-  /** Adds `count` samples of which `up` raise the loss (p⁺) and `down` lower it (p⁻). */
+  /** Adds `count` samples of which `up` raise the loss (U) and `down` lower it (D). */
   add(up: number, down: number, count: number): void {
     this.n += count;
     this.up += up;
     this.down += down;
   }
 
+  /** Samples seen so far. */
+  get samples(): number {
+    return this.n;
+  }
+
   /** Current loss and its simultaneous confidence interval (exact once all N samples are in). */
   interval(): { mean: number; lo: number; hi: number; n: number } {
     const mean = (this.up - this.down) / this.n;
-    if (this.n >= this.o.population) return { mean, lo: mean, hi: mean, n: this.n };
-    const d = this.o.delta / ((this.o.twoSided ? 4 : 2) * this.o.maxLooks);
-    const [upLo, upHi] = klBounds(this.up, this.n, d);
-    const [dnLo, dnHi] = this.o.twoSided ? klBounds(this.down, this.n, d) : [0, 0];
-    return { mean, lo: upLo - dnHi, hi: upHi - dnLo, n: this.n };
+    const N = this.o.population;
+    if (this.n >= N) return { mean, lo: mean, hi: mean, n: this.n };
+    const d = this.o.delta / ((this.o.twoSided ? 2 : 1) * this.o.maxLooks);
+    const [upLo, upHi] = hypergeometricBounds(this.up, this.n, N, d);
+    const [dnLo, dnHi] = this.o.twoSided ? hypergeometricBounds(this.down, this.n, N, d) : [0, 0];
+    return { mean, lo: (upLo - dnHi) / N, hi: (upHi - dnLo) / N, n: this.n };
   }
 
   /** `'over'` / `'within'` once the interval clears the budget (after `minSamples`), else undefined. */
@@ -100,7 +188,7 @@ export class SequentialTest {
     if (this.n < Math.min(this.o.minSamples, this.o.population)) return undefined;
     const { lo, hi } = this.interval();
     if (lo > this.budget) return 'over';
-    if (hi <= this.budget) return 'within';
+    if (hi <= this.budget && (this.o.stopOn === 'both' || this.n >= this.o.population)) return 'within';
     return undefined;
   }
 }
