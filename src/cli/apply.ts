@@ -5,11 +5,11 @@ import { packArchiveWithStats } from '../engine/encode/archive';
 import { sameFile, writeFileAtomic } from '../engine/util/atomicWrite';
 import { fail } from '../engine/errors';
 import { resolvePlan, type PlanFile } from '../engine/explore/plan';
-import { incompressibleSummary, listWeights, loadModel, saveModel } from '../engine/onnx';
+import { decodeModel, incompressibleSummary, listWeights, loadModel, saveModel } from '../engine/onnx';
 import { formatBytes, parse, table, UsageError } from './util';
 
 /** Usage line. */
-export const APPLY_USAGE = 'usage: onnx-compress apply MODEL.onnx --plan PLAN.json --out OUT.onnx [--archive OUT.onnxc] [--json]';
+export const APPLY_USAGE = 'usage: onnx-compress apply MODEL.onnx --plan PLAN.json --out OUT.onnx [--archive OUT.onnxc] [--keep-names] [--json]';
 
 /** `apply --json` output (schema 1). Sizes in bytes; `bits` are exact theoretical storage bits. */
 export interface ApplyReport {
@@ -42,6 +42,7 @@ export async function applyCommand(argv: string[], signal: AbortSignal): Promise
     plan: { type: 'string' },
     out: { type: 'string', short: 'o' },
     archive: { type: 'string' },
+    'keep-names': { type: 'boolean' },
     json: { type: 'boolean' },
   });
   if (positionals.length !== 1) throw new UsageError(positionals.length ? `expected one model, got ${positionals.length}` : 'missing MODEL');
@@ -67,6 +68,7 @@ export async function applyCommand(argv: string[], signal: AbortSignal): Promise
   const result = applySpecs(model, specs, {
     fromDefault,
     signal,
+    compact: !values['keep-names'],
     onProgress: progress ? (d, t, name) => process.stderr.write(`\r  ${d}/${t} ${name.slice(0, 60).padEnd(60)}`) : undefined,
   });
   if (progress) process.stderr.write('\r'.padEnd(70) + '\r');
@@ -135,13 +137,18 @@ export async function applyCommand(argv: string[], signal: AbortSignal): Promise
   );
 }
 
-/** Writes the archive of an ONNX file; coded bytes per layer (its streams, named `<layer>::...`). */
+/**
+ * Writes the archive of an ONNX file; coded bytes per layer (a stream belongs to the layer whose
+ * decoder node reads it; that node's output carries the weight's name).
+ */
 async function writeArchive(onnx: Uint8Array, file: string): Promise<{ bytes: number; perLayer: Map<string, number> }> {
   const { archive, stats } = packArchiveWithStats(onnx, { source: file });
   await writeFileAtomic(file, archive);
+  const reader = new Map<string, string>();
+  for (const n of decodeModel(onnx, file).graph?.node ?? []) for (const i of n.input) if (n.output[0]) reader.set(i, n.output[0]);
   const perLayer = new Map<string, number>();
   for (const st of stats.streams) {
-    const layer = st.name.slice(0, st.name.lastIndexOf('::'));
+    const layer = reader.get(st.name) ?? st.name;
     perLayer.set(layer, (perLayer.get(layer) ?? 0) + st.codedBytes);
   }
   return { bytes: archive.length, perLayer };

@@ -12,6 +12,7 @@ import { clone, create } from '@bufbuild/protobuf';
 import { FunctionProtoSchema, OperatorSetIdProtoSchema, type FunctionProto } from '../onnx/proto';
 import { DECODE_DOMAIN, denseDecoder, MIN_DECODE_OPSET, MIN_FUNCTION_IR, type DecodeGraph } from './decoders';
 import { applyLowRank, lowRankUnsupported } from './lowRank';
+import { compactGraph } from '../onnx/compact';
 
 /** What happened to one layer. */
 export interface LayerApplyResult {
@@ -55,6 +56,11 @@ export interface ApplyOptions {
   signal: AbortSignal | undefined;
   /** Passed to the compressors. */
   compress: Partial<CompressOptions>;
+  /**
+   * Shorten activation names, drop node names and doc strings, merge equal constants
+   * (`onnx/compact.ts`; graph inputs, outputs and weight names are kept). Default true; only with `encode`.
+   */
+  compact: boolean;
 }
 
 /**
@@ -88,7 +94,7 @@ export function compressWeight(model: OnnxModel, w: WeightInfo, spec: TechniqueS
  * @throws E_PLAN when a technique cannot be applied to a layer the plan names explicitly.
  */
 export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, TechniqueSpec>, options: Partial<ApplyOptions> = {}): ApplyResult {
-  const o: ApplyOptions = { encode: true, fromDefault: new Set(), onProgress: undefined, signal: undefined, compress: {}, ...options };
+  const o: ApplyOptions = { encode: true, fromDefault: new Set(), onProgress: undefined, signal: undefined, compress: {}, compact: true, ...options };
   const weights = new Map(listWeights(model).map((w) => [w.name, w]));
   const result: ApplyResult = { layers: [], skipped: [], reconstructions: new Map() };
   let done = 0;
@@ -122,7 +128,12 @@ export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, Techniqu
     result.layers.push({ name, spec, label: specLabel(spec), params: w.params, originalBytes: w.bytes, bits: ct.bits, encoding, onnxBytes, sse: ct.sse });
     o.onProgress?.(++done, specs.size, name);
   }
-  if (o.encode) shareDecodeConstants(model);
+  const isPayload = (name: string): boolean => {
+    const cut = name.lastIndexOf('::');
+    return cut > 0 && specs.has(name.slice(0, cut));
+  };
+  if (o.encode) shareDecodeConstants(model, isPayload);
+  if (o.encode && o.compact) compactGraph(model, specs.keys(), isPayload);
   return result;
 }
 
@@ -130,12 +141,12 @@ export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, Techniqu
  * Decoders of different layers create equal small int64 constants (shapes, divisors, moduli); keep
  * one of each and point every reader at it. Only constants we created (`<weight>::<n>`) are merged.
  */
-function shareDecodeConstants(model: OnnxModel): void {
+function shareDecodeConstants(model: OnnxModel, isPayload: (name: string) => boolean): void {
   const g = model.graph;
   const first = new Map<string, string>();
   const rename = new Map<string, string>();
   g.initializer = g.initializer.filter((t) => {
-    if (t.dataType !== DataType.INT64 || !t.name.includes('::') || t.rawData.length > 512) return true;
+    if (t.dataType !== DataType.INT64 || !isPayload(t.name) || t.rawData.length > 512) return true;
     const key = `${t.dims.join(',')}|${Buffer.from(t.rawData).toString('base64')}`;
     const keep = first.get(key);
     if (keep === undefined) {

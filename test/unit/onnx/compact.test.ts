@@ -1,0 +1,82 @@
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { applySpecs } from '../../../src/engine/encode/apply';
+import { decodeModel, encodeModel, listWeights, loadModel, OnnxModel } from '../../../src/engine/onnx';
+import { compactGraph } from '../../../src/engine/onnx/compact';
+
+const FIXTURES = path.join(__dirname, '../../fixtures');
+const TESTDATA = '/usr/share/libonnx-testdata/data/node';
+
+/** Runs `bytes` on a fixed pseudo-random Fashion-MNIST-shaped batch; returns the first output. */
+async function run(bytes: Uint8Array): Promise<Float32Array> {
+  const s = await ort.InferenceSession.create(bytes);
+  try {
+    const x = new Float32Array(4 * 28 * 28).map((_, i) => Math.sin(i * 0.37) * 2);
+    const out = await s.run({ [s.inputNames[0]!]: new ort.Tensor('float32', x, [4, 1, 28, 28]) });
+    return out[s.outputNames[0]!]!.data as Float32Array;
+  } finally {
+    await s.release();
+  }
+}
+
+const tensorBytes = (m: OnnxModel) => new Map(m.graph.initializer.map((t) => [t.name, Buffer.from(t.rawData).toString('base64')]));
+
+describe('onnx/compact', () => {
+  for (const fixture of ['mobilenet', 'resnet8', 'lenet5']) {
+    it(`${fixture}: shorter file, same outputs bit for bit, same inputs/outputs/initializers`, async () => {
+      const file = path.join(FIXTURES, `${fixture}.onnx`);
+      const before = await loadModel(file);
+      const m = await loadModel(file);
+      const r = compactGraph(m);
+      const a = encodeModel(before.proto);
+      const b = encodeModel(m.proto);
+      assert.ok(b.length < a.length, `${b.length} < ${a.length}`);
+      assert.ok(r.renamed > 0);
+      assert.deepEqual(m.graph.input.map((v) => v.name), before.graph.input.map((v) => v.name));
+      assert.deepEqual(m.graph.output.map((v) => v.name), before.graph.output.map((v) => v.name));
+      assert.deepEqual(tensorBytes(m), tensorBytes(before));
+      assert.ok(m.graph.node.every((n) => n.name === ''));
+      const names = m.graph.node.flatMap((n) => n.output);
+      assert.equal(new Set(names).size, names.length, 'node outputs stay unique');
+      if (fixture === 'mobilenet') {
+        // 15 ReLU6 = Clip(x, 0, 6): the 30 scalar constants become two.
+        assert.equal(r.mergedConstants, 28);
+        assert.equal(m.graph.node.filter((n) => n.opType === 'Constant').length, 2);
+      }
+      assert.deepEqual(await run(b), await run(a));
+    });
+  }
+
+  it('applySpecs compacts by default: payload names shrink, weight names and untouched tensors stay, compact:false keeps every name', async () => {
+    const file = path.join(FIXTURES, 'resnet8.onnx');
+    const weights = listWeights(await loadModel(file)).filter((w) => w.compressible);
+    const specs = new Map(weights.slice(1).map((w) => [w.name, { technique: 'share' as const, k: 16, perChannel: false }]));
+    const plain = await loadModel(file);
+    applySpecs(plain, specs, { compact: false });
+    const small = await loadModel(file);
+    applySpecs(small, specs);
+    const a = encodeModel(plain.proto);
+    const b = encodeModel(small.proto);
+    assert.ok(b.length < a.length - 1000, `${a.length} -> ${b.length}`);
+    assert.ok(plain.graph.initializer.some((t) => t.name.includes('::')));
+    assert.ok(!small.graph.initializer.some((t) => t.name.includes('::') && t.name.startsWith(weights[1]!.name)), 'payloads renamed');
+    // decoded weights keep their names (the decoder node's output); the untouched first layer and the biases are byte-identical
+    for (const name of specs.keys()) assert.ok(small.graph.node.some((n) => n.output.includes(name)), name);
+    const untouched = tensorBytes(await loadModel(file));
+    for (const [name, bytes] of tensorBytes(small)) if (untouched.has(name)) assert.equal(bytes, untouched.get(name), name);
+    assert.ok(tensorBytes(small).has(weights[0]!.name));
+    assert.deepEqual(await run(b), await run(a));
+  });
+
+  it('leaves value names of a model with subgraphs alone (If bodies read outer values by name)', async () => {
+    const file = path.join(TESTDATA, 'test_if', 'model.onnx');
+    const m = decodeModel(fs.readFileSync(file), file);
+    const outputs = m.graph!.node.flatMap((n) => n.output);
+    const r = compactGraph(new OnnxModel(m, file));
+    assert.equal(r.renamed, 0);
+    assert.deepEqual(m.graph!.node.flatMap((n) => n.output), outputs);
+    await (await ort.InferenceSession.create(encodeModel(m))).release();
+  });
+});
