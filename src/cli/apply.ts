@@ -7,9 +7,18 @@ import { fail } from '../engine/errors';
 import { resolvePlan, type PlanFile } from '../engine/explore/plan';
 import { decodeModel, incompressibleSummary, listWeights, loadModel, saveModel } from '../engine/onnx';
 import { formatBytes, parse, table, UsageError } from './util';
+import { dataFromArgs } from './analyze';
+import { collectHessians } from '../engine/eval/calibration';
+import type { LayerHessian } from '../engine/compress/gptq';
 
 /** Usage line. */
-export const APPLY_USAGE = 'usage: onnx-compress apply MODEL.onnx --plan PLAN.json --out OUT.onnx [--archive OUT.onnxc] [--keep-names] [--json]';
+export const APPLY_USAGE = `usage: onnx-compress apply MODEL.onnx --plan PLAN.json --out OUT.onnx [options]
+  --archive OUT.onnxc     also write the compact archive
+  --data FILE [--labels FILE]
+                          calibration data for layers with "calibrated": true (dataset JSON, .npy/.npz/.idx,
+                          image folder); the first --calibration-samples samples are used (default 256)
+  --keep-names            keep activation and node names (default: shortened, see docs/encodings.md)
+  --json                  machine-readable report on stdout`;
 
 /** `apply --json` output (schema 1). Sizes in bytes; `bits` are exact theoretical storage bits. */
 export interface ApplyReport {
@@ -43,6 +52,9 @@ export async function applyCommand(argv: string[], signal: AbortSignal): Promise
     out: { type: 'string', short: 'o' },
     archive: { type: 'string' },
     'keep-names': { type: 'boolean' },
+    data: { type: 'string' },
+    labels: { type: 'string' },
+    'calibration-samples': { type: 'string' },
     json: { type: 'boolean' },
   });
   if (positionals.length !== 1) throw new UsageError(positionals.length ? `expected one model, got ${positionals.length}` : 'missing MODEL');
@@ -64,11 +76,26 @@ export async function applyCommand(argv: string[], signal: AbortSignal): Promise
   const listed = new Set(Object.keys(plan.layers ?? {}));
   const fromDefault = new Set([...specs.keys()].filter((n) => !listed.has(n)));
   const originalBytes = fs.statSync(file).size + model.externalFiles.reduce((s, f) => s + fs.statSync(f).size, 0);
+  const calibrated = [...specs].filter(([, s]) => (s.technique === 'share' || s.technique === 'quant') && s.calibrated).map(([n]) => n);
+  if (calibrated.length > 0 && values.data === undefined) {
+    fail('E_PLAN', `${values.plan}: ${calibrated.length} layer(s) use calibrated rounding ("calibrated": true, e.g. '${calibrated[0]}'): give the calibration data with --data FILE (the search data the plan was made with), or remove "calibrated".`);
+  }
+  const samples = values['calibration-samples'] === undefined ? 256 : Number(values['calibration-samples']);
+  if (!Number.isSafeInteger(samples) || samples < 1) throw new UsageError(`--calibration-samples must be a positive integer, got '${values['calibration-samples']}'`);
+  let calibration: Map<string, LayerHessian> | undefined;
+  if (calibrated.length > 0) {
+    const data = await dataFromArgs({ data: values.data, labels: values.labels });
+    const wanted = new Set(calibrated);
+    calibration = await collectHessians(model, weights.filter((w) => wanted.has(w.name)), data.spec, { samples, signal });
+    const plain = calibrated.filter((n) => !calibration!.has(n));
+    if (plain.length > 0 && !values.json) process.stderr.write(`note: calibrated rounding does not support ${plain.join(', ')} (consumer); plain rounding used there\n`);
+  }
   const progress = !values.json && process.stderr.isTTY;
   const result = applySpecs(model, specs, {
     fromDefault,
     signal,
     compact: !values['keep-names'],
+    calibration,
     onProgress: progress ? (d, t, name) => process.stderr.write(`\r  ${d}/${t} ${name.slice(0, 60).padEnd(60)}`) : undefined,
   });
   if (progress) process.stderr.write('\r'.padEnd(70) + '\r');

@@ -3,6 +3,7 @@
  * {@link COMPRESSORS} and runs it. Adding a technique means adding its spec to `TechniqueSpec` and
  * one entry here.
  */
+import { calibrateRounding } from './gptq';
 import { fail } from '../errors';
 import { floatWeights, validateFloatSpec } from './floatFormat';
 import { lowRankWeights, validateLowRankSpec } from './lowRank';
@@ -104,5 +105,9 @@ export function compressTensor(
       `Unknown technique '${String((spec as { technique?: unknown } | undefined)?.technique)}'; expected one of ${[...COMPRESSORS.keys()].join(', ')}.`,
     );
   }
-  return c.apply(tensor, spec, options);
+  // Calibrated rounding needs the layer's input statistics; without them (a consumer that
+  // `eval/calibration.ts` does not support) the plain rounding stands.
+  const calibrated = (spec.technique === 'share' || spec.technique === 'quant') && spec.calibrated === true && options.calibration !== undefined;
+  const ct = c.apply(tensor, spec, options);
+  return calibrated ? calibrateRounding(tensor, ct, options.calibration!, options.signal) : ct;
 }

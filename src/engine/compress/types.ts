@@ -7,6 +7,7 @@
  * - A "channel" is one index along `WeightTensor.channelAxis` (the output-channel axis).
  * - All bit counts are exact integers (no fractional bits), except where a field says otherwise.
  */
+import type { LayerHessian } from './gptq';
 
 /** The role of a weight tensor in the graph, which decides what techniques make sense. */
 export type WeightRole =
@@ -47,6 +48,8 @@ export interface ShareSpec {
    * Default false.
    */
   readonly scaled?: boolean;
+  /** Calibrated rounding on the same grid (needs `CompressOptions.calibration`; see `gptq.ts`). */
+  readonly calibrated?: boolean;
 }
 
 /** Sparsity patterns for pruning. */
@@ -92,6 +95,8 @@ export interface QuantSpec {
    * α = 1 - i/100, i = 0…79, of that range and keeps the one with least squared error.
    */
   readonly clip: 'minmax' | 'mse';
+  /** Calibrated rounding on the same grid (needs `CompressOptions.calibration`; see `gptq.ts`). */
+  readonly calibrated?: boolean;
 }
 
 /** Reduced-precision float formats. */
@@ -311,4 +316,9 @@ export interface CompressOptions {
   readonly minBins: number;
   /** Weight sharing, histogram path: maximum Lloyd passes after the DP. Default 50. */
   readonly lloydIterations: number;
+  /**
+   * Input statistics of the layer (`eval/calibration.ts`), used by specs with `calibrated: true`
+   * (sharing and quantization round with error feedback on the same grid, `gptq.ts`). Default none.
+   */
+  readonly calibration?: LayerHessian;
 }

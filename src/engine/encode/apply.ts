@@ -13,6 +13,7 @@ import { FunctionProtoSchema, OperatorSetIdProtoSchema, type FunctionProto } fro
 import { DECODE_DOMAIN, denseDecoder, MIN_DECODE_OPSET, MIN_FUNCTION_IR, type DecodeGraph } from './decoders';
 import { applyLowRank, lowRankUnsupported } from './lowRank';
 import { compactGraph } from '../onnx/compact';
+import type { LayerHessian } from '../compress/gptq';
 
 /** What happened to one layer. */
 export interface LayerApplyResult {
@@ -56,6 +57,8 @@ export interface ApplyOptions {
   signal: AbortSignal | undefined;
   /** Passed to the compressors. */
   compress: Partial<CompressOptions>;
+  /** Per-layer calibration statistics for specs with `calibrated: true` (`eval/calibration.ts`). */
+  calibration: ReadonlyMap<string, LayerHessian> | undefined;
   /**
    * Shorten activation names, drop node names and doc strings, merge equal constants
    * (`onnx/compact.ts`; graph inputs, outputs and weight names are kept). Default true; only with `encode`.
@@ -82,11 +85,22 @@ export function checkFinite(source: string, name: string, data: Float32Array): v
   }
 }
 
+const attached = new WeakMap<OnnxModel, ReadonlyMap<string, LayerHessian>>();
+
+/**
+ * Makes per-layer calibration statistics (`eval/calibration.ts`) the default for every
+ * {@link compressWeight} on `model`, so specs with `calibrated: true` find them.
+ */
+export function attachCalibration(model: OnnxModel, calibration: ReadonlyMap<string, LayerHessian>): void {
+  attached.set(model, calibration);
+}
+
 /** Compresses one weight of a model with one spec (its values must be finite, see {@link checkFinite}). */
 export function compressWeight(model: OnnxModel, w: WeightInfo, spec: TechniqueSpec, options: Partial<CompressOptions> = {}): CompressedTensor {
   const data = model.float32(w.tensor);
   checkFinite(model.source, w.name, data);
-  return compressTensor({ data, shape: w.shape, role: w.kind, channelAxis: w.channelAxis, name: w.name }, spec, options);
+  const calibration = options.calibration ?? attached.get(model)?.get(w.name);
+  return compressTensor({ data, shape: w.shape, role: w.kind, channelAxis: w.channelAxis, name: w.name }, spec, calibration ? { ...options, calibration } : options);
 }
 
 /**
@@ -94,7 +108,7 @@ export function compressWeight(model: OnnxModel, w: WeightInfo, spec: TechniqueS
  * @throws E_PLAN when a technique cannot be applied to a layer the plan names explicitly.
  */
 export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, TechniqueSpec>, options: Partial<ApplyOptions> = {}): ApplyResult {
-  const o: ApplyOptions = { encode: true, fromDefault: new Set(), onProgress: undefined, signal: undefined, compress: {}, compact: true, ...options };
+  const o: ApplyOptions = { encode: true, fromDefault: new Set(), onProgress: undefined, signal: undefined, compress: {}, compact: true, calibration: undefined, ...options };
   const weights = new Map(listWeights(model).map((w) => [w.name, w]));
   const result: ApplyResult = { layers: [], skipped: [], reconstructions: new Map() };
   let done = 0;
@@ -112,7 +126,8 @@ export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, Techniqu
         fail('E_PLAN', `${model.source}: layer '${name}': ${why}.`);
       }
     }
-    const ct = compressWeight(model, w, spec, { ...o.compress, signal: o.signal });
+    const calibration = o.calibration?.get(name);
+    const ct = compressWeight(model, w, spec, { ...o.compress, signal: o.signal, ...(calibration ? { calibration } : {}) });
     let encoding = 'lowrank';
     let onnxBytes = 0;
     if (ct.storage.kind === 'lowrank') {

@@ -24,6 +24,11 @@ export interface LayerPlan {
   perChannel?: boolean;
   /** share: one codebook times a scale per output channel (default false); see `compress/scaledShare.ts`. */
   scaled?: boolean;
+  /**
+   * share, quant: calibrated rounding on the same grid (error feedback through the layer's input
+   * statistics, `compress/gptq.ts`; default false). Needs data when the plan is applied.
+   */
+  calibrated?: boolean;
   /** prune: fraction of weights (or channels) zeroed, [0, 1) (default 0.5). */
   sparsity?: number;
   /** prune: `unstructured` (default), `n:m` or `channel`. */
@@ -57,9 +62,9 @@ export interface PlanFile {
 
 const KEYS: Record<string, readonly string[]> = {
   none: [],
-  share: ['k', 'perChannel', 'scaled'],
+  share: ['k', 'perChannel', 'scaled', 'calibrated'],
   prune: ['sparsity', 'pattern', 'n', 'm', 'norm'],
-  quant: ['bits', 'symmetric', 'perChannel', 'clip'],
+  quant: ['bits', 'symmetric', 'perChannel', 'clip', 'calibrated'],
   float: ['format', 'mantissaBits', 'exponentBits'],
   lowrank: ['rank', 'energy'],
   'prune+share': ['sparsity', 'pattern', 'n', 'm', 'norm', 'k', 'perChannel'],
@@ -68,7 +73,7 @@ const KEYS: Record<string, readonly string[]> = {
 
 /** JSON type of every plan key (for validation before the compressors see them). */
 const VALUE_TYPES: Record<string, 'number' | 'boolean' | 'string'> = {
-  k: 'number', perChannel: 'boolean', sparsity: 'number', pattern: 'string', n: 'number', m: 'number', norm: 'string',
+  k: 'number', perChannel: 'boolean', calibrated: 'boolean', scaled: 'boolean', sparsity: 'number', pattern: 'string', n: 'number', m: 'number', norm: 'string',
   bits: 'number', symmetric: 'boolean', clip: 'string', format: 'string', mantissaBits: 'number', exponentBits: 'number',
   rank: 'number', energy: 'number',
 };
@@ -109,15 +114,16 @@ export function layerSpec(p: LayerPlan, where: string): TechniqueSpec | null {
   };
   const share = { technique: 'share' as const, k: def(p.k, 16), perChannel: def(p.perChannel, false), ...(p.scaled ? { scaled: true } : {}) };
   const quant = { technique: 'quant' as const, bits: def(p.bits, 8), symmetric: def(p.symmetric, true), perChannel: def(p.perChannel, true), clip: def(p.clip, 'mse' as const) };
+  const cal = p.calibrated ? { calibrated: true } : {};
   switch (p.technique) {
     case 'none':
       return null;
     case 'share':
-      return share;
+      return { ...share, ...cal };
     case 'prune':
       return prune;
     case 'quant':
-      return quant;
+      return { ...quant, ...cal };
     case 'float':
       return {
         technique: 'float',
@@ -140,11 +146,11 @@ export function specToLayerPlan(spec: TechniqueSpec | null): LayerPlan {
   if (!spec) return { technique: 'none' };
   switch (spec.technique) {
     case 'share':
-      return { technique: 'share', k: spec.k, perChannel: spec.perChannel, ...(spec.scaled ? { scaled: true } : {}) };
+      return { technique: 'share', k: spec.k, perChannel: spec.perChannel, ...(spec.scaled ? { scaled: true } : {}), ...(spec.calibrated ? { calibrated: true } : {}) };
     case 'prune':
       return stripUndefined({ technique: 'prune', sparsity: spec.sparsity, pattern: spec.pattern, n: spec.n, m: spec.m, norm: spec.norm });
     case 'quant':
-      return { technique: 'quant', bits: spec.bits, symmetric: spec.symmetric, perChannel: spec.perChannel, clip: spec.clip };
+      return { technique: 'quant', bits: spec.bits, symmetric: spec.symmetric, perChannel: spec.perChannel, clip: spec.clip, ...(spec.calibrated ? { calibrated: true } : {}) };
     case 'float':
       return stripUndefined({ technique: 'float', format: spec.format, mantissaBits: spec.mantissaBits, exponentBits: spec.exponentBits });
     case 'lowrank':
@@ -165,11 +171,11 @@ export function specLabel(spec: TechniqueSpec | null): string {
   if (!spec) return 'none';
   switch (spec.technique) {
     case 'share':
-      return `share k=${spec.k}${spec.perChannel ? '/ch' : spec.scaled ? ' scaled' : ''}`;
+      return `share k=${spec.k}${spec.perChannel ? '/ch' : spec.scaled ? ' scaled' : ''}${spec.calibrated ? ' cal' : ''}`;
     case 'prune':
       return spec.pattern === 'n:m' ? `prune ${spec.n ?? 2}:${spec.m ?? 4}` : `prune ${Math.round(spec.sparsity * 100)}%${spec.pattern === 'channel' ? ' ch' : ''}`;
     case 'quant':
-      return `quant ${spec.bits}b${spec.symmetric ? '' : ' asym'}${spec.perChannel ? '' : ' /t'}`;
+      return `quant ${spec.bits}b${spec.symmetric ? '' : ' asym'}${spec.perChannel ? '' : ' /t'}${spec.calibrated ? ' cal' : ''}`;
     case 'float':
       return spec.format === 'bf16m' ? `bf16 m=${spec.mantissaBits ?? 7}${spec.exponentBits !== undefined ? ` e=${spec.exponentBits}` : ''}` : spec.format;
     case 'lowrank':

@@ -1,0 +1,242 @@
+/**
+ * Calibrated rounding (GPTQ-style error feedback, Frantar et al. 2023, "GPTQ: Accurate
+ * Post-Training Quantization for Generative Pre-trained Transformers", with the grid fixed by the
+ * plain compressor). Plain weight sharing and quantization round every weight to its nearest grid
+ * value independently; what matters is the layer's *output* error ‖(W − Ŵ)·X‖² over real inputs X.
+ * With H = Σ x·xᵀ (the input second moments of the layer, per group for grouped convolutions),
+ * the weights of one output channel are rounded one input column at a time, and each rounding error
+ * is pushed onto the columns not yet rounded through the Cholesky factor of H⁻¹, so later choices
+ * compensate earlier ones.
+ *
+ * The grid stays the plain compressor's (the same codebook, the same per-channel scales and zero
+ * points), so the storage, its bits and every ONNX encoding are unchanged: only the indices/codes
+ * differ. Per-channel codebooks and masked (pruned) tensors are returned unchanged.
+ *
+ * Cost: per group one Cholesky factorisation and one inverse of a d×d matrix (d = inputs per output
+ * channel, e.g. C·kh·kw), in blocks of at most {@link MAX_BLOCK} columns (cross-block correlations
+ * are ignored past that), plus rows·d²/2 multiply-adds for the feedback.
+ */
+import { huffmanBits } from './huffman';
+import { makeBits } from './storage';
+import type { CompressedTensor, WeightTensor } from './types';
+
+/** Input statistics of one layer, in the orientation of the layer's output channels. */
+export interface LayerHessian {
+  /** Inputs per output channel (columns of the rounding problem). */
+  readonly dim: number;
+  /** Output channels per group (rows). */
+  readonly rowsPerGroup: number;
+  /** One dim×dim symmetric matrix per group, row-major: Σ x·xᵀ over the calibration inputs. */
+  readonly groups: readonly Float64Array[];
+  /** The stored weight is [dim, rows] (MatMul, Gemm without transB): rows are its columns. */
+  readonly transposed: boolean;
+  /** Input vectors accumulated (samples × output positions). */
+  readonly count: number;
+}
+
+/** Largest block of columns solved jointly. */
+export const MAX_BLOCK = 1024;
+/** Dampening added to the diagonal, relative to its mean (GPTQ's default). */
+const DAMP = 0.01;
+
+/** Per output channel: the sorted grid values it may take and the code of each. */
+interface Grid {
+  values(row: number): Float32Array;
+  code(row: number, position: number): number;
+}
+
+/** The grid of a plain result, or undefined when calibrated rounding does not apply. */
+function gridOf(ct: CompressedTensor, rows: number): Grid | undefined {
+  const s = ct.storage;
+  if (s.kind === 'codebook') {
+    if (s.axis !== null || s.zeroIndex !== null) return undefined;
+    const order = Array.from(s.codebook.keys()).sort((a, b) => s.codebook[a]! - s.codebook[b]!);
+    if (!s.scale) {
+      const values = Float32Array.from(order, (j) => s.codebook[j]!);
+      return { values: () => values, code: (_r, p) => order[p]! };
+    }
+    const scale = s.scale.values;
+    const cache = new Map<number, Float32Array>();
+    return {
+      values: (r) => {
+        let v = cache.get(r);
+        if (!v) cache.set(r, (v = Float32Array.from(order, (j) => Math.fround(scale[r]! * s.codebook[j]!))));
+        return v;
+      },
+      // a negative scale reverses the order of the products
+      code: (r, p) => order[scale[r]! < 0 ? order.length - 1 - p : p]!,
+    };
+  }
+  if (s.kind === 'quant') {
+    const qlo = s.symmetric ? -(2 ** (s.bits - 1) - 1) : 0;
+    const qhi = s.symmetric ? 2 ** (s.bits - 1) - 1 : 2 ** s.bits - 1;
+    const perRow = s.axis !== null && s.scale.length === rows;
+    const cache = new Map<number, Float32Array>();
+    return {
+      values: (r) => {
+        const c = perRow ? r : 0;
+        let v = cache.get(c);
+        if (!v) {
+          v = new Float32Array(qhi - qlo + 1);
+          for (let q = qlo; q <= qhi; q++) v[q - qlo] = Math.fround(s.scale[c]! * (q - s.zeroPoint[c]!));
+          cache.set(c, v);
+        }
+        return v;
+      },
+      code: (_r, p) => p + qlo,
+    };
+  }
+  return undefined;
+}
+
+/** Position of the value of `sorted` nearest to `x`. */
+function nearest(sorted: Float32Array, x: number): number {
+  let lo = 0;
+  let hi = sorted.length - 1;
+  if (sorted[0]! > sorted[hi]!) {
+    // decreasing (negative scale)
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if (sorted[mid]! >= x) lo = mid;
+      else hi = mid;
+    }
+  } else {
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if (sorted[mid]! <= x) lo = mid;
+      else hi = mid;
+    }
+  }
+  return Math.abs(sorted[lo]! - x) <= Math.abs(sorted[hi]! - x) ? lo : hi;
+}
+
+/** In place: the lower Cholesky factor of the n×n SPD matrix `a` (upper part zeroed). False if not SPD. */
+function cholesky(a: Float64Array, n: number): boolean {
+  for (let j = 0; j < n; j++) {
+    const rj = j * n;
+    let d = a[rj + j]!;
+    for (let k = 0; k < j; k++) d -= a[rj + k]! * a[rj + k]!;
+    if (!(d > 0)) return false;
+    const l = Math.sqrt(d);
+    a[rj + j] = l;
+    for (let i = j + 1; i < n; i++) {
+      const ri = i * n;
+      let s = a[ri + j]!;
+      for (let k = 0; k < j; k++) s -= a[ri + k]! * a[rj + k]!;
+      a[ri + j] = s / l;
+    }
+    for (let k = j + 1; k < n; k++) a[rj + k] = 0;
+  }
+  return true;
+}
+
+/**
+ * The upper factor U of H⁻¹ = Uᵀ·U for the n×n block `h` (GPTQ's `cholesky(cholesky_inverse(cholesky(H)), upper)`),
+ * with the dampening added; undefined when H is not positive definite even then.
+ */
+function inverseFactor(h: Float64Array, n: number): Float64Array | undefined {
+  const a = Float64Array.from(h);
+  let mean = 0;
+  for (let j = 0; j < n; j++) mean += a[j * n + j]!;
+  mean /= n;
+  for (let j = 0; j < n; j++) {
+    if (a[j * n + j] === 0) a[j * n + j] = mean > 0 ? mean : 1; // an input that is always zero
+    a[j * n + j]! += DAMP * (mean > 0 ? mean : 1);
+  }
+  if (!cholesky(a, n)) return undefined;
+  // Linv (lower) by forward substitution, then H⁻¹ = Linvᵀ·Linv.
+  const li = new Float64Array(n * n);
+  for (let c = 0; c < n; c++) {
+    li[c * n + c] = 1 / a[c * n + c]!;
+    for (let i = c + 1; i < n; i++) {
+      let s = 0;
+      for (let k = c; k < i; k++) s -= a[i * n + k]! * li[k * n + c]!;
+      li[i * n + c] = s / a[i * n + i]!;
+    }
+  }
+  const inv = new Float64Array(n * n);
+  for (let k = 0; k < n; k++) {
+    const rk = k * n;
+    for (let i = 0; i <= k; i++) {
+      const lki = li[rk + i]!;
+      if (lki === 0) continue;
+      for (let j = 0; j <= i; j++) inv[i * n + j]! += lki * li[rk + j]!;
+    }
+  }
+  for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) inv[j * n + i] = inv[i * n + j]!;
+  // H⁻¹ = L2·L2ᵀ; U = L2ᵀ … but GPTQ wants H⁻¹ = Uᵀ·U with U upper: U = (chol of H⁻¹)ᵀ.
+  if (!cholesky(inv, n)) return undefined;
+  const u = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) u[j * n + i] = inv[i * n + j]!;
+  return u;
+}
+
+/**
+ * Re-rounds a plain share/quant result with error feedback through `h` (see the module comment).
+ * Returns `ct` itself when the storage kind is not supported or H is degenerate.
+ */
+export function calibrateRounding(tensor: WeightTensor, ct: CompressedTensor, h: LayerHessian, signal?: AbortSignal): CompressedTensor {
+  const n = tensor.data.length;
+  const d = h.dim;
+  const rows = n / d;
+  if (!Number.isInteger(rows) || rows !== h.rowsPerGroup * h.groups.length) return ct;
+  const grid = gridOf(ct, rows);
+  if (!grid) return ct;
+  // element (row r, column j) of the stored tensor
+  const at = h.transposed ? (r: number, j: number) => j * rows + r : (r: number, j: number) => r * d + j;
+  const out = new Float32Array(n);
+  const codes = new Int32Array(n);
+  const w = new Float64Array(d);
+  for (let g = 0; g < h.groups.length; g++) {
+    const H = h.groups[g]!;
+    for (let b0 = 0; b0 < d; b0 += MAX_BLOCK) {
+      const bn = Math.min(MAX_BLOCK, d - b0);
+      const block = new Float64Array(bn * bn);
+      for (let i = 0; i < bn; i++) for (let j = 0; j < bn; j++) block[i * bn + j] = H[(b0 + i) * d + b0 + j]!;
+      const u = inverseFactor(block, bn);
+      if (!u) return ct;
+      for (let r = g * h.rowsPerGroup; r < (g + 1) * h.rowsPerGroup; r++) {
+        if (signal?.aborted) throw signal.reason;
+        const values = grid.values(r);
+        for (let j = 0; j < bn; j++) w[j] = tensor.data[at(r, b0 + j)]!;
+        for (let j = 0; j < bn; j++) {
+          const p = nearest(values, w[j]!);
+          const q = values[p]!;
+          const idx = at(r, b0 + j);
+          out[idx] = q;
+          codes[idx] = grid.code(r, p);
+          const e = (w[j]! - q) / u[j * bn + j]!;
+          if (e === 0) continue;
+          const ur = j * bn;
+          for (let k = j + 1; k < bn; k++) w[k]! -= e * u[ur + k]!;
+        }
+      }
+    }
+  }
+  return rebuild(tensor, ct, out, codes);
+}
+
+/** The plain result with new reconstructions and codes (same grid, same storage layout). */
+function rebuild(tensor: WeightTensor, ct: CompressedTensor, weights: Float32Array, codes: Int32Array): CompressedTensor {
+  const s = ct.storage;
+  let sse = 0;
+  for (let i = 0; i < weights.length; i++) sse += (tensor.data[i]! - weights[i]!) ** 2;
+  if (s.kind === 'codebook') {
+    const indices = s.indices instanceof Uint8Array ? Uint8Array.from(codes) : Uint16Array.from(codes);
+    const counts = new Float64Array(s.codebook.length);
+    for (const c of codes) counts[c]!++;
+    return { ...ct, weights, sse, storage: { ...s, indices }, bits: makeBits({ ...bitParts(ct), entropyIndices: huffmanBits(counts).total }) };
+  }
+  if (s.kind === 'quant') {
+    const out = s.symmetric ? Int8Array.from(codes) : Uint8Array.from(codes);
+    const lo = s.symmetric ? -(2 ** (s.bits - 1) - 1) : 0;
+    const counts = new Float64Array(2 ** s.bits);
+    for (const c of codes) counts[c - lo]!++;
+    return { ...ct, weights, sse, storage: { ...s, codes: out }, bits: makeBits({ ...bitParts(ct), entropyIndices: huffmanBits(counts).total }) };
+  }
+  return ct;
+}
+
+function bitParts(ct: CompressedTensor): { indices: number; codebook: number; params: number; sparsity: number } {
+  return { indices: ct.bits.indices, codebook: ct.bits.codebook, params: ct.bits.params, sparsity: ct.bits.sparsity };
+}
