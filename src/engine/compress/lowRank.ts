@@ -14,7 +14,16 @@
  * energy · Σ σ_i² (at least 1). Storage: both factors as float32, row-major; the reconstruction is
  * `fround(Σ_t left[c,t]·right[t,j])` summed in float64 over t ascending (a runtime MatMul in float32
  * may differ in the last bits). Bits: indices 32·r·(rows + cols); no codebook, params or sparsity.
+ *
+ * Cost: the decomposition (Gram matrix + eigen-decomposition) does not depend on the level; it is
+ * kept in a small cache keyed by the tensor's shape, channel axis and data (sha256), so a ladder of
+ * levels, or the candidates of a search, decompose each layer once. {@link lowRankRank} gives a
+ * level's rank (hence its exact bytes, 4·r·(rows + cols)) from the decomposition alone. The matrix
+ * products are blocked by 256 columns with four rows per pass over the block (a 512×4608 conv, 2
+ * loaded cores: 2.6–3.6 s to decompose once, then 3.5–8.7 s per level at rank 509, where the
+ * unblocked version took 12.7–17.9 s per level; `.tmp`-free numbers in bench/compress.ts).
  */
+import { createHash } from 'node:crypto';
 import { fail, throwIfAborted } from '../errors';
 import { makeBits } from './storage';
 import {
@@ -61,8 +70,6 @@ export function symmetricEigen(
   n: number,
   signal?: AbortSignal,
 ): { values: Float64Array; vectors: Float64Array } {
-  // V is stored column-major (V(row k, col j) at [j·n + k]) so that the O(n³) loops of tred2, which
-  // walk down columns, read memory contiguously; `a` is symmetric, so its layout is the same.
   // V is stored column-major (V(row k, col j) at [j·n + k]) so that the O(n³) loops of tred2, which
   // walk down columns, read memory contiguously; `a` is symmetric, so its layout is the same.
   const V = a;
@@ -215,6 +222,251 @@ export function symmetricEigen(
   return { values, vectors };
 }
 
+
+/**
+ * The level-independent part of a low-rank compression of one tensor: its matrix view and the
+ * eigen-decomposition of the smaller Gram matrix. One decomposition serves every rank and energy
+ * ({@link lowRankDecomposition} keeps recent ones), so a ladder of levels costs one decomposition.
+ */
+export interface LowRankDecomposition {
+  /** Rows of the matrix view (channels). */
+  rows: number;
+  /** Columns of the matrix view (the other dimensions in order). */
+  cols: number;
+  /** True when the Gram matrix is `M·Mᵀ` (rows ≤ cols): `vectors` are left singular vectors. */
+  byRows: boolean;
+  /** Singular values, descending; length min(rows, cols). Shared: do not modify. */
+  singularValues: Float64Array;
+  /** Eigenvectors of the Gram matrix as rows (g×g, g = min(rows, cols)), ordered as `singularValues`. Shared: do not modify. */
+  vectors: Float64Array;
+}
+
+/** Columns per cache block of the matrix kernels: a block of a 512-row matrix is 512 KiB of float32. */
+const BLOCK = 256;
+/** Bytes of decompositions kept for reuse (least recently used dropped first). */
+const CACHE_BYTES = 256 * 2 ** 20;
+const cache = new Map<string, LowRankDecomposition>();
+let cacheBytes = 0;
+
+/** Drops every cached decomposition (frees their memory; results do not change). */
+export function clearLowRankCache(): void {
+  cache.clear();
+  cacheBytes = 0;
+}
+
+/** Cache key: the matrix view (shape, channel axis) and the data bytes. */
+function cacheKey(t: WeightTensor): string {
+  const h = createHash('sha256');
+  h.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  return `${t.shape.join('x')}@${t.channelAxis}:${h.digest('hex')}`;
+}
+
+/** The matrix `M[c, j]` of the module comment, as float32 (the data itself when the channel axis is first). */
+function matrixOf(t: WeightTensor): { M: Float32Array; rows: number; cols: number } {
+  const l = channelLayout(t);
+  const rows = l.channels;
+  const cols = l.perChannel;
+  if (l.outer === 1) return { M: t.data, rows, cols };
+  const M = new Float32Array(rows * cols);
+  for (let o = 0, p = 0; o < l.outer; o++) {
+    for (let c = 0; c < rows; c++) {
+      for (let i = 0; i < l.inner; i++, p++) M[c * cols + o * l.inner + i] = t.data[p]!;
+    }
+  }
+  return { M, rows, cols };
+}
+
+/** `M·Mᵀ` (rows×rows, float64), blocked by columns, four dot products per pass over a row. */
+function gramOfRows(M: Float32Array, rows: number, cols: number, signal?: AbortSignal): Float64Array {
+  const G = new Float64Array(rows * rows);
+  for (let j0 = 0; j0 < cols; j0 += BLOCK) {
+    throwIfAborted(signal);
+    const j1 = Math.min(cols, j0 + BLOCK);
+    for (let a = 0; a < rows; a++) {
+      const ra = a * cols;
+      const ga = a * rows;
+      let b = 0;
+      for (; b + 3 <= a; b += 4) {
+        const r0 = b * cols;
+        const r1 = r0 + cols;
+        const r2 = r1 + cols;
+        const r3 = r2 + cols;
+        let s0 = 0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        for (let j = j0; j < j1; j++) {
+          const x = M[ra + j]!;
+          s0 += x * M[r0 + j]!;
+          s1 += x * M[r1 + j]!;
+          s2 += x * M[r2 + j]!;
+          s3 += x * M[r3 + j]!;
+        }
+        G[ga + b] = G[ga + b]! + s0;
+        G[ga + b + 1] = G[ga + b + 1]! + s1;
+        G[ga + b + 2] = G[ga + b + 2]! + s2;
+        G[ga + b + 3] = G[ga + b + 3]! + s3;
+      }
+      for (; b <= a; b++) {
+        const rb = b * cols;
+        let s = 0;
+        for (let j = j0; j < j1; j++) s += M[ra + j]! * M[rb + j]!;
+        G[ga + b] = G[ga + b]! + s;
+      }
+    }
+  }
+  for (let a = 0; a < rows; a++) for (let b = 0; b < a; b++) G[b * rows + a] = G[a * rows + b]!;
+  return G;
+}
+
+/** `Mᵀ·M` (cols×cols, float64) as a sum of outer products of the rows. */
+function gramOfCols(M: Float32Array, rows: number, cols: number, signal?: AbortSignal): Float64Array {
+  const G = new Float64Array(cols * cols);
+  for (let a = 0; a < rows; a++) {
+    if (a % 64 === 0) throwIfAborted(signal);
+    const ra = a * cols;
+    for (let x = 0; x < cols; x++) {
+      const mx = M[ra + x]!;
+      if (mx === 0) continue;
+      const gx = x * cols;
+      for (let y = 0; y <= x; y++) G[gx + y] = G[gx + y]! + mx * M[ra + y]!;
+    }
+  }
+  for (let x = 0; x < cols; x++) for (let y = 0; y < x; y++) G[y * cols + x] = G[x * cols + y]!;
+  return G;
+}
+
+/**
+ * The decomposition of `tensor`'s matrix view (see the module comment), from the cache when the same
+ * shape, channel axis and data were decomposed recently.
+ */
+export function lowRankDecomposition(tensor: WeightTensor, signal?: AbortSignal): LowRankDecomposition {
+  const key = cacheKey(tensor);
+  const hit = cache.get(key);
+  if (hit) {
+    cache.delete(key);
+    cache.set(key, hit);
+    return hit;
+  }
+  const { M, rows, cols } = matrixOf(tensor);
+  const byRows = rows <= cols;
+  const g = byRows ? rows : cols;
+  const G = byRows ? gramOfRows(M, rows, cols, signal) : gramOfCols(M, rows, cols, signal);
+  const { values, vectors } = symmetricEigen(G, g, signal);
+  const singularValues = Float64Array.from(values, (v) => Math.sqrt(Math.max(v, 0)));
+  const dec: LowRankDecomposition = { rows, cols, byRows, singularValues, vectors };
+  const bytes = vectors.byteLength + singularValues.byteLength;
+  if (bytes <= CACHE_BYTES) {
+    for (const [k, v] of cache) {
+      if (cacheBytes + bytes <= CACHE_BYTES) break;
+      cache.delete(k);
+      cacheBytes -= v.vectors.byteLength + v.singularValues.byteLength;
+    }
+    cache.set(key, dec);
+    cacheBytes += bytes;
+  }
+  return dec;
+}
+
+/**
+ * The rank a level keeps: `spec.rank` capped at min(rows, cols), or the smallest r with
+ * Σ_{i≤r} σ_i² ≥ energy · Σ σ_i² (at least 1). The factors then take `4·r·(rows + cols)` bytes.
+ */
+export function lowRankRank(dec: LowRankDecomposition, spec: LowRankSpec): number {
+  const s = dec.singularValues;
+  if (spec.rank !== undefined) return Math.min(spec.rank, s.length);
+  let total = 0;
+  for (const v of s) total += v * v;
+  let acc = 0;
+  for (let r = 0; r < s.length; r++) {
+    acc += s[r]! ** 2;
+    if (acc >= spec.energy! * total) return r + 1;
+  }
+  return s.length;
+}
+
+/**
+ * `out[t, j] = fround(Σ_a V[t, a] · M[a, j])` for t < rank (a ascending, float64): the right factor
+ * from left singular vectors. Blocked by columns, four factor rows per pass over a block of M.
+ */
+function projectRows(M: Float32Array, rows: number, cols: number, V: Float64Array, rank: number, out: Float32Array, signal?: AbortSignal): void {
+  const acc = new Float64Array(4 * BLOCK);
+  for (let j0 = 0; j0 < cols; j0 += BLOCK) {
+    throwIfAborted(signal);
+    const w = Math.min(cols, j0 + BLOCK) - j0;
+    for (let t = 0; t < rank; t += 4) {
+      const n = Math.min(4, rank - t);
+      acc.fill(0);
+      // Missing rows (n < 4) reuse row t with their results discarded.
+      const v0 = t * rows;
+      const v1 = (n > 1 ? t + 1 : t) * rows;
+      const v2 = (n > 2 ? t + 2 : t) * rows;
+      const v3 = (n > 3 ? t + 3 : t) * rows;
+      for (let a = 0; a < rows; a++) {
+        const x0 = V[v0 + a]!;
+        const x1 = V[v1 + a]!;
+        const x2 = V[v2 + a]!;
+        const x3 = V[v3 + a]!;
+        const ra = a * cols + j0;
+        for (let j = 0; j < w; j++) {
+          const m = M[ra + j]!;
+          acc[j] = acc[j]! + x0 * m;
+          acc[BLOCK + j] = acc[BLOCK + j]! + x1 * m;
+          acc[2 * BLOCK + j] = acc[2 * BLOCK + j]! + x2 * m;
+          acc[3 * BLOCK + j] = acc[3 * BLOCK + j]! + x3 * m;
+        }
+      }
+      for (let k = 0; k < n; k++) out.set(acc.subarray(k * BLOCK, k * BLOCK + w), (t + k) * cols + j0);
+    }
+  }
+}
+
+/**
+ * `weights` (in tensor order) = `fround(Σ_t left[c, t] · right[t, j])` (t ascending, float64).
+ * Blocked by columns, four output rows per pass over a block of `right`.
+ */
+function reconstruct(t: WeightTensor, rows: number, cols: number, rank: number, left: Float32Array, right: Float32Array, weights: Float32Array, signal?: AbortSignal): void {
+  const l = channelLayout(t);
+  const acc = new Float64Array(4 * BLOCK);
+  for (let j0 = 0; j0 < cols; j0 += BLOCK) {
+    throwIfAborted(signal);
+    const w = Math.min(cols, j0 + BLOCK) - j0;
+    for (let c = 0; c < rows; c += 4) {
+      const n = Math.min(4, rows - c);
+      acc.fill(0);
+      const l0 = c * rank;
+      const l1 = (n > 1 ? c + 1 : c) * rank;
+      const l2 = (n > 2 ? c + 2 : c) * rank;
+      const l3 = (n > 3 ? c + 3 : c) * rank;
+      for (let s = 0; s < rank; s++) {
+        const x0 = left[l0 + s]!;
+        const x1 = left[l1 + s]!;
+        const x2 = left[l2 + s]!;
+        const x3 = left[l3 + s]!;
+        const rs = s * cols + j0;
+        for (let j = 0; j < w; j++) {
+          const r = right[rs + j]!;
+          acc[j] = acc[j]! + x0 * r;
+          acc[BLOCK + j] = acc[BLOCK + j]! + x1 * r;
+          acc[2 * BLOCK + j] = acc[2 * BLOCK + j]! + x2 * r;
+          acc[3 * BLOCK + j] = acc[3 * BLOCK + j]! + x3 * r;
+        }
+      }
+      for (let k = 0; k < n; k++) {
+        const row = acc.subarray(k * BLOCK, k * BLOCK + w);
+        if (l.outer === 1) {
+          weights.set(row, (c + k) * cols + j0);
+        } else {
+          for (let j = 0; j < w; j++) {
+            const o = Math.floor((j0 + j) / l.inner);
+            weights[(o * rows + c + k) * l.inner + ((j0 + j) % l.inner)] = row[j]!;
+          }
+        }
+      }
+    }
+  }
+}
+
 /** Truncated SVD of a conv/gemm/matmul weight. See the module comment. */
 export function lowRankWeights(
   tensor: WeightTensor,
@@ -224,88 +476,19 @@ export function lowRankWeights(
   validateTensor(tensor);
   validateLowRankSpec(spec, tensor);
   const opts = makeCompressOptions(options);
-  const data = tensor.data;
-  const l = channelLayout(tensor);
-  const rows = l.channels;
-  const cols = l.perChannel;
-  const M = new Float64Array(rows * cols);
-  for (let o = 0, p = 0; o < l.outer; o++) {
-    for (let c = 0; c < rows; c++) {
-      for (let i = 0; i < l.inner; i++, p++) M[c * cols + o * l.inner + i] = data[p]!;
-    }
-  }
-  const byRows = rows <= cols;
-  const g = byRows ? rows : cols;
-  const G = new Float64Array(g * g);
-  if (byRows) {
-    for (let a = 0; a < rows; a++) {
-      throwIfAborted(opts.signal);
-      for (let b = 0; b <= a; b++) {
-        const ra = a * cols;
-        const rb = b * cols;
-        // Four partial sums break the floating-point add chain (about 3× faster).
-        let s0 = 0;
-        let s1 = 0;
-        let s2 = 0;
-        let s3 = 0;
-        let j = 0;
-        for (; j + 3 < cols; j += 4) {
-          s0 += M[ra + j]! * M[rb + j]!;
-          s1 += M[ra + j + 1]! * M[rb + j + 1]!;
-          s2 += M[ra + j + 2]! * M[rb + j + 2]!;
-          s3 += M[ra + j + 3]! * M[rb + j + 3]!;
-        }
-        for (; j < cols; j++) s0 += M[ra + j]! * M[rb + j]!;
-        const s = s0 + s1 + s2 + s3;
-        G[a * g + b] = s;
-        G[b * g + a] = s;
-      }
-    }
-  } else {
-    for (let a = 0; a < rows; a++) {
-      const ra = a * cols;
-      for (let x = 0; x < cols; x++) {
-        const mx = M[ra + x]!;
-        if (mx === 0) continue;
-        for (let y = 0; y <= x; y++) G[x * g + y] = G[x * g + y]! + mx * M[ra + y]!;
-      }
-    }
-    for (let x = 0; x < cols; x++) for (let y = 0; y < x; y++) G[y * g + x] = G[x * g + y]!;
-  }
-  const { values, vectors } = symmetricEigen(G, g, opts.signal);
-  const singularValues = Float64Array.from(values, (v) => Math.sqrt(Math.max(v, 0)));
-  let rank: number;
-  if (spec.rank !== undefined) {
-    rank = Math.min(spec.rank, g);
-  } else {
-    let total = 0;
-    for (const v of singularValues) total += v * v;
-    let acc = 0;
-    rank = g;
-    for (let r = 0; r < g; r++) {
-      acc += singularValues[r]! ** 2;
-      if (acc >= spec.energy! * total) {
-        rank = r + 1;
-        break;
-      }
-    }
-  }
+  const dec = lowRankDecomposition(tensor, opts.signal);
+  const { rows, cols, vectors } = dec;
+  const rank = lowRankRank(dec, spec);
   const left = new Float32Array(rows * rank);
   const right = new Float32Array(rank * cols);
-  const acc = new Float64Array(cols);
-  for (let t = 0; t < rank; t++) {
-    const v = vectors.subarray(t * g, t * g + g);
-    if (byRows) {
-      for (let a = 0; a < rows; a++) left[a * rank + t] = v[a]!;
-      // Row-wise accumulation keeps M's accesses contiguous.
-      acc.fill(0);
-      for (let a = 0; a < rows; a++) {
-        const va = v[a]!;
-        const ra = a * cols;
-        for (let j = 0; j < cols; j++) acc[j] = acc[j]! + va * M[ra + j]!;
-      }
-      right.set(acc, t * cols);
-    } else {
+  if (dec.byRows) {
+    for (let t = 0; t < rank; t++) for (let a = 0; a < rows; a++) left[a * rank + t] = vectors[t * rows + a]!;
+    projectRows(matrixOf(tensor).M, rows, cols, vectors, rank, right, opts.signal);
+  } else {
+    const { M } = matrixOf(tensor);
+    for (let t = 0; t < rank; t++) {
+      throwIfAborted(opts.signal);
+      const v = vectors.subarray(t * cols, t * cols + cols);
       for (let j = 0; j < cols; j++) right[t * cols + j] = v[j]!;
       for (let a = 0; a < rows; a++) {
         let s = 0;
@@ -314,20 +497,8 @@ export function lowRankWeights(
       }
     }
   }
-  const weights = new Float32Array(data.length);
-  const row = new Float64Array(cols);
-  for (let c = 0; c < rows; c++) {
-    row.fill(0);
-    for (let t = 0; t < rank; t++) {
-      const lt = left[c * rank + t]!;
-      const base = t * cols;
-      for (let j = 0; j < cols; j++) row[j] = row[j]! + lt * right[base + j]!;
-    }
-    for (let o = 0; o < l.outer; o++) {
-      const p = (o * rows + c) * l.inner;
-      for (let i = 0; i < l.inner; i++) weights[p + i] = row[o * l.inner + i]!;
-    }
-  }
+  const weights = new Float32Array(tensor.data.length);
+  reconstruct(tensor, rows, cols, rank, left, right, weights, opts.signal);
   const storage: LowRankStorage = {
     kind: 'lowrank',
     rank,
@@ -336,13 +507,13 @@ export function lowRankWeights(
     axis: tensor.shape.length === 0 ? 0 : tensor.channelAxis,
     left,
     right,
-    singularValues,
+    singularValues: dec.singularValues.slice(),
   };
   return {
     spec,
     weights,
     storage,
     bits: makeBits({ indices: 32 * rank * (rows + cols) }),
-    sse: sumSquaredError(data, weights),
+    sse: sumSquaredError(tensor.data, weights),
   };
 }

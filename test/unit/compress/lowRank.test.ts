@@ -1,5 +1,11 @@
 import assert from 'node:assert/strict';
-import { lowRankWeights, symmetricEigen } from '../../../src/engine/compress/lowRank';
+import {
+  clearLowRankCache,
+  lowRankDecomposition,
+  lowRankRank,
+  lowRankWeights,
+  symmetricEigen,
+} from '../../../src/engine/compress/lowRank';
 import { gaussian, mulberry32 } from '../../../src/engine/util/random';
 import { expectError, tensor } from './helpers';
 
@@ -120,6 +126,65 @@ describe('compress/lowRank', () => {
       const r = lowRankWeights(t, { technique: 'lowrank', energy });
       assert.equal(r.storage.kind === 'lowrank' && r.storage.rank, rank, `energy ${energy}`);
     }
+  });
+
+  // Shapes that cross the kernels' 256-column blocks and 4-row groups, both Gram orientations, and
+  // a channel axis that is not the first one (the matrix view is then a copy).
+  const large = [
+    { name: 'gemm 6×300', shape: [6, 300], axis: 0, role: 'gemm' as const, rows: 6, cols: 300 },
+    { name: 'matmul [K=300, N=6] (axis 1)', shape: [300, 6], axis: 1, role: 'matmul' as const, rows: 6, cols: 300 },
+    { name: 'gemm 300×7 (rows > cols)', shape: [300, 7], axis: 0, role: 'gemm' as const, rows: 300, cols: 7 },
+  ];
+  for (const c of large) {
+    it(`${c.name}: blocked kernels give the Eckart–Young error and the documented reconstruction`, () => {
+      const sv = [9, 4, 3, 2, 1, 0.5].slice(0, Math.min(c.rows, c.cols));
+      const m = withSingularValues(c.rows, c.cols, sv, 21);
+      const data = new Float32Array(c.rows * c.cols);
+      for (let ch = 0; ch < c.rows; ch++) {
+        for (let j = 0; j < c.cols; j++)
+          data[c.axis === 0 ? ch * c.cols + j : j * c.rows + ch] = m[ch * c.cols + j]!;
+      }
+      const t = tensor(data, c.shape, c.role, c.axis);
+      for (const r of [1, 3, 5]) {
+        const res = lowRankWeights(t, { technique: 'lowrank', rank: r });
+        const st = res.storage;
+        assert.ok(st.kind === 'lowrank');
+        const tail = sv.slice(r).reduce((a, v) => a + v * v, 0);
+        assert.ok(Math.abs(res.sse - tail) < 1e-4 * (1 + tail), `r=${r}: ${res.sse} vs ${tail}`);
+        for (let ch = 0; ch < c.rows; ch++) {
+          for (let j = 0; j < c.cols; j++) {
+            let x = 0;
+            for (let k = 0; k < r; k++) x += st.left[ch * r + k]! * st.right[k * c.cols + j]!;
+            const at = c.axis === 0 ? ch * c.cols + j : j * c.rows + ch;
+            assert.equal(res.weights[at], Math.fround(x), `(${ch}, ${j})`);
+          }
+        }
+      }
+    });
+  }
+
+  it('one decomposition serves every level; the cache never changes a result', () => {
+    const g = gaussian(mulberry32(5));
+    const data = Float32Array.from({ length: 24 * 2 * 3 * 3 }, () => g());
+    const t = tensor(data, [24, 2, 3, 3], 'conv', 0);
+    clearLowRankCache();
+    const dec = lowRankDecomposition(t);
+    assert.equal(lowRankDecomposition({ ...t, data: data.slice() }), dec, 'same data: cached');
+    const energies = [0.999, 0.99, 0.95, 0.9, 0.8];
+    const cached = energies.map((energy) => lowRankWeights(t, { technique: 'lowrank', energy }));
+    energies.forEach((energy, i) => {
+      clearLowRankCache();
+      const fresh = lowRankWeights(t, { technique: 'lowrank', energy });
+      assert.deepEqual(cached[i]!.weights, fresh.weights);
+      const rank = lowRankRank(lowRankDecomposition(t), { technique: 'lowrank', energy });
+      assert.equal(fresh.storage.kind === 'lowrank' && fresh.storage.rank, rank);
+    });
+    // Another tensor with the same shape (one weight changed) gets its own decomposition.
+    const other = data.slice();
+    other[7] = other[7]! + 1;
+    assert.notEqual(lowRankDecomposition({ ...t, data: other }), lowRankDecomposition(t));
+    // Another layout of the same bytes is another matrix.
+    assert.notEqual(lowRankDecomposition(tensor(data, [2, 24, 3, 3], 'conv', 1)), lowRankDecomposition(t));
   });
 
   it('rejects role other and bad levels', () => {
