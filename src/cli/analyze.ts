@@ -14,6 +14,8 @@ export const ANALYZE_USAGE = `usage: onnx-compress analyze MODEL.onnx (--data FI
   --out DIR           results folder (default MODEL.compress/ next to the model)
   --fresh             discard earlier results in the folder instead of resuming
   --threads N         onnxruntime threads (default all cores)
+  --no-calibration    plain rounding for share/quant levels (default: calibrated on the first 256
+                      samples of the data; see docs/explore.md)
   --json              print a JSON summary on stdout`;
 
 /** Options shared by `analyze` and `compress`. */
@@ -26,6 +28,7 @@ export const COMMON_OPTIONS = {
   out: { type: 'string' as const },
   fresh: { type: 'boolean' as const },
   threads: { type: 'string' as const },
+  'no-calibration': { type: 'boolean' as const },
   json: { type: 'boolean' as const },
 };
 
@@ -39,6 +42,7 @@ export interface CommonValues {
   out?: string;
   fresh?: boolean;
   threads?: string;
+  'no-calibration'?: boolean;
   json?: boolean;
 }
 
@@ -117,6 +121,7 @@ export async function analyzeCommand(argv: string[], signal: AbortSignal): Promi
       ...(limit !== undefined ? { limit } : {}),
       threads,
       fresh: values.fresh === true,
+      calibrate: values['no-calibration'] !== true,
       signal,
       onEvent: progress.onEvent,
     });

@@ -10,7 +10,7 @@ export const COMPRESS_USAGE = `usage: onnx-compress compress MODEL.onnx (--data 
   --max-loss PP       largest top-1 loss in percentage points on the search data (e.g. 0.5)
   --max-size SIZE     largest compressed ONNX file: bytes, or 200kB, 5MB, 1.5MiB
   --holdout FILE      held-out dataset to confirm the chosen candidate on (default none)
-  --data, --labels, --data-free, --techniques, --out, --fresh, --threads, --json: as for analyze
+  --data, --labels, --data-free, --techniques, --out, --fresh, --threads, --no-calibration, --json: as for analyze
   --limit N           samples of the search data for the real evaluations (default all)
   --sensitivity-limit N  samples for the sensitivity cells (default 1000)
   --method fast|greedy   search (default fast; greedy is the slow baseline)
@@ -100,6 +100,7 @@ export async function compressCommand(argv: string[], signal: AbortSignal): Prom
       ...(holdoutTries !== undefined ? { holdoutTries } : {}),
       threads: intOption(values.threads, '--threads'),
       fresh: values.fresh === true,
+      calibrate: values['no-calibration'] !== true,
       signal,
       onEvent: progress.onEvent,
     });

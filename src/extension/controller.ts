@@ -212,7 +212,7 @@ export class Controller implements PanelActions {
     if (!out) return undefined;
     const archive = args?.archive ?? settings.exportArchive;
     const r = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Exporting ${id} of ${modelName(model)}` }, () =>
-      this.engine.exportCandidate(dir, id, out, archive),
+      this.engine.exportCandidate(dir, id, out, archive, this.knownDataset(model, settings)),
     );
     await this.announceExport(`${id} of ${model}`, id, r, args?.noReveal === true);
     return r.outPath;
@@ -242,7 +242,7 @@ export class Controller implements PanelActions {
     const out = await this.confirmTarget(args?.outPath ?? exportPathFor(model, name, settings), args?.overwrite === true, archive);
     if (!out) return undefined;
     const r = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Exporting the ${name} plan of ${modelName(model)}` }, () =>
-      this.engine.exportPlan(model, p as PlanFile, out, archive),
+      this.engine.exportPlan(model, p as PlanFile, out, archive, this.knownDataset(model, settings)),
     );
     await this.announceExport(`the ${name} plan of ${model}`, `the ${name} plan`, r, args?.noReveal === true);
     return r.outPath;
@@ -393,6 +393,18 @@ export class Controller implements PanelActions {
    * The model's dataset: `<model>.dataset.json`, else the `onnxCompress.dataset` setting
    * (`synthetic` = data-free), else the user picks one (written as `<model>.dataset.json`).
    */
+  /** The model's dataset without asking (its own dataset JSON, or the setting), for exports of calibrated plans. */
+  private knownDataset(model: string, settings: Settings): WorkerRunOptions['data'] | undefined {
+    const own = datasetFileFor(model);
+    if (exists(own)) return own;
+    if (settings.dataset === 'synthetic') return { format: 'synthetic' };
+    if (settings.dataset) {
+      const p = resolveSettingPath(settings.dataset, model);
+      if (exists(p)) return p;
+    }
+    return undefined;
+  }
+
   private async resolveDataset(model: string, settings: Settings): Promise<WorkerRunOptions['data'] | undefined> {
     const own = datasetFileFor(model);
     if (exists(own)) return own;

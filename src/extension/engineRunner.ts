@@ -55,13 +55,13 @@ export class EngineRunner {
   }
 
   /** `exportCandidate` in a worker (plus the `.onnxc` archive when `archive`). */
-  exportCandidate(resultsDir: string, candidateId: string, outPath: string, archive: boolean): Promise<WorkerExportResult> {
-    return this.run({ type: 'export', resultsDir, candidateId, outPath, archive }, {}).then(exported);
+  exportCandidate(resultsDir: string, candidateId: string, outPath: string, archive: boolean, data?: WorkerRunOptions['data']): Promise<WorkerExportResult> {
+    return this.run({ type: 'export', resultsDir, candidateId, outPath, archive, ...(data !== undefined ? { data } : {}) }, {}).then(exported);
   }
 
   /** Applies `plan` to `model` in a worker and saves it at `outPath` (plus the `.onnxc` archive when `archive`). */
-  exportPlan(model: string, plan: PlanFile, outPath: string, archive: boolean): Promise<WorkerExportResult> {
-    return this.run({ type: 'exportPlan', model, plan, outPath, archive }, {}).then(exported);
+  exportPlan(model: string, plan: PlanFile, outPath: string, archive: boolean, data?: WorkerRunOptions['data']): Promise<WorkerExportResult> {
+    return this.run({ type: 'exportPlan', model, plan, outPath, archive, ...(data !== undefined ? { data } : {}) }, {}).then(exported);
   }
 
   /** Terminates every running worker. */

@@ -7,12 +7,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CompressError, fail, throwIfAborted } from '../errors';
 import { chooseEncoding } from '../encode/choose';
-import { compressWeight } from '../encode/apply';
+import { checkFinite, compressWeight } from '../encode/apply';
+import { lowRankDecomposition, lowRankRank } from '../compress/lowRank';
 import type { WeightInfo } from '../onnx';
 import type { VariantEvaluator } from '../eval/variantEvaluator';
 import { writeFileAtomic } from '../util/atomicWrite';
 import { sensitivityCsv } from '../report/csv';
 import { defaultLevels, levelUnsupported, parseTechniques, type TechniqueFamily } from './levels';
+import { calibratedLevels, calibrationApplies, ensureCalibration } from './calibrate';
 import { acquireLock, openEvaluator, prepareModel, resultsDirFor, TOOL, type DataInput, type OpenedEvaluator, type PreparedModel, RUN_DEFAULTS, type RunOptions } from './workspace';
 import type { LayerRow, LevelDef, SensitivityCell, SensitivityFile } from './types';
 
@@ -111,7 +113,8 @@ export function readSensitivity(dir: string): SensitivityFile | undefined {
  */
 export async function runSensitivity(pm: PreparedModel, dir: string, o: AnalyzeOptions): Promise<SensitivityFile> {
   const emit = o.onEvent ?? (() => {});
-  const levels = o.levels ? [...o.levels] : defaultLevels(o.techniques);
+  const calibrate = calibrationApplies(o.calibrate, o.data);
+  const levels = calibrate ? calibratedLevels(o.levels ?? defaultLevels(o.techniques)) : o.levels ? [...o.levels] : defaultLevels(o.techniques);
   if (levels.length === 0) fail('E_BAD_ARGUMENT', 'No levels to measure.');
   const layers = layerRows(pm, levels);
   const file = path.join(dir, FILES.sensitivity);
@@ -141,6 +144,10 @@ export async function runSensitivity(pm: PreparedModel, dir: string, o: AnalyzeO
     (opened ??= await openEvaluator(pm, o.data, pm.layers.map((w) => [w.name]), { limit: o.limit, threads: o.threads, batchSize: o.batchSize, signal: o.signal }));
   // The dataset reference must match to resume; opening the evaluator tells us what it is.
   const ev = needed > 0 || !old ? await openIt() : undefined;
+  if (calibrate && needed > 0) {
+    emit({ type: 'phase', phase: 'setup', message: 'Collecting layer input statistics for calibrated rounding' });
+    await ensureCalibration(pm, o.data, { signal: o.signal, threads: o.threads });
+  }
   const datasetRef = ev?.ref ?? old!.dataset;
   if (old && ev && (old.dataset.source !== ev.ref.source || old.dataset.samples !== ev.ref.samples || old.dataset.labels !== ev.ref.labels)) {
     fail('E_BAD_ARGUMENT', `The results folder '${dir}' holds sensitivity results measured on other data (${old.dataset.source}, ${old.dataset.samples} samples; now ${ev.ref.source}, ${ev.ref.samples}). Use another --out, or --fresh to discard them.`);
@@ -246,6 +253,15 @@ export function skipReason(w: { bytes: number }, level: LevelDef, bytes: number,
 /** Compresses layer `w` alone at `level` and evaluates it (screened: early stop against `screen`); a string = not measured (why). */
 async function measureCell(pm: PreparedModel, w: WeightInfo, level: LevelDef, evaluator: VariantEvaluator, labels: boolean, screen: number | undefined, signal: AbortSignal | undefined, skip: (bytes: number) => string | undefined): Promise<SensitivityCell | string> {
   const t0 = performance.now();
+  if (level.spec.technique === 'lowrank') {
+    // A low-rank level's exact bytes follow from the layer's decomposition (shared by its levels):
+    // a pruned level costs no factors.
+    const data = pm.model.float32(w.tensor);
+    checkFinite(pm.model.source, w.name, data);
+    const dec = lowRankDecomposition({ data, shape: w.shape, role: w.kind, channelAxis: w.channelAxis, name: w.name }, signal);
+    const why = skip(4 * lowRankRank(dec, level.spec) * (dec.rows + dec.cols));
+    if (why) return why;
+  }
   const ct = compressWeight(pm.model, w, level.spec, signal ? { signal } : {});
   let onnxBytes: number;
   try {

@@ -23,11 +23,14 @@ import { fail, throwIfAborted } from '../errors';
 import { applySpecs, compressWeight } from '../encode/apply';
 import { packArchive } from '../encode/archive';
 import { chooseEncoding } from '../encode/choose';
-import { encodeModel, listWeights, loadModel, saveModel, type WeightInfo } from '../onnx';
+import { listWeights, loadModel, saveModel, savedSize, type WeightInfo } from '../onnx';
 import { writeFileAtomic } from '../util/atomicWrite';
 import { writeCompressReports } from '../report';
 import { FILES, makeAnalyzeOptions, runSensitivity } from './analyze';
 import { parseTechniques, type TechniqueFamily } from './levels';
+import { CALIBRATION_SAMPLES, calibrationApplies, ensureCalibration } from './calibrate';
+import { collectHessians } from '../eval/calibration';
+import type { LayerHessian } from '../compress/gptq';
 import { resolvePlan, specToLayerPlan, type PlanFile } from './plan';
 import { isotonic, LossPredictor, minBytesUnderLoss, pairedLossBounds, minLossUnderBytes, paretoFront, totals, type LayerOption, type SearchLayer } from './search';
 import { acquireLock, fileSha256, openEvaluator, prepareModel, resultsDirFor, TOOL, type DataInput, type PreparedModel, RUN_DEFAULTS, type RunOptions } from './workspace';
@@ -214,6 +217,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
         threads: o.threads,
         batchSize: o.batchSize,
         progressIntervalMs: o.progressIntervalMs,
+        calibrate: o.calibrate,
         signal: o.signal,
         onEvent: (e) => {
           if (e.type === 'cell') cellsMeasured++;
@@ -222,6 +226,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
       }),
     );
     emit({ type: 'phase', phase: 'search', message: `Searching (${o.method}) under ${o.maxLoss !== undefined ? `a loss of ${(o.maxLoss * 100).toFixed(2)} points` : `${o.maxSize} bytes`}` });
+    const calibration = calibrationApplies(o.calibrate, o.data) ? await ensureCalibration(pm, o.data, { signal: o.signal, threads: o.threads }) : undefined;
     const layers = searchLayers(pm, sf, { combine: o.combine && o.method === 'fast', maxCombos: o.maxCombos, comboLossLimit: o.maxLoss ?? 0.02, signal: o.signal });
     const data = await openEvaluator(pm, o.data, [pm.layers.map((w) => w.name)], { limit: o.limit, threads: o.threads, batchSize: o.batchSize, signal: o.signal });
     const evaluator = await data.evaluatorFor(pm.layers.map((w) => w.name));
@@ -237,8 +242,8 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
       throwIfAborted(o.signal);
       const model = await loadModel(pm.file);
       const specs = specsOf(layers, choice);
-      const res = applySpecs(model, specs, { signal: o.signal });
-      const bytes = encodeModel(model.proto).length;
+      const res = applySpecs(model, specs, { signal: o.signal, calibration });
+      const bytes = savedSize(model, exportPath(pm.file, dir));
       const r = await evaluator.evaluate(res.reconstructions, { keepOutputs: true, signal: o.signal });
       const flips = data.flips(r.outputs!);
       searchEvals++;
@@ -290,7 +295,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
       try {
         const confirm = async (c: Candidate): Promise<boolean> => {
           const model = await loadModel(pm.file);
-          const res = applySpecs(model, resolvePlan(c.plan, listWeights(model)), { encode: false, signal: o.signal });
+          const res = applySpecs(model, resolvePlan(c.plan, listWeights(model)), { encode: false, signal: o.signal, calibration });
           const r = await hev.evaluate(res.reconstructions, { keepOutputs: true, signal: o.signal });
           const flips = hd.flips(r.outputs!);
           const b = pairedLossBounds(flips, 0.975);
@@ -352,8 +357,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
     };
     if (o.export && chosen) {
       emit({ type: 'phase', phase: 'export', message: `Exporting ${chosen.id}` });
-      const stem = path.basename(pm.file).replace(/\.onnx$/i, '');
-      const r = await exportCandidateFrom(pm.file, chosen, path.join(dir, `${stem}.compressed.onnx`), true);
+      const r = await exportCandidateFrom(pm.file, chosen, exportPath(pm.file, dir), true, calibration);
       cf.outputs.model = path.basename(r.model);
       if (r.archive) {
         cf.outputs.archive = path.basename(r.archive);
@@ -522,12 +526,26 @@ export interface ExportResult {
   archiveBytes?: number;
 }
 
-async function exportCandidateFrom(modelFile: string, c: Candidate, outPath: string, archive: boolean): Promise<ExportResult> {
+/** Where `compress` exports the chosen candidate: `<results>/<stem>.compressed.onnx`. */
+function exportPath(modelFile: string, dir: string): string {
+  return path.join(dir, `${path.basename(modelFile).replace(/\.onnx$/i, '')}.compressed.onnx`);
+}
+
+async function exportCandidateFrom(modelFile: string, c: Candidate, outPath: string, archive: boolean, calibration?: ReadonlyMap<string, LayerHessian>, data?: DataInput): Promise<ExportResult> {
   const model = await loadModel(modelFile);
-  applySpecs(model, resolvePlan(c.plan, listWeights(model), `candidate ${c.id}`));
-  const saved = await saveModel(model, outPath, { externalData: 'none' });
-  const out: ExportResult = { model: saved.modelFile, bytes: saved.modelBytes };
-  if (archive) {
+  const weights = listWeights(model);
+  const specs = resolvePlan(c.plan, weights, `candidate ${c.id}`);
+  const calibrated = [...specs].filter(([, s]) => (s.technique === 'share' || s.technique === 'quant') && s.calibrated).map(([n]) => n);
+  if (calibrated.length > 0 && !calibration) {
+    if (!data) fail('E_BAD_ARGUMENT', `Candidate ${c.id} uses calibrated rounding on ${calibrated.length} layer(s): exporting it needs the search data it was made with (give the dataset).`);
+    const wanted = new Set(calibrated);
+    calibration = await collectHessians(model, weights.filter((w) => wanted.has(w.name)), data.spec, { samples: CALIBRATION_SAMPLES });
+  }
+  applySpecs(model, specs, { calibration });
+  // External data when the input had it (or past 2 GiB); the archive holds one .onnx file only.
+  const saved = await saveModel(model, outPath);
+  const out: ExportResult = { model: saved.modelFile, bytes: saved.modelBytes + saved.dataBytes };
+  if (archive && !saved.dataFile) {
     const packed = packArchive(fs.readFileSync(saved.modelFile));
     const file = saved.modelFile.replace(/\.onnx$/i, '') + '.onnxc';
     await writeFileAtomic(file, packed);
@@ -541,10 +559,12 @@ async function exportCandidateFrom(modelFile: string, c: Candidate, outPath: str
  * Exports candidate `candidateId` of the results folder `resultsDir` (its `candidates.json`) as a
  * compressed ONNX file at `outPath`, plus its archive next to it (`.onnxc`) when `archive`.
  * `root` (default: the results folder's parent) is the workspace the recorded model path must stay in.
+ * `data`: the search data, needed when the candidate uses calibrated rounding (its statistics are
+ * collected again from the same first samples).
  * @throws E_BAD_ARGUMENT when the folder has no such candidate, the model changed since, or the
  * recorded model path leaves `root`, is absolute or is not an `.onnx` file.
  */
-export async function exportCandidate(resultsDir: string, candidateId: string, outPath: string, archive = false, root?: string): Promise<ExportResult> {
+export async function exportCandidate(resultsDir: string, candidateId: string, outPath: string, archive = false, root?: string, data?: DataInput): Promise<ExportResult> {
   const file = path.join(resultsDir, FILES.candidates);
   let cf: CandidatesFile;
   try {
@@ -565,7 +585,7 @@ export async function exportCandidate(resultsDir: string, candidateId: string, o
   if (path.isAbsolute(cf.model.file) || rel.startsWith('..') || path.isAbsolute(rel) || !/\.onnx$/i.test(modelFile) || (fs.existsSync(modelFile) && !fs.statSync(modelFile).isFile())) {
     fail('E_BAD_ARGUMENT', `'${file}' names the model '${cf.model.file}', which is not an .onnx file inside '${base}'; results files may only name models in their workspace. Run compress again.`);
   }
-  if (!fs.existsSync(modelFile) || fileSha256(modelFile) !== cf.model.sha256) fail('E_BAD_ARGUMENT', `The model '${modelFile}' is missing or changed since '${file}' was written; run compress again.`);
-  return exportCandidateFrom(modelFile, c, outPath, archive);
+  if (!fs.existsSync(modelFile) || fileSha256(modelFile, (await loadModel(modelFile)).externalFiles) !== cf.model.sha256) fail('E_BAD_ARGUMENT', `The model '${modelFile}' is missing or changed since '${file}' was written; run compress again.`);
+  return exportCandidateFrom(modelFile, c, outPath, archive, undefined, data);
 }
 

@@ -86,9 +86,22 @@ export interface PreparedModel {
   layers: WeightInfo[];
 }
 
-/** sha256 (hex) of a file. */
-export function fileSha256(file: string): string {
-  return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+/**
+ * sha256 (hex) of a file followed by `dataFiles` (a model's external data files, so that a changed
+ * weight file counts as a changed model), read in 8 MiB blocks.
+ */
+export function fileSha256(file: string, dataFiles: readonly string[] = []): string {
+  const h = createHash('sha256');
+  const buf = Buffer.allocUnsafe(8 * 2 ** 20);
+  for (const f of [file, ...dataFiles]) {
+    const fd = fs.openSync(f, 'r');
+    try {
+      for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  return h.digest('hex');
 }
 
 /**
@@ -102,7 +115,6 @@ export async function prepareModel(file: string, resultsDir: string, signal?: Ab
   const all = listWeights(model);
   const layers = all.filter((w) => w.compressible && w.dataType === 1);
   if (layers.length === 0) fail('E_MODEL_INVALID', `${file}: nothing to compress: no compressible float32 weight (${incompressibleSummary(all.filter((w) => !(w.compressible && w.dataType === 1)))}; see \`onnx-compress info ${file}\`).`);
-  if (model.externalFiles.length) fail('E_MODEL_UNSUPPORTED', `${file}: models with external data are not supported by analyze/compress yet; save it as one file first.`);
   // Before any measurement: a NaN/Inf layer would fail (or poison the search) much later.
   for (const w of layers) checkFinite(file, w.name, model.float32(w.tensor));
   const fileBytes = fs.statSync(abs).size + model.externalFiles.reduce((s, f) => s + fs.statSync(f).size, 0);
@@ -114,7 +126,7 @@ export async function prepareModel(file: string, resultsDir: string, signal?: Ab
     layers,
     ref: {
       file: path.relative(path.dirname(resultsDir), abs) || path.basename(abs),
-      sha256: fileSha256(abs),
+      sha256: fileSha256(abs, model.externalFiles),
       bytes: fileBytes,
       compressibleParams: layers.reduce((s, w) => s + w.params, 0),
     },
@@ -159,8 +171,10 @@ export async function openEvaluator(
   o: { limit: number | undefined; threads: number | undefined; batchSize: number; signal: AbortSignal | undefined },
 ): Promise<OpenedEvaluator> {
   const io = modelIo(pm.bytes);
+  // External data stays in its files; onnxruntime reads it from the model's folder.
+  const folder = pm.model.externalFiles.length ? { externalDataFolder: path.dirname(pm.file) } : {};
   const classes = await (async () => {
-    const s = await createSession(pm.bytes, o.threads ? { intraOpNumThreads: o.threads } : {});
+    const s = await createSession(pm.bytes, { ...(o.threads ? { intraOpNumThreads: o.threads } : {}), ...folder });
     try {
       return classesOf(sessionOutputs(s)[0]);
     } finally {
@@ -168,7 +182,7 @@ export async function openEvaluator(
     }
   })();
   const dataset = await openDataset(data.spec, io.inputs, { limit: o.limit, numClasses: classes });
-  const eo = { ...(o.threads ? { intraOpNumThreads: o.threads } : {}), batchSize: o.batchSize, signal: o.signal };
+  const eo = { ...(o.threads ? { intraOpNumThreads: o.threads } : {}), ...folder, batchSize: o.batchSize, signal: o.signal };
   const store = await VariantEvaluator.prepare(pm.bytes, groups, dataset, eo);
   const refOut = store.reference.outputs[io.outputs[0]!]!;
   const labels = store.reference.labels;
@@ -217,7 +231,12 @@ export interface RunOptions {
   signal: AbortSignal | undefined;
   /** Streamed events: phases, throttled progress, every measured cell and candidate. */
   onEvent: ((e: ExploreEvent) => void) | undefined;
+  /**
+   * Calibrated rounding for share and quant levels (`explore/calibrate.ts`; ignored with data-free
+   * inputs). Default true.
+   */
+  calibrate: boolean;
 }
 
 /** Defaults of {@link RunOptions}. */
-export const RUN_DEFAULTS: RunOptions = { fresh: false, threads: undefined, batchSize: 100, progressIntervalMs: 1000, signal: undefined, onEvent: undefined };
+export const RUN_DEFAULTS: RunOptions = { fresh: false, threads: undefined, batchSize: 100, progressIntervalMs: 1000, signal: undefined, onEvent: undefined, calibrate: true };

@@ -2,7 +2,7 @@
 export { decodeModel, encodeModel, encodeModelChunks, MAX_IR_VERSION, MIN_IR_VERSION } from './codec';
 export * from './dtype';
 export { modelInfo, type ModelInfo, type ValueInfo, type WeightSummary } from './info';
-export { EXTERNAL_THRESHOLD, externalInfo, loadModel, modelFromBytes, resolveExternalPath, saveModel } from './io';
+export { EXTERNAL_THRESHOLD, externalInfo, loadModel, modelFromBytes, readExternalTensor, resolveExternalPath, saveModel, savedSize } from './io';
 export type { ExternalDataMode, LoadOptions, SaveOptions, SaveResult } from './io';
 export { OnnxModel } from './model';
 export * from './tensor';

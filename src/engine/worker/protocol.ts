@@ -53,6 +53,8 @@ export interface WorkerExportRequest {
   outPath: string;
   /** Also write the `.onnxc` archive next to `outPath`. Default false. */
   archive?: boolean;
+  /** The search data (as in {@link WorkerRunOptions.data}): needed for calibrated layers. */
+  data?: string | Record<string, unknown>;
 }
 /** Apply a plan (the heatmap selection) to a model and save it. Reply: {@link WorkerExportResult}. */
 export interface WorkerExportPlanRequest {
@@ -63,6 +65,8 @@ export interface WorkerExportPlanRequest {
   outPath: string;
   /** Also write the `.onnxc` archive next to `outPath`. Default false. */
   archive?: boolean;
+  /** The search data (as in {@link WorkerRunOptions.data}): needed for calibrated layers. */
+  data?: string | Record<string, unknown>;
 }
 /** Abort the current run (its promise rejects with `E_CANCELLED`; finished results stay on disk). */
 export interface WorkerCancelCommand {

@@ -19,6 +19,8 @@ import { analyzeModel, compressModel, DEFAULT_LEVELS, exportCandidate, makeLevel
 import { listWeights, loadModel, saveModel } from '../onnx';
 import { writeFileAtomic } from '../util/atomicWrite';
 import type { ExploreEvent } from '../explore/types';
+import { collectHessians } from '../eval/calibration';
+import { CALIBRATION_SAMPLES } from '../explore/calibrate';
 import type { FromWorkerMessage, ToWorkerMessage, WorkerRunOptions } from './protocol';
 
 const port = parentPort;
@@ -60,10 +62,18 @@ async function engineOptions(o: WorkerRunOptions, signal: AbortSignal, forCompre
  * Applies `plan` to `model` and saves the result at `outPath` (one file, no external data), plus
  * its `.onnxc` archive next to it when `archive`. The input is never written.
  */
-async function exportPlan(model: string, plan: PlanFile, outPath: string, archive: boolean): Promise<FromWorkerMessage> {
+async function exportPlan(model: string, plan: PlanFile, outPath: string, archive: boolean, data?: DataInput): Promise<FromWorkerMessage> {
   if (fs.existsSync(outPath) && fs.realpathSync(outPath) === fs.realpathSync(model)) fail('E_BAD_ARGUMENT', `Refusing to overwrite the model '${model}' with its own export.`);
   const m = await loadModel(model);
-  applySpecs(m, resolvePlan(plan, listWeights(m), 'selection'));
+  const weights = listWeights(m);
+  const specs = resolvePlan(plan, weights, 'selection');
+  const calibrated = new Set([...specs].filter(([, s]) => (s.technique === 'share' || s.technique === 'quant') && s.calibrated).map(([n]) => n));
+  let calibration;
+  if (calibrated.size > 0) {
+    if (!data || data.spec.format === 'synthetic') fail('E_BAD_ARGUMENT', `The plan uses calibrated rounding on ${calibrated.size} layer(s): exporting it needs the model's dataset (run "Configure Dataset").`);
+    calibration = await collectHessians(m, weights.filter((w) => calibrated.has(w.name)), data.spec, { samples: CALIBRATION_SAMPLES });
+  }
+  applySpecs(m, specs, { calibration });
   const saved = await saveModel(m, outPath, { externalData: 'none' });
   const reply: FromWorkerMessage = { type: 'exported', outPath: saved.modelFile, bytes: saved.modelBytes };
   if (archive) {
@@ -92,11 +102,12 @@ async function onMessage(body: unknown): Promise<FromWorkerMessage | undefined> 
       }
     }
     case 'export': {
-      const r = await exportCandidate(msg.resultsDir, msg.candidateId, msg.outPath, msg.archive === true);
+      const data = msg.data === undefined ? undefined : await dataInput({ model: msg.outPath, data: msg.data, outDir: msg.resultsDir });
+      const r = await exportCandidate(msg.resultsDir, msg.candidateId, msg.outPath, msg.archive === true, undefined, data);
       return { type: 'exported', outPath: r.model, bytes: r.bytes, ...(r.archive ? { archive: r.archive } : {}) };
     }
     case 'exportPlan':
-      return exportPlan(msg.model, msg.plan, msg.outPath, msg.archive === true);
+      return exportPlan(msg.model, msg.plan, msg.outPath, msg.archive === true, msg.data === undefined ? undefined : await dataInput({ model: msg.model, data: msg.data, outDir: '' }));
     default: {
       const never: never = msg;
       throw new Error(`unknown worker message ${JSON.stringify(never)}`);
