@@ -15,6 +15,23 @@ export interface SessionOptions {
   graphOptimizationLevel: 'disabled' | 'basic' | 'extended' | 'all';
   /** Reuse memory between runs of same-shaped inputs. Default true. */
   enableMemPattern: boolean;
+  /**
+   * Folder the model's external data `location`s are relative to (its .onnx file's folder). Needed
+   * when the bytes refer to external data: onnxruntime then reads those tensors from their files
+   * itself, so a model over 2 GiB never has to be one buffer. Default none (bytes must be
+   * self-contained, or refer to files in the working directory).
+   */
+  externalDataFolder?: string;
+}
+
+/** The {@link SessionOptions} fields of a larger options object (e.g. an evaluator's). */
+export function pickSessionOptions(o: Partial<SessionOptions>): Partial<SessionOptions> {
+  const out: Partial<SessionOptions> = {};
+  if (o.intraOpNumThreads !== undefined) out.intraOpNumThreads = o.intraOpNumThreads;
+  if (o.graphOptimizationLevel !== undefined) out.graphOptimizationLevel = o.graphOptimizationLevel;
+  if (o.enableMemPattern !== undefined) out.enableMemPattern = o.enableMemPattern;
+  if (o.externalDataFolder !== undefined) out.externalDataFolder = o.externalDataFolder;
+  return out;
 }
 
 /** Merges {@link SessionOptions} defaults. */
@@ -39,6 +56,9 @@ export async function createSession(
       graphOptimizationLevel: o.graphOptimizationLevel,
       enableMemPattern: o.enableMemPattern,
       executionMode: 'sequential',
+      // onnxruntime ≥ 1.21 (session config key, onnxruntime PR #23557): resolve external data of a
+      // model given as bytes against this folder (it refuses paths that leave it).
+      ...(o.externalDataFolder ? { extra: { session: { model_external_initializers_file_folder_path: o.externalDataFolder } } } : {}),
     });
   } catch (e) {
     fail('E_MODEL_INVALID', `onnxruntime cannot load ${source}: ${(e as Error).message}`, e);

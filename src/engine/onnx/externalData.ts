@@ -23,12 +23,15 @@ export interface ExternalRange {
 
 /**
  * {@link ExternalBytes} that also knows tensors whose bytes stay in their data file until used:
- * `get` reads a deferred tensor from disk on every call (nothing is cached, so memory holds only
- * the tensors callers keep), `has` is true for them, and {@link DeferredExternalBytes.range} says
+ * `get` reads a deferred tensor from disk when called (only the last one read is kept, so memory
+ * holds one such tensor plus what callers keep; like a held tensor, the same array is returned to
+ * every caller until another tensor is read), `has` is true for them, and {@link DeferredExternalBytes.range} says
  * where they are without reading them. Tensors given with `set` are held in memory as before.
  */
 export class DeferredExternalBytes extends WeakMap<TensorProto, Uint8Array> {
   readonly #ranges = new WeakMap<TensorProto, ExternalRange>();
+  /** The last deferred tensor read: layer-by-layer work reads one tensor many times in a row. */
+  #last: { t: TensorProto; bytes: Uint8Array } | undefined;
 
   /** Registers `t` as read on demand from `range`. */
   defer(t: TensorProto, range: ExternalRange): void {
@@ -45,14 +48,19 @@ export class DeferredExternalBytes extends WeakMap<TensorProto, Uint8Array> {
   }
 
   /**
-   * The tensor's bytes: held ones as they are, deferred ones freshly read (a new array per call).
+   * The tensor's bytes: held ones as they are, deferred ones read from disk (or the last one read).
    * @throws E_EXTERNAL_DATA when the data file is gone, shorter than at load time, or unreadable.
    */
   override get(t: TensorProto): Uint8Array | undefined {
     const held = super.get(t);
     if (held) return held;
+    if (this.#last?.t === t) return this.#last.bytes;
     const r = this.#ranges.get(t);
-    return r ? readRange(r, t.name) : undefined;
+    if (!r) return undefined;
+    this.#last = undefined; // let the previous one be collected before reading the next
+    const bytes = readRange(r, t.name);
+    this.#last = { t, bytes };
+    return bytes;
   }
 }
 

@@ -205,7 +205,7 @@ async function readExternalData(
 
 /** How {@link saveModel} stores tensor data. */
 export type ExternalDataMode =
-  /** External data when the input had it or when one file would pass 2 GiB; else one file. */
+  /** External data when the input had it or when one file would pass 2 GiB (and some tensor reaches the threshold); else one file. */
   | 'auto'
   /** Everything in the .onnx file (fails past 2 GiB). */
   | 'none'
@@ -374,7 +374,9 @@ function layOut(model: OnnxModel, out: string, mode: ExternalDataMode): { dataFi
     restore();
     throw e;
   }
-  return { dataFile: ext ? path.resolve(path.dirname(out), ext.location) : undefined, chunks, dataSize, restore };
+  // 'auto' writes no empty data file when every tensor ended up small (e.g. all compressed).
+  const dataFile = ext && (chunks.length > 0 || mode !== 'auto') ? path.resolve(path.dirname(out), ext.location) : undefined;
+  return { dataFile, chunks, dataSize, restore };
 }
 
 /** Records a tensor's storage fields (with proto2 presence) and returns a function restoring them. */
