@@ -4,6 +4,7 @@
  * Child processes (for per-process peak RSS) re-enter here with `--child <name> ...`.
  */
 import { archiveBench } from './archive';
+import { calibrationBench } from './calibration';
 import { compressBench } from './compress';
 import { evalBench } from './eval';
 import { exploreBench } from './explore';
@@ -18,7 +19,7 @@ export interface Bench {
 }
 
 /** Registered benchmarks, in run order. Add new modules here. */
-const BENCHES: Bench[] = [onnxIoBench, compressBench, evalBench, archiveBench, exploreBench, memoryBench];
+const BENCHES: Bench[] = [onnxIoBench, compressBench, evalBench, archiveBench, calibrationBench, exploreBench, memoryBench];
 const CHILDREN: Record<string, (args: string[]) => Promise<void>> = { onnxio: onnxIoChild };
 
 async function main(argv: string[]): Promise<void> {
