@@ -84,8 +84,11 @@ export function readFully(fd: number, buf: Uint8Array, at: number, length: numbe
   }
 }
 
-/** Reads a range into a new array. @throws E_EXTERNAL_DATA when the file is gone, shrank or is unreadable. */
-export function readRange(r: ExternalRange, tensor: string): Uint8Array {
+/**
+ * Opens a deferred tensor's data file and runs `fn` on it (closed afterwards).
+ * @throws E_EXTERNAL_DATA when the file is gone or shorter than when the model was loaded.
+ */
+function withRange<T>(r: ExternalRange, tensor: string, fn: (fd: number, what: () => string) => T): T {
   const what = () => `${r.modelFile}: external data '${r.location}' of tensor '${tensor}'`;
   let fd: number;
   try {
@@ -96,12 +99,19 @@ export function readRange(r: ExternalRange, tensor: string): Uint8Array {
   try {
     const size = fs.fstatSync(fd).size;
     if (size < r.fileSize) fail('E_EXTERNAL_DATA', `${what()} shrank from ${r.fileSize} to ${size} bytes since the model was loaded; the data file changed. Run again on a complete model.`);
-    const buf = new Uint8Array(r.length);
-    readFully(fd, buf, 0, r.length, r.offset, what);
-    return buf;
+    return fn(fd, what);
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** Reads a range into a new array. @throws E_EXTERNAL_DATA when the file is gone, shrank or is unreadable. */
+export function readRange(r: ExternalRange, tensor: string): Uint8Array {
+  return withRange(r, tensor, (fd, what) => {
+    const buf = new Uint8Array(r.length);
+    readFully(fd, buf, 0, r.length, r.offset, what);
+    return buf;
+  });
 }
 
 /**
@@ -109,21 +119,12 @@ export function readRange(r: ExternalRange, tensor: string): Uint8Array {
  * block, whatever the tensor's size).
  */
 export function copyRange(r: ExternalRange, tensor: string, outFd: number, block: Uint8Array): void {
-  const what = () => `${r.modelFile}: external data '${r.location}' of tensor '${tensor}'`;
-  let fd: number;
-  try {
-    fd = fs.openSync(r.file, 'r');
-  } catch (e) {
-    fail('E_EXTERNAL_DATA', `${what()} cannot be opened any more (${(e as Error).message}); it was there when the model was loaded. Put it back next to the model.`, e);
-  }
-  try {
+  withRange(r, tensor, (fd, what) => {
     for (let done = 0; done < r.length; ) {
       const n = Math.min(block.length, r.length - done);
       readFully(fd, block, 0, n, r.offset + done, what);
       writeAll(outFd, block.subarray(0, n));
       done += n;
     }
-  } finally {
-    fs.closeSync(fd);
-  }
+  });
 }
