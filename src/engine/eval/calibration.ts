@@ -24,6 +24,11 @@ export interface CalibrationOptions {
   samples: number;
   /** Convolutions: output positions per sample used (spread evenly over the feature map). Default 32. */
   positions: number;
+  /**
+   * Layers with more inputs per output channel than this get no statistics (plain rounding): the
+   * cost grows with its square (collection) and cube (rounding). Default 1152 (3×3×128).
+   */
+  maxDim: number;
   batchSize: number;
   signal: AbortSignal | undefined;
   session: Partial<SessionOptions>;
@@ -164,11 +169,13 @@ export async function collectHessians(
   data: Dataset | DatasetSpec,
   options: Partial<CalibrationOptions> = {},
 ): Promise<Map<string, LayerHessian>> {
-  const o: CalibrationOptions = { samples: 256, positions: 32, batchSize: 32, signal: undefined, session: {}, onProgress: undefined, ...options };
+  const o: CalibrationOptions = { samples: 256, positions: 32, maxDim: 1152, batchSize: 32, signal: undefined, session: {}, onProgress: undefined, ...options };
   const geo = new Map<string, Geometry>();
   for (const w of weights) {
     const g = calibrationGeometry(model, w);
-    if (typeof g !== 'string') geo.set(w.name, g);
+    if (typeof g === 'string') continue;
+    const d = g.kind === 'conv' ? g.cg * g.k.reduce((a, b) => a * b, 1) : g.dim;
+    if (d <= o.maxDim) geo.set(w.name, g);
   }
   const out = new Map<string, LayerHessian>();
   if (geo.size === 0) return out;
