@@ -1,27 +1,45 @@
 /**
  * Evaluation benchmark (issue #5 part 3): session creation vs inference, and weight-variant
- * evaluations per second, naive (new session on the full model per variant, dataset re-read) vs
- * {@link VariantEvaluator} (split graph, cached activations, weights fed or session rebuilt on the
- * suffix, with and without early stopping). Overhead = wall time ÷ time inside `session.run`.
+ * evaluations per second, naive (new session on the full model per variant, dataset re-read, all
+ * samples) vs {@link VariantEvaluator} (one shared pass, split graph, cached activations, weights fed
+ * or session rebuilt on the suffix). Overhead = wall time ÷ time inside `session.run`.
+ *
+ * The workload is a sensitivity sweep as `analyze` runs it: for every layer (at most 10, spread over
+ * the model), the weight rounded to 8, 7, …, 1 bits (uniform per tensor), mildest first, one
+ * evaluator per layer. The evaluator runs it three ways:
+ * - all samples: every variant on all 1000 samples (exact losses);
+ * - screen: `stopOn: 'over'` against 5 points (analyze's screen budget): decisively-bad variants stop
+ *   early, every other variant gets its exact loss;
+ * - early stop: stops both ways against a 1-point budget (95 %), for a search that only needs the
+ *   decision.
+ * Rates include all set-up (the shared pass and each layer's evaluator).
  *
  * Models: the fixtures (`test/fixtures/*.onnx`) and a ResNet-18-sized model (`.tmp/resnet18-fmnist.onnx`,
- * trained 300 steps, made by `scripts/make-resnet18.py` when missing and python is there). Data: fmnist-test-1000.
- * Variants: per layer, the weight rounded to 1..8 bits (uniform, per tensor; a sensitivity sweep), budget 1 point.
+ * trained 300 steps, made by `scripts/make-resnet18.py` when missing and python is there). Data:
+ * fmnist-test-1000. Arguments: `--quick` (LeNet only), model paths, `--threads N` (default: all cores).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { openDataset } from '../src/engine/eval/dataset';
 import { loadDatasetSpec, type DatasetSpec } from '../src/engine/eval/datasetSpec';
 import { ClassificationAccumulator } from '../src/engine/eval/metrics';
 import { classesOf, createSession, runDataset, sessionInputs, sessionOutputs, toOrtFeeds } from '../src/engine/eval/session';
-import { VariantEvaluator } from '../src/engine/eval/variantEvaluator';
+import { VariantEvaluator, type EvaluateOptions } from '../src/engine/eval/variantEvaluator';
 import { substituteWeights } from '../src/engine/eval/weightsAsInputs';
 import { decodeModel } from '../src/engine/onnx/codec';
 import type { Bench } from './main';
 
-const BITS = [1, 2, 3, 4, 5, 6, 7, 8];
-const BUDGET = 0.01;
+const BITS = [8, 7, 6, 5, 4, 3, 2, 1];
+const MAX_LAYERS = 10;
+
+/** The ways the evaluator is run (see the module comment). */
+const MODES: { name: string; options: Partial<EvaluateOptions> }[] = [
+  { name: 'all samples', options: {} },
+  { name: "screen (stop only when over 5 pt, 95 %)", options: { budget: 0.05, stopOn: 'over' } },
+  { name: 'early stop (both ways, budget 1 pt, 95 %)', options: { budget: 0.01 } },
+];
 
 /** Uniform per-tensor rounding to 2^bits levels between min and max. */
 function quantize(w: Float32Array, bits: number): Float32Array {
@@ -34,15 +52,16 @@ function quantize(w: Float32Array, bits: number): Float32Array {
 
 const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const ms = (x: number) => `${x.toFixed(0)} ms`;
+const load = () => loadavg().map((x) => x.toFixed(1)).join(' ');
 
 /** Times session creation (median of 3) and one pass over the data (time inside run, and wall). */
-async function baseline(bytes: Uint8Array, spec: DatasetSpec) {
+async function baseline(bytes: Uint8Array, spec: DatasetSpec, threads: object) {
   const creates: number[] = [];
   let inferMs = 0;
   let wallMs = 0;
   for (let i = 0; i < 3; i++) {
     const t0 = performance.now();
-    const s = await createSession(bytes);
+    const s = await createSession(bytes, threads);
     creates.push(performance.now() - t0);
     try {
       if (i === 2) {
@@ -68,11 +87,11 @@ async function baseline(bytes: Uint8Array, spec: DatasetSpec) {
 }
 
 /** Naive: a new session on the full model per variant, the dataset re-read, all samples. */
-async function naive(bytes: Uint8Array, spec: DatasetSpec, variants: { name: string; data: Float32Array }[]) {
+async function naive(bytes: Uint8Array, spec: DatasetSpec, variants: { name: string; data: Float32Array }[], threads: object) {
   const t0 = performance.now();
   let infer = 0;
   for (const v of variants) {
-    const s = await createSession(substituteWeights(bytes, new Map([[v.name, v.data]])));
+    const s = await createSession(substituteWeights(bytes, new Map([[v.name, v.data]])), threads);
     try {
       const ds = await openDataset(spec, sessionInputs(s), { numClasses: 10 });
       const acc = new ClassificationAccumulator();
@@ -87,46 +106,56 @@ async function naive(bytes: Uint8Array, spec: DatasetSpec, variants: { name: str
   return { rate: (variants.length / wall) * 1000, wallMs: wall, inferMs: infer };
 }
 
-/** Fast: one evaluator per layer (set-up included), all that layer's variants. */
-async function fast(bytes: Uint8Array, spec: DatasetSpec, layers: string[], budget: number | undefined) {
+/** The evaluator: one shared pass, then one evaluator per layer and that layer's sweep. */
+async function fast(bytes: Uint8Array, spec: DatasetSpec, layers: string[], options: Partial<EvaluateOptions>, threads: object) {
   const t0 = performance.now();
-  let setup = 0;
   let evalWall = 0;
   let evalInfer = 0;
   let samples = 0;
   let variants = 0;
-  const strategies: string[] = [];
-  // One pass gives the original outputs and every layer's cached activations (included in the wall time).
-  const s = await createSession(bytes);
+  let layerSetup = 0;
+  const perLayer: string[] = [];
+  const s = await createSession(bytes, threads);
   let ds;
   try {
     ds = await openDataset(spec, sessionInputs(s), { numClasses: 10 });
   } finally {
     await s.release();
   }
-  const t1 = performance.now();
-  const store = await VariantEvaluator.prepare(bytes, layers.map((l) => [l]), ds, { batchSize: 100 });
-  setup += performance.now() - t1;
+  const tPrep = performance.now();
+  const store = await VariantEvaluator.prepare(bytes, layers.map((l) => [l]), ds, { batchSize: 100, ...threads });
+  const prepareMs = performance.now() - tPrep;
   for (const layer of layers) {
-    const t2 = performance.now();
-    const ev = await VariantEvaluator.fromStore(bytes, [layer], store, { batchSize: 100 });
-    setup += performance.now() - t2;
-    strategies.push(`${ev.mode}/${ev.strategy}(${ev.nodes.perVariant}/${ev.nodes.total} nodes; set-up ${Object.entries(ev.timings).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')})`);
+    const tl = performance.now();
+    const ev = await VariantEvaluator.fromStore(bytes, [layer], store, { batchSize: 100, ...threads });
+    layerSetup += performance.now() - tl;
+    let lw = 0;
+    let li = 0;
+    let ls = 0;
     try {
       const w = ev.originalWeights().get(layer)!.data;
       for (const bits of BITS) {
-        const r = await ev.evaluate(new Map([[layer, quantize(w, bits)]]), budget === undefined ? {} : { budget });
-        evalWall += r.timing.wallMs;
-        evalInfer += r.timing.inferenceMs;
-        samples += r.samples;
+        const r = await ev.evaluate(new Map([[layer, quantize(w, bits)]]), options);
+        lw += r.timing.wallMs;
+        li += r.timing.inferenceMs;
+        ls += r.samples;
         variants++;
       }
+      const c = ev.costs;
+      perLayer.push(
+        `${layer}: ${ev.mode}/${ev.strategy}, ${ev.nodes.perVariant}/${ev.nodes.total} nodes; ${(lw / BITS.length).toFixed(0)} ms per variant ` +
+          `(${(li / BITS.length).toFixed(0)} in run, ${(ls / BITS.length).toFixed(0)} samples); measured ms/sample rebuild ${c.rebuildPerSample?.toFixed(3) ?? '-'} ` +
+          `(+ ${c.rebuildCreate?.toFixed(0) ?? '-'} create), feed ${c.feedPerSample?.toFixed(3) ?? '-'}`,
+      );
     } finally {
       await ev.dispose();
     }
+    evalWall += lw;
+    evalInfer += li;
+    samples += ls;
   }
   const wall = performance.now() - t0;
-  return { rate: (variants / wall) * 1000, wallMs: wall, setupMs: setup, passMs: store.passMs, evalWall, evalInfer, meanSamples: samples / variants, strategies };
+  return { rate: (variants / wall) * 1000, wallMs: wall, prepareMs, passMs: store.passMs, layerSetup, evalWall, evalInfer, meanSamples: samples / variants, perLayer };
 }
 
 function resnet18(): string | undefined {
@@ -141,12 +170,16 @@ function resnet18(): string | undefined {
   }
 }
 
-/** Runs the benchmark; `args` may contain `--quick` (LeNet only) or model paths. */
+/** Runs the benchmark; see the module comment for `args`. */
 export async function runEvalBench(args: string[]): Promise<void> {
   const spec = await loadDatasetSpec('test/fixtures/data/fmnist-test-1000.dataset.json');
+  const ti = args.indexOf('--threads');
+  const threads = ti >= 0 ? { intraOpNumThreads: Number(args[ti + 1]) } : {};
   const models = args.filter((a) => a.endsWith('.onnx'));
   if (models.length === 0) {
-    for (const n of ['lenet5', 'resnet8', 'mobilenet']) if (existsSync(join('test/fixtures', `${n}.onnx`))) models.push(join('test/fixtures', `${n}.onnx`));
+    for (const n of args.includes('--quick') ? ['lenet5'] : ['lenet5', 'resnet8', 'mobilenet']) {
+      if (existsSync(join('test/fixtures', `${n}.onnx`))) models.push(join('test/fixtures', `${n}.onnx`));
+    }
     if (!args.includes('--quick')) {
       const r = resnet18();
       if (r) models.push(r);
@@ -156,31 +189,37 @@ export async function runEvalBench(args: string[]): Promise<void> {
     const bytes = readFileSync(file);
     const m = decodeModel(bytes);
     const weights = m.graph!.initializer.filter((t) => t.dims.length >= 2 && t.dataType === 1).map((t) => t.name);
-    // up to 6 layers spread from the first to the last
-    const pick = weights.length <= 6 ? weights : Array.from({ length: 6 }, (_, i) => weights[Math.round((i * (weights.length - 1)) / 5)]!);
+    const n = Math.min(MAX_LAYERS, weights.length);
+    const pick = Array.from({ length: n }, (_, i) => weights[n === 1 ? 0 : Math.round((i * (weights.length - 1)) / (n - 1))]!);
     const variants = pick.flatMap((name) => {
       const t = m.graph!.initializer.find((x) => x.name === name)!;
       const data = new Float32Array(new Uint8Array(t.rawData).buffer.slice(0));
       return BITS.map((b) => ({ name, data: quantize(data, b) }));
     });
-    console.log(`### ${file} (${(bytes.length / 1e6).toFixed(1)} MB, ${weights.length} weight tensors; ${pick.length} layers × ${BITS.length} variants)`);
-    const b = await baseline(bytes, spec);
+    console.log(
+      `### ${file} (${(bytes.length / 1e6).toFixed(1)} MB, ${weights.length} weight tensors; ${pick.length} layers × ${BITS.length} levels = ${variants.length} variants; ` +
+        `threads ${ti >= 0 ? threads.intraOpNumThreads : 'all'}; load average ${load()})`,
+    );
+    const b = await baseline(bytes, spec, threads);
     console.log(`session create ${ms(b.createMs)} (median of 3); one pass over 1000 images: ${ms(b.inferMs)} inside run, ${ms(b.passWallMs)} wall`);
-    const nv = await naive(bytes, spec, variants);
+    const nv = await naive(bytes, spec, variants, threads);
     console.log(`naive (new session per variant, all 1000): ${nv.rate.toFixed(2)} variants/s; overhead ${(nv.wallMs / nv.inferMs).toFixed(2)}`);
-    for (const budget of [undefined, BUDGET]) {
-      const f = await fast(bytes, spec, pick, budget);
+    for (const mode of MODES) {
+      const f = await fast(bytes, spec, pick, mode.options, threads);
       console.log(
-        `fast${budget === undefined ? ' (all samples)' : ` (early stop, budget ${budget * 100} pt, 95 %)`}: ${f.rate.toFixed(2)} variants/s = ${(f.rate / nv.rate).toFixed(2)}× naive ` +
-          `(set-up ${ms(f.setupMs)} incl. shared pass ${ms(f.passMs)}, of ${ms(f.wallMs)}); per variant: overhead ${(f.evalWall / f.evalInfer).toFixed(3)}, ${f.meanSamples.toFixed(0)} samples on average; ${'\n  ' + f.strategies.join('\n  ')}`,
+        `evaluator, ${mode.name}: ${f.rate.toFixed(2)} variants/s = ${(f.rate / nv.rate).toFixed(2)}× naive; ${f.meanSamples.toFixed(0)} samples per variant on average; ` +
+          `overhead per variant ${(f.evalWall / f.evalInfer).toFixed(3)}, over everything ${(f.wallMs / f.evalInfer).toFixed(3)} ` +
+          `(of ${ms(f.wallMs)}: shared pass ${ms(f.prepareMs)}, layer set-up ${ms(f.layerSetup)}, variants ${ms(f.evalWall)} of which ${ms(f.evalInfer)} in run)` +
+          (mode === MODES[0] ? `\n  ${f.perLayer.join('\n  ')}` : ''),
       );
     }
+    console.log(`(load average ${load()})`);
   }
 }
 
 /** The registered benchmark. */
 export const evalBench: Bench = {
   name: 'eval',
-  summary: 'session create vs inference; weight variants/s naive vs VariantEvaluator; overhead',
+  summary: 'session create vs inference; weight variants/s naive vs VariantEvaluator (sweep, screen, early stop); overhead',
   run: runEvalBench,
 };

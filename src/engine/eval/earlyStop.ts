@@ -126,24 +126,29 @@ export function hypergeometricTail(k: number, N: number, K: number, n: number, u
  * and `P(lo > K) ≤ delta` whatever K is). Exact (`[k, k]`) once `n = N`.
  */
 export function hypergeometricBounds(k: number, n: number, N: number, delta: number): [number, number] {
+  return [hypergeometricBound(k, n, N, delta, 'lower'), hypergeometricBound(k, n, N, delta, 'upper')];
+}
+
+/** One end of {@link hypergeometricBounds}. */
+export function hypergeometricBound(k: number, n: number, N: number, delta: number, end: 'lower' | 'upper'): number {
   if (!(n >= 0 && n <= N && k >= 0 && k <= n)) throw new RangeError(`hypergeometricBounds: need 0 ≤ k ≤ n ≤ N, got k=${k}, n=${n}, N=${N}.`);
   // P(X ≤ k | K) falls as K grows and P(X ≥ k | K) rises: bisect on K within the feasible range.
   let a = k;
   let b = k + (N - n);
-  while (a < b) {
-    const m = Math.ceil((a + b) / 2);
-    if (hypergeometricTail(k, N, m, n, false) > delta) a = m;
-    else b = m - 1;
+  if (end === 'upper') {
+    while (a < b) {
+      const m = Math.ceil((a + b) / 2);
+      if (hypergeometricTail(k, N, m, n, false) > delta) a = m;
+      else b = m - 1;
+    }
+    return a;
   }
-  const hi = a;
-  a = k;
-  b = k + (N - n);
   while (a < b) {
     const m = Math.floor((a + b) / 2);
     if (hypergeometricTail(k, N, m, n, true) > delta) b = m;
     else a = m + 1;
   }
-  return [a, hi];
+  return a;
 }
 
 /** Running counts with the stopping rule of the module comment. */
@@ -174,21 +179,24 @@ export class SequentialTest {
 
   /** Current loss and its simultaneous confidence interval (exact once all N samples are in). */
   interval(): { mean: number; lo: number; hi: number; n: number } {
-    const mean = (this.up - this.down) / this.n;
+    return { mean: (this.up - this.down) / this.n, lo: this.end('lower'), hi: this.end('upper'), n: this.n };
+  }
+
+  /** One end of the loss interval: `(K_lo(U) − K_hi(D)) / N` or `(K_hi(U) − K_lo(D)) / N`. */
+  private end(which: 'lower' | 'upper'): number {
     const N = this.o.population;
-    if (this.n >= N) return { mean, lo: mean, hi: mean, n: this.n };
+    if (this.n >= N) return (this.up - this.down) / this.n;
     const d = this.o.delta / ((this.o.twoSided ? 2 : 1) * this.o.maxLooks);
-    const [upLo, upHi] = hypergeometricBounds(this.up, this.n, N, d);
-    const [dnLo, dnHi] = this.o.twoSided ? hypergeometricBounds(this.down, this.n, N, d) : [0, 0];
-    return { mean, lo: (upLo - dnHi) / N, hi: (upHi - dnLo) / N, n: this.n };
+    const other = which === 'lower' ? 'upper' : 'lower';
+    const down = this.o.twoSided ? hypergeometricBound(this.down, this.n, N, d, other) : 0;
+    return (hypergeometricBound(this.up, this.n, N, d, which) - down) / N;
   }
 
   /** `'over'` / `'within'` once the interval clears the budget (after `minSamples`), else undefined. */
   decide(): StopDecision {
     if (this.n < Math.min(this.o.minSamples, this.o.population)) return undefined;
-    const { lo, hi } = this.interval();
-    if (lo > this.budget) return 'over';
-    if (hi <= this.budget && (this.o.stopOn === 'both' || this.n >= this.o.population)) return 'within';
+    if (this.end('lower') > this.budget) return 'over';
+    if ((this.o.stopOn === 'both' || this.n >= this.o.population) && this.end('upper') <= this.budget) return 'within';
     return undefined;
   }
 }

@@ -113,7 +113,8 @@ export class FidelityAccumulator {
   /** @param classes length of the softmax axis (the last axis); `per` must be a multiple of it. */
   constructor(private readonly classes: number) {}
 
-  add(ref: ArrayLike<number>, out: ArrayLike<number>, n: number, per: number): void {
+  /** `refLse`: the reference rows' {@link logSumExpRow}, one per softmax row, when precomputed. */
+  add(ref: ArrayLike<number>, out: ArrayLike<number>, n: number, per: number, refLse?: ArrayLike<number>): void {
     const c = this.classes;
     for (let i = 0; i < n; i++) {
       let dot = 0;
@@ -132,7 +133,7 @@ export class FidelityAccumulator {
       this.signal += rr;
       this.cosSum += dot / Math.max(Math.sqrt(rr) * Math.sqrt(oo), EPS);
       let kl = 0;
-      for (let g = 0; g < per; g += c) kl += klSoftmaxRow(ref, out, i * per + g, c);
+      for (let g = 0; g < per; g += c) kl += klSoftmaxRow(ref, out, i * per + g, c, refLse?.[(i * per + g) / c]);
       this.klSum += kl / (per / c);
       this.samples++;
     }
@@ -149,22 +150,21 @@ export class FidelityAccumulator {
   }
 }
 
-/** `KL(softmax(p) ‖ softmax(q))` of `c` logits starting at `off`, computed stably (log-sum-exp). */
-export function klSoftmaxRow(p: ArrayLike<number>, q: ArrayLike<number>, off: number, c: number): number {
-  let mp = -Infinity;
-  let mq = -Infinity;
-  for (let j = 0; j < c; j++) {
-    mp = Math.max(mp, p[off + j]!);
-    mq = Math.max(mq, q[off + j]!);
-  }
-  let sp = 0;
-  let sq = 0;
-  for (let j = 0; j < c; j++) {
-    sp += Math.exp(p[off + j]! - mp);
-    sq += Math.exp(q[off + j]! - mq);
-  }
-  const lp = mp + Math.log(sp);
-  const lq = mq + Math.log(sq);
+/** `log Σ exp(p[off + j])` over `c` values, computed stably (max subtracted). */
+export function logSumExpRow(p: ArrayLike<number>, off: number, c: number): number {
+  let m = -Infinity;
+  for (let j = 0; j < c; j++) m = Math.max(m, p[off + j]!);
+  let s = 0;
+  for (let j = 0; j < c; j++) s += Math.exp(p[off + j]! - m);
+  return m + Math.log(s);
+}
+
+/**
+ * `KL(softmax(p) ‖ softmax(q))` of `c` logits starting at `off`, computed stably (log-sum-exp).
+ * `lp`: `logSumExpRow(p, off, c)` when already known (a fixed reference scored many times).
+ */
+export function klSoftmaxRow(p: ArrayLike<number>, q: ArrayLike<number>, off: number, c: number, lp = logSumExpRow(p, off, c)): number {
+  const lq = logSumExpRow(q, off, c);
   let kl = 0;
   for (let j = 0; j < c; j++) {
     const logP = p[off + j]! - lp;

@@ -1,14 +1,17 @@
 /**
  * Fast evaluation of many weight variants of one model (sensitivity analysis, search).
  *
- * Set-up (once per model + dataset, shared by every layer): one pass of the original model, with
- * the activations each layer's suffix needs added as outputs, gives the reference outputs and those
- * activations, stored in memory in a seeded random sample order. Per layer (a group of variable
- * weights): the graph is split at the first node that reads one of them ({@link splitAtWeights}) and
- * only the suffix runs per variant, either in one session where the weights are inputs (`'feed'`) or
- * in a new session per variant on the suffix with the weights baked in (`'rebuild'`; the weights
- * are spliced into the encoded bytes, no re-encoding). When a graph cannot be split (control flow,
- * non-float or batch-shaped activations, activations above `maxCacheBytes`) the whole graph runs.
+ * Set-up (once per model + dataset, shared by every layer, {@link ActivationStore}): the dataset's
+ * inputs are read once into memory in a seeded random sample order; one pass of the original model
+ * over them, with the activations each layer's suffix needs added as outputs, writes the reference
+ * outputs and those activations straight into preallocated arrays in that order (onnxruntime fills
+ * our buffers; no per-sample copies). Per layer (a group of variable weights): the graph is split at
+ * the first node that reads one of them ({@link planSplit}) and only the suffix runs per variant,
+ * on zero-copy views of the cached activations, either in one session where the weights are inputs
+ * (`'feed'`) or in a new session per variant on the suffix with the weights baked in (`'rebuild'`;
+ * the weights are spliced into the encoded bytes, no re-encoding). When a graph cannot be split
+ * (control flow, non-float or batch-shaped activations, activations above `maxCacheBytes`) the
+ * whole graph runs.
  *
  * Optional early stopping against a budget: see `earlyStop.ts` (95 % confidence by default).
  */
@@ -17,13 +20,14 @@ import type * as ort from 'onnxruntime-node';
 import { Tensor } from 'onnxruntime-node';
 import { fail, throwIfAborted } from '../errors.js';
 import { decodeModel } from '../onnx/codec.js';
+import type { ModelProto } from '../onnx/proto.js';
 import { mulberry32 } from '../util/random.js';
 import { SequentialTest, type StopDecision } from './earlyStop.js';
-import { ClassificationAccumulator, FidelityAccumulator, topK, type Fidelity } from './metrics.js';
+import { ClassificationAccumulator, FidelityAccumulator, logSumExpRow, topK, type Fidelity } from './metrics.js';
 import type { ReferenceOutputs } from './referenceCache.js';
-import { createSession, effectiveBatchSize, toOrtFeeds, type SessionOptions } from './session.js';
+import { createSession, effectiveBatchSize, pickSessionOptions, type SessionOptions } from './session.js';
 import type { Dataset, FeedData, FeedType, ModelInputSpec } from './types.js';
-import { splitAtWeights, weightsAsInputs, WeightSplicer, withExtraOutputs, type SplitModels, type WeightTensor } from './weightsAsInputs.js';
+import { planSplit, weightsAsInputs, WeightSplicer, withExtraOutputs, type SplitPlan, type WeightTensor } from './weightsAsInputs.js';
 
 /** Options of {@link VariantEvaluator.create}. */
 export interface VariantEvaluatorOptions extends SessionOptions {
@@ -35,7 +39,9 @@ export interface VariantEvaluatorOptions extends SessionOptions {
    * How a variant reaches onnxruntime. `'feed'`: one session where the variable weights are inputs
    * (no session per variant, but ORT cannot pre-pack those weights, e.g. NCHWc convolutions).
    * `'rebuild'`: a new session per variant on the (suffix) model with the weights baked in.
-   * `'auto'` (default) times one batch both ways at set-up and picks the cheaper per variant.
+   * `'auto'` (default) rebuilds for the first variant and keeps rebuilding when the session costs
+   * ≤ 2 % of the variant; otherwise it feeds the second variant and keeps the cheaper way per full
+   * variant (measured session creation + time per sample). Models with external data always feed.
    */
   strategy: 'auto' | 'feed' | 'rebuild';
   /** Largest in-memory cache of activations and inputs, in bytes. Default 1 GiB. */
@@ -87,7 +93,8 @@ export interface VariantResult {
   decision: StopDecision;
   /**
    * The loss the budget applies to — accuracy drop `referenceTop1 − top1` with labels, else
-   * disagreement `1 − agreement` — and its confidence interval (exact when all samples ran).
+   * disagreement `1 − agreement` — and its confidence interval (exact when all samples ran; each
+   * end holds with probability ≥ 1 − δ, see `earlyStop.ts`).
    */
   loss: number;
   ci: readonly [number, number];
@@ -95,7 +102,10 @@ export interface VariantResult {
   fidelity: Fidelity;
   /** Scored output in dataset order when `keepOutputs` was set (all samples ran). */
   outputs?: Float32Array;
-  /** Wall time of the call and the part spent inside `session.run` (ms). */
+  /**
+   * Wall time of the call and the part spent inside `session.run` (ms). With the `'rebuild'`
+   * strategy the wall time includes the variant's session creation.
+   */
   timing: { wallMs: number; inferenceMs: number };
 }
 
@@ -103,6 +113,12 @@ export interface VariantResult {
 export interface EvaluateOptions {
   /** Loss budget (accuracy drop, or disagreement without labels) for early stopping. */
   budget: number | undefined;
+  /**
+   * Early decisions allowed against `budget`: `'both'` (default) stops once the loss is decisively
+   * above or below it; `'over'` stops only when decisively above, so every other variant gets its
+   * exact loss (a screen that never needs a second run).
+   */
+  stopOn: 'both' | 'over';
   /** Keep the scored output (disables early stopping). */
   keepOutputs: boolean;
   signal: AbortSignal | undefined;
@@ -110,9 +126,9 @@ export interface EvaluateOptions {
 
 const ORT_TYPE: Record<number, string> = { 1: 'float32', 2: 'uint8', 3: 'int8', 6: 'int32', 7: 'int64', 9: 'bool', 10: 'float16', 11: 'float64' };
 
-/** Graph inputs (initializers excluded) and output names, read from the model without a session. */
-export function modelIo(modelBytes: Uint8Array): { inputs: ModelInputSpec[]; outputs: string[] } {
-  const g = decodeModel(modelBytes).graph;
+/** Graph inputs (initializers excluded), output names and node count, read from the model without a session. */
+export function modelIo(modelBytes: Uint8Array | ModelProto): { inputs: ModelInputSpec[]; outputs: string[]; nodes: number } {
+  const g = (modelBytes instanceof Uint8Array ? decodeModel(modelBytes) : modelBytes).graph;
   if (!g) fail('E_MODEL_INVALID', 'The model has no graph.');
   const inits = new Set(g.initializer.map((t) => t.name));
   const inputs = g.input
@@ -124,7 +140,7 @@ export function modelIo(modelBytes: Uint8Array): { inputs: ModelInputSpec[]; out
       );
       return { name: i.name, dims, type: ORT_TYPE[t?.elemType ?? 0] ?? `onnx-type-${t?.elemType}` };
     });
-  return { inputs, outputs: g.output.map((o) => o.name) };
+  return { inputs, outputs: g.output.map((o) => o.name), nodes: g.node.length };
 }
 
 const TYPED: Record<FeedType, new (n: number) => FeedData> = {
@@ -137,12 +153,46 @@ const TYPED: Record<FeedType, new (n: number) => FeedData> = {
   bool: Uint8Array,
 };
 
-/** One tensor for all samples, stored in the shuffled order (sample at `position[i]`). */
+/**
+ * One tensor for all samples, stored in the shuffled order (row p = sample `order[p]`): in one
+ * array (`data`), or as the pass produced it, one array per batch of `chunkRows` rows (`chunks`).
+ */
 interface Column {
   readonly type: FeedType;
   readonly sampleDims: readonly number[];
   readonly per: number;
-  readonly data: FeedData;
+  readonly data?: FeedData;
+  readonly chunks?: FeedData[];
+  readonly chunkRows?: number;
+}
+
+/** The reference side of one scored output, in the shuffled order (see {@link ActivationStore.scoring}). */
+interface Scoring {
+  readonly output: string;
+  /** Reference output rows, shuffled order. */
+  readonly ref: Float32Array;
+  /** Elements per sample, classes (last dim) and rows per sample (`per / classes`). */
+  readonly per: number;
+  readonly classes: number;
+  readonly rows: number;
+  /** Reference top-1 class of each sample (its first row), shuffled order. */
+  readonly refTop1: Int32Array;
+  /** Labels and whether the reference got each sample right, shuffled order (labelled data). */
+  readonly labels: Int32Array | undefined;
+  readonly refCorrect: Uint8Array | undefined;
+  /** Log-sum-exp of each reference softmax row (`rows` per sample), shuffled order. */
+  readonly refLse: Float64Array;
+}
+
+const elements = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);
+
+/** A zero-copy tensor over rows `[s, e)` of a column. */
+function rowsTensor(c: Column, s: number, e: number): ort.Tensor {
+  const dims = [e - s, ...c.sampleDims];
+  if (c.data) return new Tensor(c.type, (c.data as Float32Array).subarray(s * c.per, e * c.per), dims);
+  const k = s / c.chunkRows!;
+  if (!Number.isInteger(k) || e - s > c.chunkRows!) fail('E_INTERNAL', `Rows ${s}..${e} cross a cached batch of ${c.chunkRows} rows.`);
+  return new Tensor(c.type, (c.chunks![k] as Float32Array).subarray(0, (e - s) * c.per), dims);
 }
 
 /**
@@ -151,173 +201,282 @@ interface Column {
  * {@link ActivationStore.collect}; memory ≈ samples × (inputs + requested activations).
  */
 export class ActivationStore {
+  private readonly scorings = new Map<string, Scoring>();
+
   private constructor(
     readonly count: number,
     /** Sample index (dataset order) at each shuffled position. */
     readonly order: Int32Array,
     readonly columns: ReadonlyMap<string, Column>,
+    /** Reference outputs (and labels) in dataset order. */
     readonly reference: ReferenceOutputs,
+    /** The same outputs and labels in the shuffled order. */
+    private readonly shuffled: { outputs: Record<string, Float32Array>; labels: Int32Array | undefined },
     readonly inputs: readonly ModelInputSpec[],
+    readonly outputs: readonly string[],
+    /** Nodes of the model's graph. */
+    readonly nodes: number,
     readonly batchSize: number,
-    /** Wall time of the pass (ms). */
+    /** Wall time of the set-up (ms): reading the data and the pass. */
     readonly passMs: number,
   ) {}
 
   /**
-   * One pass of the original model over `dataset`, keeping its outputs, the model inputs and the
-   * float32 tensors `activations` (those that are batch-shaped; others are left out). Drops all
-   * activations when together with the inputs they would exceed `maxCacheBytes` (the evaluators
-   * then run whole graphs); fails when the inputs alone exceed it.
+   * Reads `dataset` into memory (inputs in a seeded random order, and labels), then runs the
+   * original model over it once, keeping its outputs and the float32 tensors `activations` (those
+   * that are batch-shaped; others are left out), written by onnxruntime straight into the cache.
+   * Drops all activations when together with the inputs they would exceed `maxCacheBytes` (the
+   * evaluators then run whole graphs); fails when the inputs alone exceed it.
    */
   static async collect(
     modelBytes: Uint8Array,
     dataset: Dataset,
     activations: readonly string[],
     options: Partial<VariantEvaluatorOptions> = {},
+    decoded?: ModelProto,
   ): Promise<ActivationStore> {
     const o = makeVariantEvaluatorOptions(options);
     const t0 = performance.now();
-    const io = modelIo(modelBytes);
+    const io = modelIo(decoded ?? modelBytes);
     const N = dataset.meta.count;
     const rand = mulberry32(o.seed);
-    const order = Int32Array.from({ length: N }, (_, i) => i);
+    let order = Int32Array.from({ length: N }, (_, i) => i);
     for (let i = N - 1; i > 0; i--) {
       const j = Math.floor(rand() * (i + 1));
       [order[i], order[j]] = [order[j]!, order[i]!];
     }
     const position = new Int32Array(N);
     order.forEach((k, p) => (position[k] = p));
-    const extra = activations.filter((a) => !io.outputs.includes(a) && !io.inputs.some((i) => i.name === a));
-    let keepActs = extra.length > 0;
-    const bytes = keepActs ? withExtraOutputs(modelBytes, extra) : modelBytes;
-    const so = { intraOpNumThreads: o.intraOpNumThreads, graphOptimizationLevel: o.graphOptimizationLevel, enableMemPattern: o.enableMemPattern };
-    const s = await createSession(bytes, so);
-    const cols = new Map<string, { type: FeedType; sampleDims: readonly number[]; per: number; data: FeedData }>();
-    const bad = new Set<string>();
-    const outs = new Map<string, { sampleDims: readonly number[]; parts: { start: number; data: Float32Array }[] }>();
-    const labels = dataset.meta.hasLabels ? new Int32Array(N) : undefined;
     const bs = effectiveBatchSize(io.inputs, o.batchSize);
+    const fixedBatch = io.inputs.some((i) => i.dims[0] === bs);
+
+    // 1. Inputs and labels, scattered into the shuffled order as they arrive.
+    const inCols = new Map<string, Column>();
+    let labels = dataset.meta.hasLabels ? new Int32Array(N) : undefined;
     let done = 0;
-    const put = (name: string, type: FeedType, data: FeedData, dims: readonly number[], start: number, count: number) => {
-      if (bad.has(name)) return;
-      if (dims[0] !== count && !(count < bs && dims[0] === bs)) {
-        bad.add(name);
-        cols.delete(name);
-        return;
+    for await (const b of dataset.batches(bs, o.signal ? { signal: o.signal } : {})) {
+      throwIfAborted(o.signal);
+      if (fixedBatch && b.count < bs) fail('E_DATASET', `The model's batch size is fixed at ${bs}; use a sample count that is a multiple of it (--limit).`);
+      for (const i of io.inputs) {
+        const f = b.feeds[i.name]!;
+        if (f.dims[0] !== b.count) fail('E_DATASET', `The dataset's batch of '${i.name}' has shape [${f.dims.join(',')}], expected ${b.count} samples first.`);
+        let c = inCols.get(i.name);
+        if (!c) {
+          const per = elements(f.dims.slice(1));
+          if (per * N * f.data.BYTES_PER_ELEMENT > o.maxCacheBytes) {
+            fail('E_BAD_ARGUMENT', `The dataset's inputs (${((per * N * f.data.BYTES_PER_ELEMENT) / 2 ** 20).toFixed(0)} MiB) exceed the evaluator's cache (${(o.maxCacheBytes / 2 ** 20).toFixed(0)} MiB): use --limit or raise maxCacheBytes.`);
+          }
+          c = { type: f.type, sampleDims: f.dims.slice(1), per, data: new TYPED[f.type](per * N) };
+          inCols.set(i.name, c);
+        }
+        const src = f.data as Float32Array;
+        const dst = c.data as Float32Array;
+        for (let k = 0; k < b.count; k++) dst.set(src.subarray(k * c.per, (k + 1) * c.per), position[b.start + k]! * c.per);
       }
-      let c = cols.get(name);
-      if (!c) {
-        const per = dims.slice(1).reduce((a, b) => a * b, 1);
-        c = { type, sampleDims: dims.slice(1), per, data: new TYPED[type](per * N) };
-        cols.set(name, c);
+      if (labels && b.labels) labels.set(b.labels, b.start);
+      done += b.count;
+    }
+    if (done === 0) fail('E_DATASET', `${dataset.meta.description} has no samples.`);
+    if (done < N) {
+      // Skipped (undecodable) images leave holes at the end of the dataset indices: compact.
+      const keep = Array.from(order, (k, p) => (k < done ? p : -1)).filter((p) => p >= 0);
+      for (const [name, c] of inCols) {
+        const d = c.data as Float32Array;
+        keep.forEach((p, q) => d.copyWithin(q * c.per, p * c.per, (p + 1) * c.per));
+        inCols.set(name, { ...c, data: d.slice(0, keep.length * c.per) });
       }
-      for (let i = 0; i < count; i++) {
-        (c.data as Float32Array).set((data as Float32Array).subarray(i * c.per, (i + 1) * c.per), position[start + i]! * c.per);
-      }
-    };
+      order = Int32Array.from(keep, (p) => order[p]!);
+      labels = labels?.slice(0, done);
+    }
+    const shuffledLabels = labels ? Int32Array.from(order, (k) => labels![k]!) : undefined;
+    const inputBytes = [...inCols.values()].reduce((a, c) => a + c.data!.byteLength, 0);
+
+    // 2. One pass in the shuffled order. Each batch's activations are kept as onnxruntime returned
+    // them (one fresh array per batch and tensor): the evaluators' batches are these same rows.
+    const extra = activations.filter((a) => !io.outputs.includes(a) && !io.inputs.some((i) => i.name === a));
+    const cols = new Map<string, Column>(inCols);
+    const acts = new Map<string, { sampleDims: readonly number[]; per: number; chunks: Float32Array[] }>();
+    const outs = new Map<string, { sampleDims: readonly number[]; per: number; data: Float32Array }>();
+    let fetch = [...io.outputs, ...extra];
+    const s = await createSession(extra.length > 0 ? withExtraOutputs(modelBytes, extra) : modelBytes, pickSessionOptions(o));
     try {
-      for await (const b of dataset.batches(bs, o.signal ? { signal: o.signal } : {})) {
+      for (let st = 0; st < done; st += bs) {
         throwIfAborted(o.signal);
-        for (const i of io.inputs) {
-          const f = b.feeds[i.name]!;
-          put(i.name, f.type, f.data, f.dims, b.start, b.count);
-        }
-        const feeds = b.count < bs && io.inputs.some((i) => i.dims[0] === bs) ? undefined : toOrtFeeds(b.feeds);
-        if (!feeds) fail('E_DATASET', `The model's batch size is fixed at ${bs}; use a sample count that is a multiple of it (--limit).`);
-        const res = await s.run(feeds, keepActs ? [...io.outputs, ...extra] : io.outputs);
-        for (const n of io.outputs) {
-          const t = res[n] as ort.Tensor;
-          const per = t.dims.slice(1).reduce((a, c) => a * c, 1);
-          const raw = t.data as ArrayLike<number>;
-          const data = raw instanceof Float32Array ? raw.slice(0, b.count * per) : Float32Array.from({ length: b.count * per }, (_, i) => Number(raw[i]));
-          const e = outs.get(n) ?? { sampleDims: t.dims.slice(1), parts: [] };
-          e.parts.push({ start: b.start, data });
-          outs.set(n, e);
-        }
-        if (keepActs) {
-          for (const n of extra) {
-            const t = res[n] as ort.Tensor;
-            if (t.type !== 'float32') bad.add(n);
-            else put(n, 'float32', t.data as Float32Array, t.dims, b.start, b.count);
+        const e = Math.min(done, st + bs);
+        const n = e - st;
+        const feeds: Record<string, ort.Tensor> = {};
+        for (const i of io.inputs) feeds[i.name] = rowsTensor(inCols.get(i.name)!, st, e);
+        const res = await s.run(feeds, fetch);
+        for (const name of io.outputs) {
+          const t = res[name] as ort.Tensor;
+          if (st === 0) {
+            const per = elements(t.dims.slice(1));
+            outs.set(name, { sampleDims: t.dims.slice(1), per, data: new Float32Array(per * done) });
           }
-          const bytesNow = [...cols.values()].reduce((a, c) => a + c.data.byteLength, 0);
-          if (bytesNow > o.maxCacheBytes) {
-            keepActs = false;
-            for (const n of extra) cols.delete(n), bad.add(n);
-          }
+          const out = outs.get(name)!;
+          const raw = t.data as ArrayLike<number | bigint>;
+          if (raw instanceof Float32Array) out.data.set(raw.subarray(0, n * out.per), st * out.per);
+          else for (let k = 0; k < n * out.per; k++) out.data[st * out.per + k] = Number(raw[k]);
         }
-        if (labels && b.labels) labels.set(b.labels, b.start);
-        done += b.count;
+        if (st === 0) {
+          for (const name of extra) {
+            const t = res[name] as ort.Tensor;
+            // Only float32, batch-shaped activations can be cached and fed back per batch.
+            if (t.type === 'float32' && t.dims[0] === n && !(fixedBatch && n !== bs)) acts.set(name, { sampleDims: t.dims.slice(1), per: elements(t.dims.slice(1)), chunks: [] });
+          }
+          const actBytes = [...acts.values()].reduce((a, c) => a + c.per * 4 * done, 0);
+          if (inputBytes + actBytes > o.maxCacheBytes) acts.clear();
+          fetch = [...io.outputs, ...acts.keys()];
+        }
+        for (const [name, a] of acts) a.chunks.push((res[name] as ort.Tensor).data as Float32Array);
       }
     } finally {
       await s.release();
     }
-    const inputBytes = io.inputs.reduce((a, i) => a + (cols.get(i.name)?.data.byteLength ?? 0), 0);
-    if (inputBytes > o.maxCacheBytes) {
-      fail('E_BAD_ARGUMENT', `The dataset's inputs (${(inputBytes / 2 ** 20).toFixed(0)} MiB) exceed the evaluator's cache (${(o.maxCacheBytes / 2 ** 20).toFixed(0)} MiB): use --limit or raise maxCacheBytes.`);
-    }
-    let finalOrder = order;
-    if (done < N) {
-      // Skipped (undecodable) images leave holes at the end of the dataset indices: compact.
-      const keep = Array.from(order, (k, p) => (k < done ? p : -1)).filter((p) => p >= 0);
-      finalOrder = Int32Array.from(keep, (p) => order[p]!);
-      for (const c of cols.values()) {
-        keep.forEach((p, q) => (c.data as Float32Array).copyWithin(q * c.per, p * c.per, (p + 1) * c.per));
-        c.data = (c.data as Float32Array).slice(0, keep.length * c.per);
-      }
-    }
+    for (const [name, a] of acts) cols.set(name, { type: 'float32', sampleDims: a.sampleDims, per: a.per, chunks: a.chunks, chunkRows: bs });
+
     const outputs: Record<string, { sampleDims: readonly number[]; data: Float32Array }> = {};
-    for (const [n, e] of outs) {
-      const per = e.sampleDims.reduce((a, b) => a * b, 1);
-      const data = new Float32Array(per * done);
-      for (const p of e.parts) data.set(p.data, p.start * per);
-      outputs[n] = { sampleDims: e.sampleDims, data };
+    const shuffledOut: Record<string, Float32Array> = {};
+    for (const [name, e] of outs) {
+      const data = new Float32Array(e.per * done);
+      for (let p = 0; p < done; p++) data.set(e.data.subarray(p * e.per, (p + 1) * e.per), order[p]! * e.per);
+      outputs[name] = { sampleDims: e.sampleDims, data };
+      shuffledOut[name] = e.data;
     }
-    const reference: ReferenceOutputs = labels ? { count: done, outputs, labels: labels.slice(0, done) } : { count: done, outputs };
-    return new ActivationStore(done, finalOrder, cols, reference, io.inputs, bs, performance.now() - t0);
+    const reference: ReferenceOutputs = labels ? { count: done, outputs, labels } : { count: done, outputs };
+    return new ActivationStore(done, order, cols, reference, { outputs: shuffledOut, labels: shuffledLabels }, io.inputs, io.outputs, io.nodes, bs, performance.now() - t0);
   }
 
-  /** Graph splits computed by {@link VariantEvaluator.prepare}, by group (names joined by NUL). */
-  readonly splits = new Map<string, SplitModels | undefined>();
+  /** Graph splits planned by {@link VariantEvaluator.prepare}, by group (names joined by NUL). */
+  readonly splits = new Map<string, SplitPlan | undefined>();
 
   /** True when the store holds every tensor of `names`. */
   has(names: readonly string[]): boolean {
     return names.every((n) => this.columns.has(n));
   }
+
+  /** The reference side of scoring `output` (computed once per output). */
+  scoring(output: string): Scoring {
+    let sc = this.scorings.get(output);
+    if (sc) return sc;
+    const ref = this.shuffled.outputs[output];
+    const sampleDims = this.reference.outputs[output]?.sampleDims;
+    if (!ref || !sampleDims) fail('E_BAD_ARGUMENT', `The model has no output '${output}' (outputs: ${this.outputs.join(', ')}).`);
+    const N = this.count;
+    const per = ref.length / N;
+    const classes = sampleDims[sampleDims.length - 1] ?? 1;
+    const rows = per / classes;
+    const refTop1 = topK(ref, N * rows, classes, 1).filter((_, i) => i % rows === 0);
+    const labels = this.shuffled.labels;
+    const refCorrect = labels ? Uint8Array.from(refTop1, (c, i) => (c === labels[i] ? 1 : 0)) : undefined;
+    // Each reference softmax row's log-sum-exp, once: fidelity's KL then needs only the variant's.
+    const refLse = new Float64Array(N * rows);
+    for (let r = 0; r < N * rows; r++) refLse[r] = logSumExpRow(ref, r * classes, classes);
+    sc = { output, ref, per, classes, rows, refTop1, labels, refCorrect, refLse };
+    this.scorings.set(output, sc);
+    return sc;
+  }
 }
 
+/**
+ * Top-1 and top-5 counts of classifier outputs (one row of `classes` scores per sample) without
+ * sorting: the numbers of `topK` + `ClassificationAccumulator` (ties go to the lower index, NaN
+ * ranks last; the label is in the top 5 when fewer than 5 classes rank above it).
+ */
+class TopCounts {
+  top1Correct = 0;
+  top5Correct = 0;
+
+  constructor(private readonly sc: Scoring) {}
+
+  /** Counts rows `[start, start + n)` of the shuffled order; returns their top-1 classes. */
+  add(out: Float32Array, start: number, n: number): Int32Array {
+    const { classes: c, labels } = this.sc;
+    const k5 = Math.min(5, c);
+    const top1 = new Int32Array(n);
+    const score = (j: number) => (Number.isNaN(out[j]!) ? -Infinity : out[j]!);
+    for (let i = 0; i < n; i++) {
+      const o = i * c;
+      let t = 0;
+      let best = -Infinity;
+      for (let j = 0; j < c; j++) {
+        const v = score(o + j);
+        if (v > best) (best = v), (t = j);
+      }
+      top1[i] = t;
+      if (labels) {
+        const y = labels[start + i]!;
+        const vy = score(o + y);
+        let ahead = 0;
+        for (let j = 0; j < c; j++) {
+          const v = score(o + j);
+          if (v > vy || (v === vy && j < y)) ahead++;
+        }
+        if (t === y) this.top1Correct++;
+        if (ahead < k5) this.top5Correct++;
+      }
+    }
+    return top1;
+  }
+}
+
+/** One batch: zero-copy views of the store's columns, rows `[start, start + count)` of the shuffled order. */
 interface CachedBatch {
   readonly feeds: Record<string, ort.Tensor>;
-  /** Dataset indices of the batch's samples. */
-  readonly index: Int32Array;
+  readonly start: number;
+  readonly count: number;
+}
+
+/** Measured cost of the strategies (ms), see {@link VariantEvaluatorOptions.strategy}. */
+export interface StrategyCosts {
+  /** Feed: time inside `run` per sample. */
+  feedPerSample?: number;
+  /** Rebuild: session creation per variant, and time inside `run` per sample. */
+  rebuildCreate?: number;
+  rebuildPerSample?: number;
 }
 
 /** Evaluates weight variants of one model on one dataset; see the module comment. */
 export class VariantEvaluator {
+  private feedSession: ort.InferenceSession | undefined;
+  private feedBytes: Uint8Array | undefined;
+  private splicer: WeightSplicer | undefined;
+  /** The strategy decided on (`'auto'` decides after one variant each way). */
+  private chosen: 'feed' | 'rebuild' | undefined;
+  /** Measured costs of the strategies. */
+  readonly costs: StrategyCosts = {};
+
   private constructor(
-    private readonly session: ort.InferenceSession | undefined,
-    private readonly splicer: WeightSplicer,
-    /** `'feed'` or `'rebuild'`, see {@link VariantEvaluatorOptions.strategy}. */
-    readonly strategy: 'feed' | 'rebuild',
+    private readonly makeFeedBytes: () => Uint8Array,
+    private readonly makeBakedBytes: () => Uint8Array,
     private readonly batches: readonly CachedBatch[],
     private readonly weights: Map<string, WeightTensor>,
-    private readonly output: string,
-    private readonly ref: ReferenceOutputs,
-    private readonly refTop1: Int32Array,
-    private readonly refCorrect: Uint8Array | undefined,
-    private readonly classes: number,
+    private readonly store: ActivationStore,
+    private readonly sc: Scoring,
     private readonly opts: VariantEvaluatorOptions,
     /** `'split'` when only the layers after the first variable weight run per variant. */
     readonly mode: 'split' | 'inputs',
     /** Nodes run per variant and in the whole model. */
     readonly nodes: { readonly perVariant: number; readonly total: number },
-    /** Set-up time (ms): session creation and the one-batch calibration that chose the strategy. */
-    readonly timings: { readonly session: number; readonly feedBatch?: number; readonly rebuildCreate?: number; readonly rebuildBatch?: number },
-  ) {}
+    /** Set-up time of this evaluator (ms), the store's shared pass excluded. */
+    readonly setupMs: number,
+  ) {
+    if (opts.strategy !== 'auto') this.chosen = opts.strategy;
+    // A rebuilt session would re-read the suffix's external weights from disk per variant.
+    else if (opts.externalDataFolder !== undefined) this.chosen = 'feed';
+  }
+
+  /**
+   * `'feed'` or `'rebuild'` (see {@link VariantEvaluatorOptions.strategy}): the choice, or with
+   * `'auto'` before it is made, the way the next variant will be evaluated.
+   */
+  get strategy(): 'feed' | 'rebuild' {
+    return this.chosen ?? (this.costs.rebuildPerSample === undefined ? 'rebuild' : 'feed');
+  }
 
   /** Samples of a full evaluation. */
   get samples(): number {
-    return this.batches.reduce((a, b) => a + b.index.length, 0);
+    return this.batches.reduce((a, b) => a + b.count, 0);
   }
 
   /**
@@ -344,15 +503,10 @@ export class VariantEvaluator {
     dataset: Dataset,
     options: Partial<VariantEvaluatorOptions> = {},
   ): Promise<VariantEvaluator[]> {
-    const o = makeVariantEvaluatorOptions(options);
-    const splits = groups.map((g) => {
-      if (g.length === 0) fail('E_BAD_ARGUMENT', 'A VariantEvaluator needs at least one variable weight name.');
-      return o.mode === 'auto' ? splitAtWeights(modelBytes, g) : undefined;
-    });
-    const store = await VariantEvaluator.prepare(modelBytes, groups, dataset, o, splits);
+    const store = await VariantEvaluator.prepare(modelBytes, groups, dataset, options);
     const out: VariantEvaluator[] = [];
     try {
-      for (let i = 0; i < groups.length; i++) out.push(await VariantEvaluator.fromStore(modelBytes, groups[i]!, store, o, splits[i]));
+      for (const g of groups) out.push(await VariantEvaluator.fromStore(modelBytes, g, store, options));
     } catch (e) {
       for (const ev of out) await ev.dispose();
       throw e;
@@ -362,19 +516,23 @@ export class VariantEvaluator {
 
   /**
    * The shared pass for evaluators of `groups` (e.g. every layer of a sensitivity analysis): build
-   * it once, then {@link VariantEvaluator.fromStore} one evaluator at a time to keep one session alive.
+   * it once, then {@link VariantEvaluator.fromStore} one evaluator at a time to keep one session
+   * alive. The graph splits are planned here (a graph walk each); models are encoded per evaluator.
    */
   static async prepare(
     modelBytes: Uint8Array,
     groups: readonly (readonly string[])[],
     dataset: Dataset,
     options: Partial<VariantEvaluatorOptions> = {},
-    splits?: readonly (SplitModels | undefined)[],
   ): Promise<ActivationStore> {
     const o = makeVariantEvaluatorOptions(options);
-    const sp = splits ?? (o.mode === 'auto' ? groups.map((g) => splitAtWeights(modelBytes, g)) : []);
+    const model = decodeModel(modelBytes);
+    const sp = groups.map((g) => {
+      if (g.length === 0) fail('E_BAD_ARGUMENT', 'A VariantEvaluator needs at least one variable weight name.');
+      return o.mode === 'auto' ? planSplit(model, g, undefined, o.externalDataFolder) : undefined;
+    });
     const wanted = [...new Set(sp.flatMap((s) => (s ? s.frontier.filter((f) => !s.frontierFromInputs.includes(f)) : [])))];
-    const store = await ActivationStore.collect(modelBytes, dataset, wanted, o);
+    const store = await ActivationStore.collect(modelBytes, dataset, wanted, o, model);
     sp.forEach((s, i) => store.splits.set(groups[i]!.join('\0'), s));
     return store;
   }
@@ -385,106 +543,48 @@ export class VariantEvaluator {
     variableWeightNames: readonly string[],
     store: ActivationStore,
     options: Partial<VariantEvaluatorOptions> = {},
-    precomputedSplit?: SplitModels,
   ): Promise<VariantEvaluator> {
+    const t0 = performance.now();
     const o = makeVariantEvaluatorOptions(options);
-    const so = { intraOpNumThreads: o.intraOpNumThreads, graphOptimizationLevel: o.graphOptimizationLevel, enableMemPattern: o.enableMemPattern };
-    const io = modelIo(modelBytes);
-    const outputName = o.output ?? io.outputs[0]!;
-    const refOut = store.reference.outputs[outputName];
-    if (!refOut) fail('E_BAD_ARGUMENT', `The model has no output '${outputName}' (outputs: ${io.outputs.join(', ')}).`);
+    if (variableWeightNames.length === 0) fail('E_BAD_ARGUMENT', 'A VariantEvaluator needs at least one variable weight name.');
+    const outputName = o.output ?? store.outputs[0]!;
+    const sc = store.scoring(outputName);
     const key = variableWeightNames.join('\0');
-    let split = precomputedSplit ?? (o.mode !== 'auto' ? undefined : store.splits.has(key) ? store.splits.get(key) : splitAtWeights(modelBytes, variableWeightNames));
+    let split =
+      o.mode !== 'auto' ? undefined : store.splits.has(key) ? store.splits.get(key) : planSplit(decodeModel(modelBytes), variableWeightNames, undefined, o.externalDataFolder);
     if (split && (!store.has(split.frontier) || !split.outputs.includes(outputName))) split = undefined;
-    const N = store.count;
-    const classes = refOut.sampleDims[refOut.sampleDims.length - 1] ?? 1;
-    const rows = refOut.data.length / N / classes;
-    const refTop1 = topK(refOut.data, N * rows, classes, 1).filter((_, i) => i % rows === 0);
-    const labels = store.reference.labels;
-    const refCorrect = labels ? Uint8Array.from(refTop1, (c, i) => (c === labels[i] ? 1 : 0)) : undefined;
 
-    let feedBytes: Uint8Array;
-    let bakedBytes: Uint8Array;
+    let makeFeed: () => Uint8Array;
+    let makeBaked: () => Uint8Array;
     let weights: Map<string, WeightTensor>;
     let feedNames: readonly string[];
     if (split) {
-      feedBytes = split.suffix;
-      bakedBytes = split.suffixBaked;
-      weights = split.weights;
-      feedNames = split.frontier;
+      const sp = split;
+      makeFeed = () => sp.suffix();
+      makeBaked = () => sp.suffixBaked();
+      weights = sp.readWeights();
+      feedNames = sp.frontier;
     } else {
-      const w = weightsAsInputs(modelBytes, variableWeightNames);
-      feedBytes = w.bytes;
-      bakedBytes = modelBytes;
+      const w = weightsAsInputs(modelBytes, variableWeightNames, o.externalDataFolder);
+      makeFeed = () => w.bytes;
+      makeBaked = () => modelBytes;
       weights = w.weights;
       feedNames = store.inputs.map((i) => i.name);
     }
     // Batches are zero-copy views of the shuffled columns; a fixed batch size drops the tail.
     const bs = store.batchSize;
+    const N = store.count;
     const fixed = store.inputs.some((i) => typeof i.dims[0] === 'number');
     const batches: CachedBatch[] = [];
     for (let s = 0; s < N && (!fixed || s + bs <= N); s += bs) {
       const e = Math.min(N, s + bs);
       const feeds: Record<string, ort.Tensor> = {};
-      for (const n of feedNames) {
-        const c = store.columns.get(n)!;
-        feeds[n] = new Tensor(c.type, (c.data as Float32Array).subarray(s * c.per, e * c.per), [e - s, ...c.sampleDims]);
-      }
-      batches.push({ feeds, index: store.order.subarray(s, e) });
+      for (const n of feedNames) feeds[n] = rowsTensor(store.columns.get(n)!, s, e);
+      batches.push({ feeds, start: s, count: e - s });
     }
     if (batches.length === 0) fail('E_DATASET', `The dataset has ${N} samples, fewer than the model's fixed batch size ${bs}.`);
-
-    const t0 = performance.now();
-    const splicer = new WeightSplicer(bakedBytes, weights);
-    let session: ort.InferenceSession | undefined;
-    let strategy: 'feed' | 'rebuild' = o.strategy === 'rebuild' ? 'rebuild' : 'feed';
-    const calib: { feedBatch?: number; rebuildCreate?: number; rebuildBatch?: number } = {};
-    if (o.strategy !== 'rebuild') session = await createSession(feedBytes, so, split ? 'suffix model' : 'model with weights as inputs');
-    const tSession = performance.now() - t0;
-    if (o.strategy === 'auto') {
-      // One warm batch each way; per-variant cost ≈ batches × batch time (+ session creation).
-      const b0 = batches[0]!;
-      const wOrig: Record<string, ort.Tensor> = {};
-      for (const [n, w] of weights) wOrig[n] = new Tensor('float32', w.data, w.dims);
-      const time = async (s: ort.InferenceSession, f: Record<string, ort.Tensor>): Promise<number> => {
-        await s.run(f, [outputName]);
-        const t = performance.now();
-        await s.run(f, [outputName]);
-        return performance.now() - t;
-      };
-      calib.feedBatch = await time(session!, { ...b0.feeds, ...wOrig });
-      const t1 = performance.now();
-      const rebuilt = await createSession(splicer.bytesFor(new Map()), so, 'model');
-      calib.rebuildCreate = performance.now() - t1;
-      try {
-        calib.rebuildBatch = await time(rebuilt, b0.feeds);
-      } finally {
-        await rebuilt.release();
-      }
-      const nb = batches.length;
-      if (calib.rebuildCreate + calib.rebuildBatch * nb < calib.feedBatch * nb) {
-        strategy = 'rebuild';
-        await session!.release();
-        session = undefined;
-      }
-    }
-    const total = decodeModel(modelBytes).graph!.node.length;
-    return new VariantEvaluator(
-      session,
-      splicer,
-      strategy,
-      batches,
-      weights,
-      outputName,
-      store.reference,
-      refTop1,
-      refCorrect,
-      classes,
-      o,
-      split ? 'split' : 'inputs',
-      { perVariant: split ? split.suffixNodes : total, total },
-      { session: tSession, ...calib },
-    );
+    const nodes = { perVariant: split ? split.suffixNodes : store.nodes, total: store.nodes };
+    return new VariantEvaluator(makeFeed, makeBaked, batches, weights, store, sc, o, split ? 'split' : 'inputs', nodes, performance.now() - t0);
   }
 
   /** Original values of the variable weights. */
@@ -494,10 +594,11 @@ export class VariantEvaluator {
 
   /**
    * Evaluates one variant: `variant` maps variable weight names to new values (absent names keep
-   * their original values). With `budget`, stops as soon as the loss is decisively above or below it.
+   * their original values). With `budget`, stops as soon as the loss is decisively above or below it
+   * (see {@link EvaluateOptions.stopOn}).
    */
   async evaluate(variant: ReadonlyMap<string, Float32Array>, options: Partial<EvaluateOptions> = {}): Promise<VariantResult> {
-    const opts: EvaluateOptions = { budget: undefined, keepOutputs: false, signal: undefined, ...options };
+    const opts: EvaluateOptions = { budget: undefined, stopOn: 'both', keepOutputs: false, signal: undefined, ...options };
     const wfeeds: Record<string, ort.Tensor> = {};
     for (const n of variant.keys()) if (!this.weights.has(n)) fail('E_BAD_ARGUMENT', `'${n}' is not one of the evaluator's variable weights.`);
     for (const [n, w] of this.weights) {
@@ -506,62 +607,100 @@ export class VariantEvaluator {
       wfeeds[n] = new Tensor('float32', v, w.dims);
     }
     const t0 = performance.now();
+    const strategy = this.strategy;
     let r: VariantResult;
-    if (this.strategy === 'feed') r = await this.loop(this.session!, wfeeds, opts);
-    else {
-      const s = await createSession(this.splicer.bytesFor(variant), this.opts, 'variant model');
+    if (strategy === 'feed') {
+      if (!this.feedSession) {
+        // Created once, on the first fed variant; its creation is set-up, not this variant's cost.
+        this.feedBytes ??= this.makeFeedBytes();
+        this.feedSession = await createSession(this.feedBytes, pickSessionOptions(this.opts), this.mode === 'split' ? 'suffix model' : 'model with weights as inputs');
+      }
+      const t1 = performance.now();
+      r = await this.loop(this.feedSession, wfeeds, opts);
+      r.timing.wallMs = performance.now() - t1;
+      if (this.costs.feedPerSample === undefined) this.costs.feedPerSample = r.timing.inferenceMs / r.samples;
+    } else {
+      this.splicer ??= new WeightSplicer(this.makeBakedBytes(), this.weights);
+      const tc = performance.now();
+      const s = await createSession(this.splicer.bytesFor(variant), pickSessionOptions(this.opts), 'variant model');
+      const createMs = performance.now() - tc;
       try {
         r = await this.loop(s, {}, opts);
       } finally {
         await s.release();
       }
+      r.timing.wallMs = performance.now() - t0;
+      if (this.costs.rebuildPerSample === undefined) {
+        this.costs.rebuildCreate = createMs;
+        this.costs.rebuildPerSample = r.timing.inferenceMs / r.samples;
+      }
     }
-    r.timing.wallMs = performance.now() - t0;
+    if (!this.chosen && this.costs.rebuildPerSample !== undefined) {
+      // Per full variant, rebuild pays a session and feed runs the same graph with slower kernels
+      // (weights not pre-packed or folded), so feed can only win when the session is a noticeable
+      // share of a variant's inference: only then is it tried (on the next variant) and compared.
+      const n = this.samples;
+      const rebuild = this.costs.rebuildCreate! + this.costs.rebuildPerSample * n;
+      if (this.costs.rebuildCreate! <= 0.02 * rebuild) this.chosen = 'rebuild';
+      else if (this.costs.feedPerSample !== undefined) this.chosen = rebuild < this.costs.feedPerSample * n ? 'rebuild' : 'feed';
+      if (this.chosen === 'rebuild') {
+        await this.feedSession?.release();
+        this.feedSession = undefined;
+      }
+    }
     return r;
   }
 
   private async loop(session: ort.InferenceSession, wfeeds: Record<string, ort.Tensor>, opts: EvaluateOptions): Promise<VariantResult> {
-    const labels = this.ref.labels;
+    const sc = this.sc;
+    const { per, classes, rows, labels, refTop1, refCorrect } = sc;
+    // Classifiers (one row of class scores per sample) are counted without sorting.
+    const counts = rows === 1 ? new TopCounts(sc) : undefined;
     const acc = new ClassificationAccumulator();
-    const fid = new FidelityAccumulator(this.classes);
-    const refData = this.ref.outputs[this.output]!.data;
-    const per = refData.length / this.ref.count;
-    const isClassifier = per === this.classes;
+    const fid = new FidelityAccumulator(classes);
     const total = this.samples;
     const test =
       opts.budget === undefined || opts.keepOutputs
         ? undefined
-        : new SequentialTest(opts.budget, { twoSided: labels !== undefined, population: total, maxLooks: this.batches.length, delta: this.opts.delta, minSamples: this.opts.minSamples });
-    const kept = opts.keepOutputs ? new Float32Array(this.ref.count * per) : undefined;
+        : new SequentialTest(opts.budget, {
+            twoSided: labels !== undefined,
+            population: total,
+            maxLooks: this.batches.length,
+            delta: this.opts.delta,
+            minSamples: this.opts.minSamples,
+            stopOn: opts.stopOn,
+          });
+    const order = this.store.order;
+    const kept = opts.keepOutputs ? new Float32Array(this.store.count * per) : undefined;
+    const fetch = [sc.output];
     let decision: StopDecision;
-    let refCorrect = 0;
+    let refRight = 0;
+    let agree = 0;
     let done = 0;
     let inferenceMs = 0;
     for (const b of this.batches) {
       throwIfAborted(opts.signal ?? this.opts.signal);
       const tr = performance.now();
-      const res = await session.run({ ...b.feeds, ...wfeeds }, [this.output]);
+      const res = await session.run({ ...b.feeds, ...wfeeds }, fetch);
       inferenceMs += performance.now() - tr;
-      const out = (res[this.output] as ort.Tensor).data as Float32Array;
-      const n = b.index.length;
-      const refB = new Float32Array(n * per);
-      const lab = labels ? new Int32Array(n) : undefined;
-      const rt = new Int32Array(n);
-      for (let i = 0; i < n; i++) {
-        const k = b.index[i]!;
-        refB.set(refData.subarray(k * per, (k + 1) * per), i * per);
-        rt[i] = this.refTop1[k]!;
-        if (lab) lab[i] = labels![k]!;
-        if (kept) kept.set(out.subarray(i * per, (i + 1) * per), k * per);
-      }
-      const top1 = acc.add(out, n * (per / this.classes), this.classes, isClassifier ? lab : undefined, isClassifier ? rt : undefined);
-      fid.add(refB, out, n, per);
+      const out = (res[sc.output] as ort.Tensor).data as Float32Array;
+      const { start: s, count: n } = b;
+      const lab = labels?.subarray(s, s + n);
+      const rt = refTop1.subarray(s, s + n);
+      const top1 = counts ? counts.add(out, s, n) : acc.add(out, n * rows, classes);
+      fid.add(sc.ref.subarray(s * per, (s + n) * per), out, n, per, sc.refLse.subarray(s * rows, (s + n) * rows));
+      if (kept) for (let i = 0; i < n; i++) kept.set(out.subarray(i * per, (i + 1) * per), order[s + i]! * per);
       let up = 0;
       let down = 0;
       for (let i = 0; i < n; i++) {
-        const rc = this.refCorrect ? this.refCorrect[b.index[i]!]! : 0;
-        refCorrect += rc;
-        const x = lab ? rc - (top1[i] === lab[i] ? 1 : 0) : top1[i] === rt[i] ? 0 : 1;
+        const t = top1[i * rows]!;
+        if (t === rt[i]) agree++;
+        let x: number;
+        if (lab) {
+          const rc = refCorrect![s + i]!;
+          refRight += rc;
+          x = rc - (t === lab[i] ? 1 : 0);
+        } else x = t === rt[i] ? 0 : 1;
         if (x > 0) up++;
         else if (x < 0) down++;
       }
@@ -572,14 +711,14 @@ export class VariantEvaluator {
         if (decision !== undefined && done < total) break;
       }
     }
-    const c = acc.counts;
-    const loss = labels ? (refCorrect - c.top1Correct) / done : 1 - c.agree / done;
+    const c = counts ?? acc.counts;
+    const loss = labels ? (refRight - c.top1Correct) / done : 1 - agree / done;
     const ci = test ? test.interval() : { lo: loss, hi: loss };
     const result: VariantResult = {
       top1: labels ? c.top1Correct / done : NaN,
       top5: labels ? c.top5Correct / done : NaN,
-      agreement: c.agree / done,
-      referenceTop1: labels ? refCorrect / done : NaN,
+      agreement: agree / done,
+      referenceTop1: labels ? refRight / done : NaN,
       samples: done,
       stoppedEarly: done < total,
       decision,
@@ -594,6 +733,7 @@ export class VariantEvaluator {
 
   /** Releases the session. */
   async dispose(): Promise<void> {
-    await this.session?.release();
+    await this.feedSession?.release();
+    this.feedSession = undefined;
   }
 }

@@ -21,9 +21,11 @@ import {
   type GraphProto,
   type ModelProto,
   type NodeProto,
+  type TensorProto,
   type ValueInfoProto,
 } from '../onnx/proto.js';
-import { dimsOf, tensorToFloat32 } from '../onnx/tensor.js';
+import { dimsOf, isExternal, tensorToFloat32 } from '../onnx/tensor.js';
+import { readExternalTensor } from '../onnx/io.js';
 
 const FLOAT = 1;
 
@@ -47,18 +49,33 @@ function tensorValueInfo(name: string, elemType: number, dims?: readonly (number
   return create(ValueInfoProtoSchema, { name, type: create(TypeProtoSchema, { value: { case: 'tensorType', value: tensorType } }) });
 }
 
-function takeWeights(model: ModelProto, names: readonly string[]): Map<string, WeightTensor> {
+/** The initializers `names`, checked to be float32 (and readable when external). */
+function weightProtos(model: ModelProto, names: readonly string[], externalDataFolder?: string): TensorProto[] {
   const g = model.graph;
   if (!g) fail('E_MODEL_INVALID', 'The model has no graph.');
   const byName = new Map(g.initializer.map((t) => [t.name, t]));
-  const out = new Map<string, WeightTensor>();
-  for (const n of names) {
+  return names.map((n) => {
     const t = byName.get(n);
     if (!t) fail('E_BAD_ARGUMENT', `'${n}' is not an initializer of the model (variable weights must be initializers).`);
     if (t.dataType !== FLOAT) fail('E_BAD_ARGUMENT', `Weight '${n}' is not float32 (data type ${t.dataType}); only float32 weights can be varied.`);
-    out.set(n, { dims: dimsOf(t), data: tensorToFloat32(t).slice() });
+    if (isExternal(t) && externalDataFolder === undefined) fail('E_BAD_ARGUMENT', `Weight '${n}' is stored as external data; give the model's folder (externalDataFolder).`);
+    return t;
+  });
+}
+
+/** Fresh copies of the weights' values (external ones read from their file). */
+function readWeights(tensors: readonly TensorProto[], externalDataFolder?: string): Map<string, WeightTensor> {
+  const out = new Map<string, WeightTensor>();
+  for (const t of tensors) {
+    // Read from the data file (a fresh array); the tensor stays an external reference.
+    if (isExternal(t)) out.set(t.name, { dims: dimsOf(t), data: tensorToFloat32(t, new WeakMap([[t, readExternalTensor(t, externalDataFolder!)]])) });
+    else out.set(t.name, { dims: dimsOf(t), data: tensorToFloat32(t).slice() });
   }
   return out;
+}
+
+function takeWeights(model: ModelProto, names: readonly string[], externalDataFolder?: string): Map<string, WeightTensor> {
+  return readWeights(weightProtos(model, names, externalDataFolder), externalDataFolder);
 }
 
 function makeWeightInputs(g: GraphProto, weights: Map<string, WeightTensor>): void {
@@ -70,15 +87,16 @@ function makeWeightInputs(g: GraphProto, weights: Map<string, WeightTensor>): vo
 
 /**
  * Returns a model where the initializers `names` are graph inputs (float32, their own shapes), plus
- * their original values. Other initializers stay constant, so ORT still folds and pre-packs them.
+ * their original values (external ones read from `externalDataFolder`, the model's folder). Other initializers stay constant, so ORT still folds and pre-packs them.
  * @throws E_BAD_ARGUMENT when a name is not a float32 initializer.
  */
 export function weightsAsInputs(
   modelBytes: Uint8Array,
   names: readonly string[],
+  externalDataFolder?: string,
 ): { bytes: Uint8Array; weights: Map<string, WeightTensor> } {
   const model = decodeModel(modelBytes);
-  const weights = takeWeights(model, names);
+  const weights = takeWeights(model, names, externalDataFolder);
   makeWeightInputs(model.graph!, weights);
   return { bytes: encodeModel(model), weights };
 }
@@ -89,7 +107,7 @@ export interface SplitModels {
   readonly prefix: Uint8Array;
   /** Frontier tensors + variable weights → the graph outputs that depend on the weights. */
   readonly suffix: Uint8Array;
-  /** The same suffix with the variable weights kept as initializers (for {@link substituteWeights}). */
+  /** The same suffix with the variable weights kept as initializers (for {@link WeightSplicer}). */
   readonly suffixBaked: Uint8Array;
   /** Suffix inputs other than weights: names of cached activations (or original graph inputs). */
   readonly frontier: readonly string[];
@@ -104,19 +122,30 @@ export interface SplitModels {
 }
 
 /**
- * Splits the graph at the first use of the variable weights (see the module comment). Returns
- * undefined when it cannot split safely: control-flow nodes (subgraphs may read outer-scope values)
- * or no node uses the weights. `elemTypes` gives the element type of frontier tensors missing
- * from `value_info` (ORT type names → ONNX codes are resolved by the caller; default float32).
+ * A split found by {@link planSplit}: the frontier and counts at once (a graph walk), the models
+ * encoded only when asked for (each call encodes anew; keep the result).
  */
-export function splitAtWeights(
-  modelBytes: Uint8Array,
+export interface SplitPlan extends Omit<SplitModels, 'prefix' | 'suffix' | 'suffixBaked' | 'weights'> {
+  /** Fresh copies of the variable weights' original values (read on each call). */
+  readWeights(): Map<string, WeightTensor>;
+  prefix(): Uint8Array;
+  suffix(): Uint8Array;
+  suffixBaked(): Uint8Array;
+}
+
+/**
+ * Plans the split of {@link splitAtWeights} on a decoded model, which it does not modify (so one
+ * decoded model serves every layer). Returns undefined when the graph cannot be split safely.
+ */
+export function planSplit(
+  model: ModelProto,
   names: readonly string[],
   elemTypes: ReadonlyMap<string, number> = new Map(),
-): SplitModels | undefined {
-  const model = decodeModel(modelBytes);
+  externalDataFolder?: string,
+): SplitPlan | undefined {
   const g = model.graph!;
-  const weights = takeWeights(model, names);
+  const protos = weightProtos(model, names, externalDataFolder);
+  const weights = new Set(names);
   if (g.node.some((n) => n.attribute.some((a) => a.g !== undefined || a.graphs.length > 0))) return undefined;
   const tainted = new Set<string>(names);
   const affected: NodeProto[] = [];
@@ -140,63 +169,80 @@ export function splitAtWeights(
   if (outputs.length === 0) return undefined;
   const typeOf = new Map<string, ValueInfoProto>();
   for (const v of [...g.valueInfo, ...g.input, ...g.output]) typeOf.set(v.name, v);
-  const vi = (name: string): ValueInfoProto =>
-    typeOf.get(name) ?? tensorValueInfo(name, elemTypes.get(name) ?? FLOAT);
-
-  // Prefix: the unaffected nodes the frontier needs (walk back from the frontier).
-  const producer = new Map<string, NodeProto>();
-  for (const n of unaffected) for (const o of n.output) producer.set(o, n);
-  const needed = new Set<NodeProto>();
-  const stack = frontier.filter((f) => !graphInputs.has(f));
-  while (stack.length > 0) {
-    const t = stack.pop()!;
-    const p = producer.get(t);
-    if (!p || needed.has(p)) continue;
-    needed.add(p);
-    for (const i of p.input) if (i) stack.push(i);
-  }
-  const prefixNodes = unaffected.filter((n) => needed.has(n));
+  const vi = (name: string): ValueInfoProto => typeOf.get(name) ?? tensorValueInfo(name, elemTypes.get(name) ?? FLOAT);
   const used = (nodes: NodeProto[]) => new Set(nodes.flatMap((n) => n.input));
-  const prefixUsed = used(prefixNodes);
   const prefixOut = frontier.filter((f) => !graphInputs.has(f));
-  const prefix = create(ModelProtoSchema, {
-    ...model,
-    graph: create(GraphProtoSchema, {
-      name: `${g.name}_prefix`,
-      node: prefixNodes,
-      initializer: g.initializer.filter((t) => prefixUsed.has(t.name)),
-      input: g.input.filter((i) => !initNames.has(i.name)),
-      output: prefixOut.map(vi),
-      valueInfo: g.valueInfo,
-    }),
-  });
+
+  const prefix = (): Uint8Array => {
+    if (prefixOut.length === 0) return new Uint8Array(0);
+    // The unaffected nodes the frontier needs (walk back from the frontier).
+    const producer = new Map<string, NodeProto>();
+    for (const n of unaffected) for (const o of n.output) producer.set(o, n);
+    const needed = new Set<NodeProto>();
+    const stack = [...prefixOut];
+    while (stack.length > 0) {
+      const t = stack.pop()!;
+      const p = producer.get(t);
+      if (!p || needed.has(p)) continue;
+      needed.add(p);
+      for (const i of p.input) if (i) stack.push(i);
+    }
+    const prefixNodes = unaffected.filter((n) => needed.has(n));
+    const prefixUsed = used(prefixNodes);
+    return encodeModel(
+      create(ModelProtoSchema, {
+        ...model,
+        graph: create(GraphProtoSchema, {
+          name: `${g.name}_prefix`,
+          node: prefixNodes,
+          initializer: g.initializer.filter((t) => prefixUsed.has(t.name)),
+          input: g.input.filter((i) => !initNames.has(i.name)),
+          output: prefixOut.map(vi),
+          valueInfo: g.valueInfo,
+        }),
+      }),
+    );
+  };
   const suffixUsed = used(affected);
-  const suffixGraph = create(GraphProtoSchema, {
-    name: `${g.name}_suffix`,
-    node: affected,
-    initializer: g.initializer.filter((t) => suffixUsed.has(t.name) && !weights.has(t.name)),
-    input: frontier.map(vi),
-    output: outputs,
-    valueInfo: g.valueInfo.filter((v) => tainted.has(v.name)),
-  });
-  const baked = create(ModelProtoSchema, {
-    ...model,
-    graph: create(GraphProtoSchema, { ...suffixGraph, initializer: g.initializer.filter((t) => suffixUsed.has(t.name)) }),
-  });
-  const suffixBaked = encodeModel(baked);
-  for (const [n, w] of weights) suffixGraph.input.push(tensorValueInfo(n, FLOAT, w.dims));
-  const suffix = create(ModelProtoSchema, { ...model, graph: suffixGraph });
+  const suffixGraph = (baked: boolean) =>
+    create(GraphProtoSchema, {
+      name: `${g.name}_suffix`,
+      node: affected,
+      initializer: g.initializer.filter((t) => suffixUsed.has(t.name) && (baked || !weights.has(t.name))),
+      input: [...frontier.map(vi), ...(baked ? [] : protos.map((t) => tensorValueInfo(t.name, FLOAT, dimsOf(t))))],
+      output: outputs,
+      valueInfo: g.valueInfo.filter((v) => tainted.has(v.name)),
+    });
   return {
-    prefix: prefixOut.length > 0 ? encodeModel(prefix) : new Uint8Array(0),
-    suffix: encodeModel(suffix),
-    suffixBaked,
+    prefix,
+    suffix: () => encodeModel(create(ModelProtoSchema, { ...model, graph: suffixGraph(false) })),
+    suffixBaked: () => encodeModel(create(ModelProtoSchema, { ...model, graph: suffixGraph(true) })),
     frontier,
     frontierFromInputs: frontier.filter((f) => graphInputs.has(f)),
     outputs: outputs.map((o) => o.name),
     suffixNodes: affected.length,
     totalNodes: g.node.length,
-    weights,
+    readWeights: () => readWeights(protos, externalDataFolder),
   };
+}
+
+/**
+ * Splits the graph at the first use of the variable weights (see the module comment). Returns
+ * undefined when it cannot split safely: control-flow nodes (subgraphs may read outer-scope values)
+ * or no node uses the weights. `elemTypes` gives the element type of frontier tensors missing
+ * from `value_info` (ORT type names → ONNX codes are resolved by the caller; default float32).
+ * External weights are read from `externalDataFolder` (the model's folder).
+ */
+export function splitAtWeights(
+  modelBytes: Uint8Array,
+  names: readonly string[],
+  elemTypes: ReadonlyMap<string, number> = new Map(),
+  externalDataFolder?: string,
+): SplitModels | undefined {
+  const p = planSplit(decodeModel(modelBytes), names, elemTypes, externalDataFolder);
+  if (!p) return undefined;
+  const { prefix, suffix, suffixBaked, readWeights: read, ...rest } = p;
+  return { ...rest, prefix: prefix(), suffix: suffix(), suffixBaked: suffixBaked(), weights: read() };
 }
 
 /**

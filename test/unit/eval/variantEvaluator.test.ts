@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openNpy } from '../../../src/engine/eval/arraySource';
 import { openDataset } from '../../../src/engine/eval/dataset';
+import { ClassificationAccumulator, FidelityAccumulator } from '../../../src/engine/eval/metrics';
 import { cachedReference, computeReference, datasetFingerprint } from '../../../src/engine/eval/referenceCache';
 import { classesOf, createSession, sessionInputs, sessionOutputs, withSession } from '../../../src/engine/eval/session';
 import { VariantEvaluator } from '../../../src/engine/eval/variantEvaluator';
@@ -144,6 +145,16 @@ describe('eval/VariantEvaluator', () => {
         }
         assert.equal(r.top1, correct / 400);
         assert.ok(Math.abs(r.loss - (r.referenceTop1 - r.top1)) < 1e-12);
+        // top-5 and fidelity equal the general accumulators' on the same outputs (dataset order)
+        const acc = new ClassificationAccumulator();
+        acc.add(r.outputs!, 400, 10, Int32Array.from(labels, Number));
+        assert.equal(r.top5, acc.top5);
+        const refLogits = await fresh(MODEL, ds);
+        const fid = new FidelityAccumulator(10);
+        fid.add(refLogits, r.outputs!, 400, 10);
+        const f = fid.result();
+        for (const k of ['sqnrDb', 'cosine', 'klSoftmax', 'maxAbsDiff'] as const) assert.ok(Math.abs(r.fidelity[k] - f[k]) <= 1e-9 * Math.max(1, Math.abs(f[k])), `${k}: ${r.fidelity[k]} vs ${f[k]}`);
+        assert.equal(r.fidelity.samples, 400);
       } finally {
         await ev.dispose();
       }
@@ -202,6 +213,12 @@ describe('eval/VariantEvaluator', () => {
       assert.equal(good.decision, 'within');
       assert.ok(good.stoppedEarly && good.samples < 400, `${good.samples}`);
       assert.ok(good.ci[1] <= 0.3);
+      // stopOn 'over': the bad variant still stops early, the good one runs to its exact loss
+      const badScreen = await ev.evaluate(new Map([['fc.w', zero]]), { budget: 0.05, stopOn: 'over' });
+      assert.equal(badScreen.decision, 'over');
+      assert.ok(badScreen.stoppedEarly);
+      const goodScreen = await ev.evaluate(new Map(), { budget: 0.3, stopOn: 'over' });
+      assert.deepEqual([goodScreen.decision, goodScreen.samples, goodScreen.stoppedEarly, goodScreen.loss], ['within', 400, false, 0]);
       await rejectsWith(ev.evaluate(new Map([['fc.w', new Float32Array(3)]])), 'E_BAD_ARGUMENT', 'fc.w', '3 values');
       await rejectsWith(ev.evaluate(new Map([['conv.w', new Float32Array(27)]])), 'E_BAD_ARGUMENT', 'conv.w');
     } finally {
