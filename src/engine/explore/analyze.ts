@@ -144,10 +144,6 @@ export async function runSensitivity(pm: PreparedModel, dir: string, o: AnalyzeO
     (opened ??= await openEvaluator(pm, o.data, pm.layers.map((w) => [w.name]), { limit: o.limit, threads: o.threads, batchSize: o.batchSize, signal: o.signal }));
   // The dataset reference must match to resume; opening the evaluator tells us what it is.
   const ev = needed > 0 || !old ? await openIt() : undefined;
-  if (calibrate && needed > 0) {
-    emit({ type: 'phase', phase: 'setup', message: 'Collecting layer input statistics for calibrated rounding' });
-    await ensureCalibration(pm, o.data, { signal: o.signal, threads: o.threads });
-  }
   const datasetRef = ev?.ref ?? old!.dataset;
   if (old && ev && (old.dataset.source !== ev.ref.source || old.dataset.samples !== ev.ref.samples || old.dataset.labels !== ev.ref.labels)) {
     fail('E_BAD_ARGUMENT', `The results folder '${dir}' holds sensitivity results measured on other data (${old.dataset.source}, ${old.dataset.samples} samples; now ${ev.ref.source}, ${ev.ref.samples}). Use another --out, or --fresh to discard them.`);
@@ -187,6 +183,11 @@ export async function runSensitivity(pm: PreparedModel, dir: string, o: AnalyzeO
   let lastProgress = 0;
   try {
     await save(true);
+    if (calibrate) {
+      // after the first write: a run killed while collecting still leaves a resumable folder
+      emit({ type: 'log', message: 'Collecting layer input statistics for calibrated rounding' });
+      await ensureCalibration(pm, o.data, { signal: o.signal, threads: o.threads });
+    }
     for (const w of pm.layers) {
       const row = layers.find((r) => r.name === w.name)!;
       if (levels.every((l) => row.unsupported?.[l.id] || have.has(`${w.name}\u0000${l.id}`))) continue;
