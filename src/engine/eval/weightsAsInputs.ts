@@ -159,12 +159,32 @@ export function planSplit(
   if (affected.length === 0) return undefined;
   const initNames = new Set(g.initializer.map((t) => t.name));
   const graphInputs = new Set(g.input.map((i) => i.name));
+  // Tensors that depend on the data; the others (Constant nodes and what is computed from them and
+  // initializers, e.g. a Clip's bounds) are recomputed in the suffix instead of cached.
+  const dynamic = new Set(g.input.filter((i) => !initNames.has(i.name)).map((i) => i.name));
+  for (const n of g.node) if (n.input.some((i) => dynamic.has(i))) for (const o of n.output) if (o) dynamic.add(o);
+  const producer = new Map<string, NodeProto>();
+  for (const n of unaffected) for (const o of n.output) producer.set(o, n);
   const frontier: string[] = [];
+  const constNodes = new Set<NodeProto>();
+  const constStack: string[] = [];
   for (const n of affected) {
     for (const i of n.input) {
-      if (i && !tainted.has(i) && !initNames.has(i) && !frontier.includes(i)) frontier.push(i);
+      if (!i || tainted.has(i) || initNames.has(i)) continue;
+      if (dynamic.has(i)) {
+        if (!frontier.includes(i)) frontier.push(i);
+      } else constStack.push(i);
     }
   }
+  while (constStack.length > 0) {
+    const p = producer.get(constStack.pop()!);
+    if (!p || constNodes.has(p)) continue;
+    constNodes.add(p);
+    for (const i of p.input) if (i) constStack.push(i);
+  }
+  // The suffix's nodes in graph order (a topological order).
+  const inSuffix = new Set([...affected, ...constNodes]);
+  const suffixNodes = g.node.filter((n) => inSuffix.has(n));
   const outputs = g.output.filter((o) => tainted.has(o.name));
   if (outputs.length === 0) return undefined;
   const typeOf = new Map<string, ValueInfoProto>();
@@ -176,8 +196,6 @@ export function planSplit(
   const prefix = (): Uint8Array => {
     if (prefixOut.length === 0) return new Uint8Array(0);
     // The unaffected nodes the frontier needs (walk back from the frontier).
-    const producer = new Map<string, NodeProto>();
-    for (const n of unaffected) for (const o of n.output) producer.set(o, n);
     const needed = new Set<NodeProto>();
     const stack = [...prefixOut];
     while (stack.length > 0) {
@@ -203,11 +221,11 @@ export function planSplit(
       }),
     );
   };
-  const suffixUsed = used(affected);
+  const suffixUsed = used(suffixNodes);
   const suffixGraph = (baked: boolean) =>
     create(GraphProtoSchema, {
       name: `${g.name}_suffix`,
-      node: affected,
+      node: suffixNodes,
       initializer: g.initializer.filter((t) => suffixUsed.has(t.name) && (baked || !weights.has(t.name))),
       input: [...frontier.map(vi), ...(baked ? [] : protos.map((t) => tensorValueInfo(t.name, FLOAT, dimsOf(t))))],
       output: outputs,
@@ -220,7 +238,7 @@ export function planSplit(
     frontier,
     frontierFromInputs: frontier.filter((f) => graphInputs.has(f)),
     outputs: outputs.map((o) => o.name),
-    suffixNodes: affected.length,
+    suffixNodes: suffixNodes.length,
     totalNodes: g.node.length,
     readWeights: () => readWeights(protos, externalDataFolder),
   };

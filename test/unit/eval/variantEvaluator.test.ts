@@ -1,8 +1,9 @@
 import { strict as assert } from 'node:assert';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openNpy } from '../../../src/engine/eval/arraySource';
 import { openDataset } from '../../../src/engine/eval/dataset';
+import { loadDatasetSpec } from '../../../src/engine/eval/datasetSpec';
 import { ClassificationAccumulator, FidelityAccumulator } from '../../../src/engine/eval/metrics';
 import { cachedReference, computeReference, datasetFingerprint } from '../../../src/engine/eval/referenceCache';
 import { classesOf, createSession, sessionInputs, sessionOutputs, withSession } from '../../../src/engine/eval/session';
@@ -226,3 +227,43 @@ describe('eval/VariantEvaluator', () => {
     }
   });
 });
+
+describe('eval/VariantEvaluator on MobileNet (Clip bounds from Constant nodes)', () => {
+  it('splits every conv layer (constants are recomputed in the suffix, not cached) and matches fresh sessions', async function () {
+    const FIX = join(__dirname, '..', '..', 'fixtures');
+    const model = join(FIX, 'mobilenet.onnx');
+    if (!existsSync(model)) this.skip();
+    const bytes = readFileSync(model);
+    const spec = { ...(await loadDatasetSpec(join(FIX, 'data', 'fmnist-test-1000.dataset.json'))), limit: 200 };
+    const ds = await withSession(bytes, {}, async (s) => openDataset(spec, sessionInputs(s), { numClasses: 10 }));
+    const g = decodeModel(bytes).graph!;
+    const names = g.initializer.filter((t) => t.dims.length === 4).map((t) => t.name);
+    // the fixture's Clip nodes take their bounds from Constant nodes: the case this test is about
+    assert.ok(g.node.some((n) => n.opType === 'Clip' && n.input.slice(1).some((i) => g.node.some((c) => c.opType === 'Constant' && c.output[0] === i))));
+    const pick = [names[1]!, names[Math.floor(names.length / 2)]!, names[names.length - 1]!];
+    const split = splitAtWeights(bytes, [pick[1]!])!;
+    assert.equal(split.frontier.length, 1);
+    const evs = await VariantEvaluator.createMany(bytes, pick.map((n) => [n]), ds, { batchSize: 100 });
+    try {
+      for (const [i, ev] of evs.entries()) {
+        assert.equal(ev.mode, 'split', pick[i]);
+        assert.ok(ev.nodes.perVariant < ev.nodes.total);
+        const v = perturbAll(ev.originalWeights().get(pick[i]!)!.data);
+        const r = await ev.evaluate(new Map([[pick[i]!, v]]), { keepOutputs: true });
+        const want = await fresh(substituteWeights(bytes, new Map([[pick[i]!, v]])), ds);
+        assert.ok(maxDiff(r.outputs!, want) < 1e-4, `${pick[i]}: max |Δ| ${maxDiff(r.outputs!, want)}`);
+      }
+    } finally {
+      for (const ev of evs) await ev.dispose();
+    }
+  });
+});
+
+/** Every weight moved by up to 5 % of the tensor's range (seeded). */
+function perturbAll(d: Float32Array): Float32Array {
+  const r = mulberry32(11);
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const x of d) (lo = Math.min(lo, x)), (hi = Math.max(hi, x));
+  return d.map((x) => x + (r() - 0.5) * 0.1 * (hi - lo));
+}
