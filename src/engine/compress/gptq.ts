@@ -180,21 +180,79 @@ export function calibrateRounding(tensor: WeightTensor, ct: CompressedTensor, h:
   const d = h.dim;
   const rows = n / d;
   if (!Number.isInteger(rows) || rows !== h.rowsPerGroup * h.groups.length) return ct;
+  // element (row r, column j) of the stored tensor
+  const stored = h.transposed ? (r: number, j: number) => j * rows + r : (r: number, j: number) => r * d + j;
   const grid = gridOf(ct, rows);
   if (!grid) return ct;
-  // element (row r, column j) of the stored tensor
-  const at = h.transposed ? (r: number, j: number) => j * rows + r : (r: number, j: number) => r * d + j;
-  const out = new Float32Array(n);
-  const codes = new Int32Array(n);
+  // Two column orders: as stored, and GPTQ's "act order" (largest input second moment first, while
+  // the most columns remain to compensate); the one with the smaller output error wins per layer.
+  let best: { out: Float32Array; codes: Int32Array; error: number; ct: CompressedTensor } | undefined;
+  for (const order of ['stored', 'act'] as const) {
+    if (order === 'act' && h.groups.length !== 1) break; // one order for grouped convolutions (a permutation per group would be needed)
+    const H0 = h.groups[0]!;
+    const perm = order === 'act' ? Array.from({ length: d }, (_, j) => j).sort((a, b) => H0[b * d + b]! - H0[a * d + a]! || a - b) : undefined;
+    const at = perm ? (r: number, j: number) => stored(r, perm[j]!) : stored;
+    const groups = perm ? [permuted(H0, perm)] : h.groups;
+    const hp: LayerHessian = { ...h, groups };
+    const factors: Float64Array[][] = [];
+    for (const H of groups) {
+      const us: Float64Array[] = [];
+      for (let b0 = 0; b0 < d; b0 += MAX_BLOCK) {
+        const bn = Math.min(MAX_BLOCK, d - b0);
+        const block = new Float64Array(bn * bn);
+        for (let i = 0; i < bn; i++) for (let j = 0; j < bn; j++) block[i * bn + j] = H[(b0 + i) * d + b0 + j]!;
+        const u = inverseFactor(block, bn);
+        if (!u) return best ? rebuild(tensor, best.ct, best.out, best.codes) : ct;
+        us.push(u);
+      }
+      factors.push(us);
+    }
+    let cur = { ...pass(tensor, hp, grid, at, factors, signal), ct };
+    let error = outputError(tensor.data, cur.out, hp, at);
+    // Sharing: refit the codebook to the calibrated assignment (least squares in the H metric), round
+    // again with it, and keep whichever result has the smaller output error.
+    for (let round = 0; round < 2 && cur.ct.storage.kind === 'codebook'; round++) {
+      const refit = refitCodebook(tensor, cur.ct, cur.codes, hp, at);
+      if (!refit) break;
+      const next = pass(tensor, hp, gridOf(refit, rows)!, at, factors, signal);
+      const e = outputError(tensor.data, next.out, hp, at);
+      if (!(e < error)) break;
+      cur = { ...next, ct: refit };
+      error = e;
+    }
+    if (!best || error < best.error) best = { ...cur, error };
+  }
+  return rebuild(tensor, best!.ct, best!.out, best!.codes);
+}
+
+/** `H` with rows and columns reordered by `perm`. */
+function permuted(H: Float64Array, perm: readonly number[]): Float64Array {
+  const d = perm.length;
+  const out = new Float64Array(d * d);
+  for (let i = 0; i < d; i++) {
+    const src = perm[i]! * d;
+    for (let j = 0; j < d; j++) out[i * d + j] = H[src + perm[j]!]!;
+  }
+  return out;
+}
+
+/** One error-feedback rounding pass on `grid`. */
+function pass(
+  tensor: WeightTensor,
+  h: LayerHessian,
+  grid: Grid,
+  at: (r: number, j: number) => number,
+  factors: Float64Array[][],
+  signal: AbortSignal | undefined,
+): { out: Float32Array; codes: Int32Array } {
+  const d = h.dim;
+  const out = new Float32Array(tensor.data.length);
+  const codes = new Int32Array(tensor.data.length);
   const w = new Float64Array(d);
   for (let g = 0; g < h.groups.length; g++) {
-    const H = h.groups[g]!;
-    for (let b0 = 0; b0 < d; b0 += MAX_BLOCK) {
+    for (let b0 = 0, bi = 0; b0 < d; b0 += MAX_BLOCK, bi++) {
       const bn = Math.min(MAX_BLOCK, d - b0);
-      const block = new Float64Array(bn * bn);
-      for (let i = 0; i < bn; i++) for (let j = 0; j < bn; j++) block[i * bn + j] = H[(b0 + i) * d + b0 + j]!;
-      const u = inverseFactor(block, bn);
-      if (!u) return ct;
+      const u = factors[g]![bi]!;
       for (let r = g * h.rowsPerGroup; r < (g + 1) * h.rowsPerGroup; r++) {
         if (signal?.aborted) throw signal.reason;
         const values = grid.values(r);
@@ -213,7 +271,91 @@ export function calibrateRounding(tensor: WeightTensor, ct: CompressedTensor, h:
       }
     }
   }
-  return rebuild(tensor, ct, out, codes);
+  return { out, codes };
+}
+
+/** Σ over output channels of (w − ŵ)ᵀ·H·(w − ŵ). */
+function outputError(w: Float32Array, q: Float32Array, h: LayerHessian, at: (r: number, j: number) => number): number {
+  const d = h.dim;
+  const diff = new Float64Array(d);
+  let e = 0;
+  for (let g = 0; g < h.groups.length; g++) {
+    const H = h.groups[g]!;
+    for (let r = g * h.rowsPerGroup; r < (g + 1) * h.rowsPerGroup; r++) {
+      for (let j = 0; j < d; j++) diff[j] = w[at(r, j)]! - q[at(r, j)]!;
+      for (let a = 0; a < d; a++) {
+        const da = diff[a]!;
+        if (da === 0) continue;
+        let s = 0;
+        const row = a * d;
+        for (let b = 0; b < d; b++) s += H[row + b]! * diff[b]!;
+        e += da * s;
+      }
+    }
+  }
+  return e;
+}
+
+/**
+ * The codebook that minimises the output error for fixed indices `codes` (one k×k least-squares
+ * system in the H metric; a per-channel scale multiplies the entries of its channel), or undefined
+ * when the storage is not a single shared codebook or the system is singular.
+ */
+function refitCodebook(tensor: WeightTensor, ct: CompressedTensor, codes: Int32Array, h: LayerHessian, at: (r: number, j: number) => number): CompressedTensor | undefined {
+  const s = ct.storage;
+  if (s.kind !== 'codebook' || s.axis !== null || s.zeroIndex !== null) return undefined;
+  const k = s.codebook.length;
+  const d = h.dim;
+  const A = new Float64Array(k * k);
+  const b = new Float64Array(k);
+  const idx = new Int32Array(d);
+  const hw = new Float64Array(d);
+  for (let g = 0; g < h.groups.length; g++) {
+    const H = h.groups[g]!;
+    for (let r = g * h.rowsPerGroup; r < (g + 1) * h.rowsPerGroup; r++) {
+      const sc = s.scale ? s.scale.values[r]! : 1;
+      for (let j = 0; j < d; j++) idx[j] = codes[at(r, j)]!;
+      hw.fill(0);
+      for (let i = 0; i < d; i++) {
+        const row = i * d;
+        let acc = 0;
+        const ai = idx[i]! * k;
+        for (let j = 0; j < d; j++) {
+          const hij = H[row + j]!;
+          acc += hij * tensor.data[at(r, j)]!;
+          A[ai + idx[j]!]! += sc * sc * hij;
+        }
+        hw[i] = acc;
+      }
+      for (let i = 0; i < d; i++) b[idx[i]!]! += sc * hw[i]!;
+    }
+  }
+  // Ridge towards the old entries (unused entries keep their value).
+  let trace = 0;
+  for (let a = 0; a < k; a++) trace += A[a * k + a]!;
+  const lambda = (trace / k) * 1e-6 + 1e-30;
+  for (let a = 0; a < k; a++) {
+    A[a * k + a]! += lambda;
+    b[a]! += lambda * s.codebook[a]!;
+  }
+  if (!cholesky(A, k)) return undefined;
+  const y = new Float64Array(k);
+  for (let i = 0; i < k; i++) {
+    let t = b[i]!;
+    for (let j = 0; j < i; j++) t -= A[i * k + j]! * y[j]!;
+    y[i] = t / A[i * k + i]!;
+  }
+  const c = new Float64Array(k);
+  for (let i = k - 1; i >= 0; i--) {
+    let t = y[i]!;
+    for (let j = i + 1; j < k; j++) t -= A[j * k + i]! * c[j]!;
+    c[i] = t / A[i * k + i]!;
+  }
+  if (!c.every(Number.isFinite)) return undefined;
+  const codebook = Float32Array.from(c, Math.fround);
+  // Equal entries would make the grid ambiguous; keep the old codebook then.
+  if (new Set(codebook).size !== k) return undefined;
+  return { ...ct, storage: { ...s, codebook } };
 }
 
 /** The plain result with new reconstructions and codes (same grid, same storage layout). */

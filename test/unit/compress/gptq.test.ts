@@ -80,7 +80,7 @@ describe('compress/gptq (calibrated rounding)', function () {
     { technique: 'quant', bits: 3, symmetric: false, perChannel: false, clip: 'minmax' },
   ];
   for (const spec of specs) {
-    it(`${JSON.stringify(spec)}: same grid and storage layout, lower output error on every layer, storage decodes to the weights`, () => {
+    it(`${JSON.stringify(spec)}: same storage layout and bits, lower output error on every layer, storage decodes to the weights`, () => {
       for (const w of weights) {
         const tensor = { data: model.float32(w.tensor), shape: w.shape, role: w.kind, channelAxis: w.channelAxis, name: w.name };
         const h = hs.get(w.name)!;
@@ -88,7 +88,8 @@ describe('compress/gptq (calibrated rounding)', function () {
         const cal = compressTensor(tensor, { ...spec, calibrated: true } as TechniqueSpec, { calibration: h });
         assert.equal(cal.storage.kind, plain.storage.kind);
         assert.equal(cal.bits.total, plain.bits.total, 'same storage bits');
-        if (plain.storage.kind === 'codebook' && cal.storage.kind === 'codebook') assert.deepEqual(cal.storage.codebook, plain.storage.codebook);
+        // sharing may refit the codebook's entries (same count); quantization keeps its grid
+        if (plain.storage.kind === 'codebook' && cal.storage.kind === 'codebook') assert.equal(cal.storage.codebook.length, plain.storage.codebook.length);
         if (plain.storage.kind === 'quant' && cal.storage.kind === 'quant') assert.deepEqual(cal.storage.scale, plain.storage.scale);
         if (w.channelAxis === 0) assert.deepEqual(decode(cal, w.shape[0]!), cal.weights, w.name);
         const ep = outputError(tensor.data, plain.weights, h);
