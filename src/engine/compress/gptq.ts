@@ -8,9 +8,10 @@
  * is pushed onto the columns not yet rounded through the Cholesky factor of H⁻¹, so later choices
  * compensate earlier ones.
  *
- * The grid stays the plain compressor's (the same codebook, the same per-channel scales and zero
- * points), so the storage, its bits and every ONNX encoding are unchanged: only the indices/codes
- * differ. Per-channel codebooks and masked (pruned) tensors are returned unchanged.
+ * The storage layout stays the plain compressor's (the same per-channel scales and zero points;
+ * for sharing the same k entries, which may be refit to the calibrated assignment), so the bits and
+ * every ONNX encoding are unchanged: only the indices/codes (and refit entries) differ. Per-channel
+ * codebooks and masked (pruned) tensors are returned unchanged.
  *
  * Cost: per group one Cholesky factorisation and one inverse of a d×d matrix (d = inputs per output
  * channel, e.g. C·kh·kw), in blocks of at most {@link MAX_BLOCK} columns (cross-block correlations
