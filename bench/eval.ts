@@ -12,7 +12,8 @@
  *   early, every other variant gets its exact loss;
  * - early stop: stops both ways against a 1-point budget (95 %), for a search that only needs the
  *   decision.
- * Rates include all set-up (the shared pass and each layer's evaluator).
+ * Rates include all set-up (the shared pass and each layer's evaluator). The ways are interleaved
+ * layer by layer, so that the load of a shared machine drifts alike for all of them.
  *
  * Models: the fixtures (`test/fixtures/*.onnx`) and a ResNet-18-sized model (`.tmp/resnet18-fmnist.onnx`,
  * trained 300 steps, made by `scripts/make-resnet18.py` when missing and python is there). Data:
@@ -26,7 +27,7 @@ import { openDataset } from '../src/engine/eval/dataset';
 import { loadDatasetSpec, type DatasetSpec } from '../src/engine/eval/datasetSpec';
 import { ClassificationAccumulator } from '../src/engine/eval/metrics';
 import { classesOf, createSession, runDataset, sessionInputs, sessionOutputs, toOrtFeeds } from '../src/engine/eval/session';
-import { VariantEvaluator, type EvaluateOptions } from '../src/engine/eval/variantEvaluator';
+import { VariantEvaluator, type ActivationStore, type EvaluateOptions } from '../src/engine/eval/variantEvaluator';
 import { substituteWeights } from '../src/engine/eval/weightsAsInputs';
 import { decodeModel } from '../src/engine/onnx/codec';
 import type { Bench } from './main';
@@ -86,35 +87,77 @@ async function baseline(bytes: Uint8Array, spec: DatasetSpec, threads: object) {
   return { createMs: median(creates), inferMs, passWallMs: wallMs };
 }
 
+/** Per-layer timings of one way of evaluating (see {@link sweep}). */
+interface Tally {
+  wallMs: number;
+  inferMs: number;
+  evalWallMs: number;
+  samples: number;
+  variants: number;
+  perLayer: string[];
+}
+
+const tally = (): Tally => ({ wallMs: 0, inferMs: 0, evalWallMs: 0, samples: 0, variants: 0, perLayer: [] });
+
 /** Naive: a new session on the full model per variant, the dataset re-read, all samples. */
-async function naive(bytes: Uint8Array, spec: DatasetSpec, variants: { name: string; data: Float32Array }[], threads: object) {
+async function naive(bytes: Uint8Array, spec: DatasetSpec, variants: { name: string; data: Float32Array }[], threads: object, t: Tally) {
   const t0 = performance.now();
-  let infer = 0;
   for (const v of variants) {
     const s = await createSession(substituteWeights(bytes, new Map([[v.name, v.data]])), threads);
     try {
       const ds = await openDataset(spec, sessionInputs(s), { numClasses: 10 });
       const acc = new ClassificationAccumulator();
-      const t = performance.now();
+      const ti = performance.now();
       await runDataset(s, ds, (out, b) => void acc.add(out['logits']!.data, b.count, 10, b.labels), { batchSize: 100 });
-      infer += performance.now() - t;
+      t.inferMs += performance.now() - ti;
     } finally {
       await s.release();
     }
+    t.samples += 1000;
+    t.variants++;
   }
-  const wall = performance.now() - t0;
-  return { rate: (variants.length / wall) * 1000, wallMs: wall, inferMs: infer };
+  t.wallMs += performance.now() - t0;
 }
 
-/** The evaluator: one shared pass, then one evaluator per layer and that layer's sweep. */
-async function fast(bytes: Uint8Array, spec: DatasetSpec, layers: string[], options: Partial<EvaluateOptions>, threads: object) {
+/** One layer's sweep through its own evaluator (set-up included). */
+async function layerSweep(bytes: Uint8Array, store: ActivationStore, layer: string, options: Partial<EvaluateOptions>, threads: object, t: Tally) {
   const t0 = performance.now();
-  let evalWall = 0;
-  let evalInfer = 0;
-  let samples = 0;
-  let variants = 0;
-  let layerSetup = 0;
-  const perLayer: string[] = [];
+  const ev = await VariantEvaluator.fromStore(bytes, [layer], store, { batchSize: 100, ...threads });
+  let lw = 0;
+  let li = 0;
+  let ls = 0;
+  try {
+    const w = ev.originalWeights().get(layer)!.data;
+    for (const bits of BITS) {
+      const r = await ev.evaluate(new Map([[layer, quantize(w, bits)]]), options);
+      lw += r.timing.wallMs;
+      li += r.timing.inferenceMs;
+      ls += r.samples;
+    }
+    const c = ev.costs;
+    t.perLayer.push(
+      `${layer}: ${ev.mode}/${ev.strategy}, ${ev.nodes.perVariant}/${ev.nodes.total} nodes; ${(lw / BITS.length).toFixed(0)} ms per variant ` +
+        `(${(li / BITS.length).toFixed(0)} in run, ${(ls / BITS.length).toFixed(0)} samples); measured ms/sample rebuild ${c.rebuildPerSample?.toFixed(3) ?? '-'} ` +
+        `(+ ${c.rebuildCreate?.toFixed(0) ?? '-'} create), feed ${c.feedPerSample?.toFixed(3) ?? '-'}`,
+    );
+  } finally {
+    await ev.dispose();
+  }
+  t.wallMs += performance.now() - t0;
+  t.evalWallMs += lw;
+  t.inferMs += li;
+  t.samples += ls;
+  t.variants += BITS.length;
+}
+
+/**
+ * The whole comparison, interleaved layer by layer (naive, then each evaluator mode, on the same
+ * layer's variants) so that a machine whose load drifts disturbs every way alike. The evaluator's
+ * shared pass runs once; its time is added to every mode.
+ */
+async function sweep(bytes: Uint8Array, spec: DatasetSpec, layers: string[], variants: { name: string; data: Float32Array }[], threads: object) {
+  const nv = tally();
+  const modes = MODES.map(() => tally());
   const s = await createSession(bytes, threads);
   let ds;
   try {
@@ -122,40 +165,15 @@ async function fast(bytes: Uint8Array, spec: DatasetSpec, layers: string[], opti
   } finally {
     await s.release();
   }
-  const tPrep = performance.now();
+  const t0 = performance.now();
   const store = await VariantEvaluator.prepare(bytes, layers.map((l) => [l]), ds, { batchSize: 100, ...threads });
-  const prepareMs = performance.now() - tPrep;
+  const prepareMs = performance.now() - t0;
   for (const layer of layers) {
-    const tl = performance.now();
-    const ev = await VariantEvaluator.fromStore(bytes, [layer], store, { batchSize: 100, ...threads });
-    layerSetup += performance.now() - tl;
-    let lw = 0;
-    let li = 0;
-    let ls = 0;
-    try {
-      const w = ev.originalWeights().get(layer)!.data;
-      for (const bits of BITS) {
-        const r = await ev.evaluate(new Map([[layer, quantize(w, bits)]]), options);
-        lw += r.timing.wallMs;
-        li += r.timing.inferenceMs;
-        ls += r.samples;
-        variants++;
-      }
-      const c = ev.costs;
-      perLayer.push(
-        `${layer}: ${ev.mode}/${ev.strategy}, ${ev.nodes.perVariant}/${ev.nodes.total} nodes; ${(lw / BITS.length).toFixed(0)} ms per variant ` +
-          `(${(li / BITS.length).toFixed(0)} in run, ${(ls / BITS.length).toFixed(0)} samples); measured ms/sample rebuild ${c.rebuildPerSample?.toFixed(3) ?? '-'} ` +
-          `(+ ${c.rebuildCreate?.toFixed(0) ?? '-'} create), feed ${c.feedPerSample?.toFixed(3) ?? '-'}`,
-      );
-    } finally {
-      await ev.dispose();
-    }
-    evalWall += lw;
-    evalInfer += li;
-    samples += ls;
+    await naive(bytes, spec, variants.filter((v) => v.name === layer), threads, nv);
+    for (const [i, m] of MODES.entries()) await layerSweep(bytes, store, layer, m.options, threads, modes[i]!);
   }
-  const wall = performance.now() - t0;
-  return { rate: (variants / wall) * 1000, wallMs: wall, prepareMs, passMs: store.passMs, layerSetup, evalWall, evalInfer, meanSamples: samples / variants, perLayer };
+  for (const m of modes) m.wallMs += prepareMs;
+  return { nv, modes, prepareMs, passMs: store.passMs };
 }
 
 function resnet18(): string | undefined {
@@ -202,15 +220,16 @@ export async function runEvalBench(args: string[]): Promise<void> {
     );
     const b = await baseline(bytes, spec, threads);
     console.log(`session create ${ms(b.createMs)} (median of 3); one pass over 1000 images: ${ms(b.inferMs)} inside run, ${ms(b.passWallMs)} wall`);
-    const nv = await naive(bytes, spec, variants, threads);
-    console.log(`naive (new session per variant, all 1000): ${nv.rate.toFixed(2)} variants/s; overhead ${(nv.wallMs / nv.inferMs).toFixed(2)}`);
-    for (const mode of MODES) {
-      const f = await fast(bytes, spec, pick, mode.options, threads);
+    const r = await sweep(bytes, spec, pick, variants, threads);
+    const rate = (t: Tally) => (t.variants / t.wallMs) * 1000;
+    console.log(`naive (new session per variant, all 1000): ${rate(r.nv).toFixed(2)} variants/s; overhead ${(r.nv.wallMs / r.nv.inferMs).toFixed(2)}`);
+    console.log(`evaluator shared pass (once, counted in every mode below): ${ms(r.prepareMs)}, ${(r.prepareMs / b.passWallMs).toFixed(2)}× one plain pass`);
+    for (const [i, mode] of MODES.entries()) {
+      const f = r.modes[i]!;
       console.log(
-        `evaluator, ${mode.name}: ${f.rate.toFixed(2)} variants/s = ${(f.rate / nv.rate).toFixed(2)}× naive; ${f.meanSamples.toFixed(0)} samples per variant on average; ` +
-          `overhead per variant ${(f.evalWall / f.evalInfer).toFixed(3)}, over everything ${(f.wallMs / f.evalInfer).toFixed(3)} ` +
-          `(of ${ms(f.wallMs)}: shared pass ${ms(f.prepareMs)}, layer set-up ${ms(f.layerSetup)}, variants ${ms(f.evalWall)} of which ${ms(f.evalInfer)} in run)` +
-          (mode === MODES[0] ? `\n  ${f.perLayer.join('\n  ')}` : ''),
+        `evaluator, ${mode.name}: ${rate(f).toFixed(2)} variants/s = ${(rate(f) / rate(r.nv)).toFixed(2)}× naive; ${(f.samples / f.variants).toFixed(0)} samples per variant on average; ` +
+          `overhead per variant ${(f.evalWallMs / f.inferMs).toFixed(3)}, over everything ${(f.wallMs / f.inferMs).toFixed(3)} (of ${ms(f.wallMs)}: variants ${ms(f.evalWallMs)} of which ${ms(f.inferMs)} in run)` +
+          (i === 0 ? `\n  ${f.perLayer.join('\n  ')}` : ''),
       );
     }
     console.log(`(load average ${load()})`);
