@@ -195,19 +195,8 @@ export function calibrateRounding(tensor: WeightTensor, ct: CompressedTensor, h:
     const at = perm ? (r: number, j: number) => stored(r, perm[j]!) : stored;
     const groups = perm ? [permuted(H0, perm)] : h.groups;
     const hp: LayerHessian = { ...h, groups };
-    const factors: Float64Array[][] = [];
-    for (const H of groups) {
-      const us: Float64Array[] = [];
-      for (let b0 = 0; b0 < d; b0 += MAX_BLOCK) {
-        const bn = Math.min(MAX_BLOCK, d - b0);
-        const block = new Float64Array(bn * bn);
-        for (let i = 0; i < bn; i++) for (let j = 0; j < bn; j++) block[i * bn + j] = H[(b0 + i) * d + b0 + j]!;
-        const u = inverseFactor(block, bn);
-        if (!u) return best ? rebuild(tensor, best.ct, best.out, best.codes) : ct;
-        us.push(u);
-      }
-      factors.push(us);
-    }
+    const factors = factorsOf(h, order, groups, d);
+    if (!factors) return best ? rebuild(tensor, best.ct, best.out, best.codes) : ct;
     let cur = { ...pass(tensor, hp, grid, at, factors, signal), ct };
     let error = outputError(tensor.data, cur.out, hp, at);
     // Sharing: refit the codebook to the calibrated assignment (least squares in the H metric), round
@@ -224,6 +213,33 @@ export function calibrateRounding(tensor: WeightTensor, ct: CompressedTensor, h:
     if (!best || error < best.error) best = { ...cur, error };
   }
   return rebuild(tensor, best!.ct, best!.out, best!.codes);
+}
+
+/** Inverse factors by statistics object and column order: they depend on H alone, so every level of a layer shares them. */
+const FACTORS = new WeakMap<LayerHessian, Map<string, Float64Array[][] | null>>();
+
+/** The {@link inverseFactor} of each group's diagonal blocks (cached, see FACTORS); null when one is not positive definite. */
+function factorsOf(h: LayerHessian, order: string, groups: readonly Float64Array[], d: number): Float64Array[][] | null {
+  let byOrder = FACTORS.get(h);
+  if (!byOrder) FACTORS.set(h, (byOrder = new Map()));
+  const hit = byOrder.get(order);
+  if (hit !== undefined) return hit;
+  let factors: Float64Array[][] | null = [];
+  for (const H of groups) {
+    const us: Float64Array[] = [];
+    for (let b0 = 0; b0 < d && factors; b0 += MAX_BLOCK) {
+      const bn = Math.min(MAX_BLOCK, d - b0);
+      const block = new Float64Array(bn * bn);
+      for (let i = 0; i < bn; i++) for (let j = 0; j < bn; j++) block[i * bn + j] = H[(b0 + i) * d + b0 + j]!;
+      const u = inverseFactor(block, bn);
+      if (u) us.push(u);
+      else factors = null;
+    }
+    if (!factors) break;
+    factors.push(us);
+  }
+  byOrder.set(order, factors);
+  return factors;
 }
 
 /** `H` with rows and columns reordered by `perm`. */

@@ -30,12 +30,15 @@ export interface AnalyzeOptions extends RunOptions {
   techniques: readonly TechniqueFamily[];
   /** Explicit columns instead of the defaults of `techniques`. Default none. */
   levels: readonly LevelDef[] | undefined;
-  /** Samples used for the sensitivity cells (the first N of the data). Default 1000. */
+  /**
+   * Samples used for the sensitivity cells (the first N of the data). Default 500: a cell ranks a
+   * layer's levels, the search then measures whole candidates on all the data (and held-out data).
+   */
   limit: number | undefined;
   /**
-   * Early stopping: once a level of a technique on a layer loses more than this (fraction of top-1,
-   * 0.05 = 5 points), its harsher levels on that layer are evaluated with early stopping against
-   * this budget (they stop as soon as they are decisively above it). Default 0.05.
+   * Screening (fraction of top-1, 0.05 = 5 points): every cell stops early once its loss is
+   * decisively above this (95 % confidence, `stopOn: 'over'`); every other cell runs on all `limit`
+   * samples in that one evaluation. Default 0.05.
    */
   screenAbove: number;
 }
@@ -46,7 +49,7 @@ export function makeAnalyzeOptions(o: Partial<AnalyzeOptions> & Pick<AnalyzeOpti
     out: undefined,
     techniques: parseTechniques(undefined),
     levels: undefined,
-    limit: 1000,
+    limit: 500,
     screenAbove: 0.05,
     ...RUN_DEFAULTS,
     ...o,
@@ -194,18 +197,12 @@ export async function runSensitivity(pm: PreparedModel, dir: string, o: AnalyzeO
       // One evaluator (one session) alive at a time: only the layers after this one run per variant.
       const layerEval = await ev.evaluatorFor([w.name]);
       try {
-      // Harsher levels of a family are screened once a milder one lost more than screenAbove.
-      const overFamily = new Set<string>();
       for (const level of levels) {
         if (row.unsupported?.[level.id]) continue;
-        const prior = kept.find((c) => c.layer === w.name && c.level === level.id);
-        if (prior) {
-          if (prior.loss > o.screenAbove) overFamily.add(level.technique);
-          continue;
-        }
+        if (have.has(`${w.name}\u0000${level.id}`)) continue;
         throwIfAborted(o.signal);
         const layerCells = sf.cells.filter((c) => c.layer === w.name);
-        const cell = await measureCell(pm, w, level, layerEval, ev.ref.labels, overFamily.has(level.technique) ? o.screenAbove : undefined, o.signal, (bytes) => skipReason(w, level, bytes, layerCells, sf.levels));
+        const cell = await measureCell(pm, w, level, layerEval, ev.ref.labels, o.screenAbove, o.signal, (bytes) => skipReason(w, level, bytes, layerCells, sf.levels));
         if (typeof cell === 'string') {
           // The encoder cannot write this level for this layer, or it is pruned (skipReason): it
           // becomes an unsupported column of this row.
@@ -213,7 +210,6 @@ export async function runSensitivity(pm: PreparedModel, dir: string, o: AnalyzeO
           done++;
           continue;
         }
-        if (cell.loss > o.screenAbove) overFamily.add(level.technique);
         sf.cells.push(cell);
         done++;
         emit({ type: 'cell', cell });
@@ -251,8 +247,8 @@ export function skipReason(w: { bytes: number }, level: LevelDef, bytes: number,
   return free ? `dominated: ${bytes} bytes, while ${free.level} takes ${free.onnxBytes} bytes and changes no prediction` : undefined;
 }
 
-/** Compresses layer `w` alone at `level` and evaluates it (screened: early stop against `screen`); a string = not measured (why). */
-async function measureCell(pm: PreparedModel, w: WeightInfo, level: LevelDef, evaluator: VariantEvaluator, labels: boolean, screen: number | undefined, signal: AbortSignal | undefined, skip: (bytes: number) => string | undefined): Promise<SensitivityCell | string> {
+/** Compresses layer `w` alone at `level` and evaluates it (screened: stops once decisively above `screen`); a string = not measured (why). */
+async function measureCell(pm: PreparedModel, w: WeightInfo, level: LevelDef, evaluator: VariantEvaluator, labels: boolean, screen: number, signal: AbortSignal | undefined, skip: (bytes: number) => string | undefined): Promise<SensitivityCell | string> {
   const t0 = performance.now();
   if (level.spec.technique === 'lowrank') {
     // A low-rank level's exact bytes follow from the layer's decomposition (shared by its levels):
@@ -277,9 +273,7 @@ async function measureCell(pm: PreparedModel, w: WeightInfo, level: LevelDef, ev
   let norm = 0;
   for (let i = 0; i < orig.length; i++) norm += orig[i]! * orig[i]!;
   const variant = new Map([[w.name, ct.weights]]);
-  let r = await evaluator.evaluate(variant, screen === undefined ? { signal } : { budget: screen, signal });
-  // A screened cell that turned out decisively *within* the screen budget gets its exact value.
-  if (r.stoppedEarly && r.decision === 'within') r = await evaluator.evaluate(variant, { signal });
+  const r = await evaluator.evaluate(variant, { budget: screen, stopOn: 'over', signal });
   return {
     layer: w.name,
     level: level.id,

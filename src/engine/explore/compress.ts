@@ -54,7 +54,7 @@ export interface CompressModelOptions extends RunOptions {
   maxSize: number | undefined;
   /** Samples of the search data used for the real evaluations. Default all. */
   limit: number | undefined;
-  /** Samples of the search data used for the sensitivity cells. Default 1000. */
+  /** Samples of the search data used for the sensitivity cells. Default 500. */
   sensitivityLimit: number | undefined;
   /** Early-stopping threshold of the sensitivity study (see `AnalyzeOptions.screenAbove`). Default 0.05. */
   screenAbove: number;
@@ -95,7 +95,7 @@ export function makeCompressModelOptions(o: Partial<CompressModelOptions> & Pick
     maxLoss: undefined,
     maxSize: undefined,
     limit: undefined,
-    sensitivityLimit: 1000,
+    sensitivityLimit: 500,
     screenAbove: 0.05,
     combine: true,
     maxCombos: 6,
