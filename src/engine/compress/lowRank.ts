@@ -386,83 +386,38 @@ export function lowRankRank(dec: LowRankDecomposition, spec: LowRankSpec): numbe
 }
 
 /**
- * `out[t, j] = fround(Σ_a V[t, a] · M[a, j])` for t < rank (a ascending, float64): the right factor
- * from left singular vectors. Blocked by columns, four factor rows per pass over a block of M.
+ * `A·B` with A m×k and B k×n (row-major), each entry summed in float64 over k ascending. Blocked by
+ * columns, four rows of A per pass over a block of B; `write(i, j0, values)` receives row i's
+ * entries j0… of the block (a view, valid during the call).
  */
-function projectRows(M: Float32Array, rows: number, cols: number, V: Float64Array, rank: number, out: Float32Array, signal?: AbortSignal): void {
+function blockedProduct(A: ArrayLike<number>, m: number, k: number, B: ArrayLike<number>, n: number, write: (i: number, j0: number, values: Float64Array) => void, signal?: AbortSignal): void {
   const acc = new Float64Array(4 * BLOCK);
-  for (let j0 = 0; j0 < cols; j0 += BLOCK) {
+  for (let j0 = 0; j0 < n; j0 += BLOCK) {
     throwIfAborted(signal);
-    const w = Math.min(cols, j0 + BLOCK) - j0;
-    for (let t = 0; t < rank; t += 4) {
-      const n = Math.min(4, rank - t);
+    const w = Math.min(n, j0 + BLOCK) - j0;
+    for (let i = 0; i < m; i += 4) {
+      const rowsHere = Math.min(4, m - i);
       acc.fill(0);
-      // Missing rows (n < 4) reuse row t with their results discarded.
-      const v0 = t * rows;
-      const v1 = (n > 1 ? t + 1 : t) * rows;
-      const v2 = (n > 2 ? t + 2 : t) * rows;
-      const v3 = (n > 3 ? t + 3 : t) * rows;
-      for (let a = 0; a < rows; a++) {
-        const x0 = V[v0 + a]!;
-        const x1 = V[v1 + a]!;
-        const x2 = V[v2 + a]!;
-        const x3 = V[v3 + a]!;
-        const ra = a * cols + j0;
+      // Missing rows (fewer than 4 left) repeat row i; their results are not written.
+      const a0 = i * k;
+      const a1 = (rowsHere > 1 ? i + 1 : i) * k;
+      const a2 = (rowsHere > 2 ? i + 2 : i) * k;
+      const a3 = (rowsHere > 3 ? i + 3 : i) * k;
+      for (let s = 0; s < k; s++) {
+        const x0 = A[a0 + s]!;
+        const x1 = A[a1 + s]!;
+        const x2 = A[a2 + s]!;
+        const x3 = A[a3 + s]!;
+        const bs = s * n + j0;
         for (let j = 0; j < w; j++) {
-          const m = M[ra + j]!;
-          acc[j] = acc[j]! + x0 * m;
-          acc[BLOCK + j] = acc[BLOCK + j]! + x1 * m;
-          acc[2 * BLOCK + j] = acc[2 * BLOCK + j]! + x2 * m;
-          acc[3 * BLOCK + j] = acc[3 * BLOCK + j]! + x3 * m;
+          const b = B[bs + j]!;
+          acc[j] = acc[j]! + x0 * b;
+          acc[BLOCK + j] = acc[BLOCK + j]! + x1 * b;
+          acc[2 * BLOCK + j] = acc[2 * BLOCK + j]! + x2 * b;
+          acc[3 * BLOCK + j] = acc[3 * BLOCK + j]! + x3 * b;
         }
       }
-      for (let k = 0; k < n; k++) out.set(acc.subarray(k * BLOCK, k * BLOCK + w), (t + k) * cols + j0);
-    }
-  }
-}
-
-/**
- * `weights` (in tensor order) = `fround(Σ_t left[c, t] · right[t, j])` (t ascending, float64).
- * Blocked by columns, four output rows per pass over a block of `right`.
- */
-function reconstruct(t: WeightTensor, rows: number, cols: number, rank: number, left: Float32Array, right: Float32Array, weights: Float32Array, signal?: AbortSignal): void {
-  const l = channelLayout(t);
-  const acc = new Float64Array(4 * BLOCK);
-  for (let j0 = 0; j0 < cols; j0 += BLOCK) {
-    throwIfAborted(signal);
-    const w = Math.min(cols, j0 + BLOCK) - j0;
-    for (let c = 0; c < rows; c += 4) {
-      const n = Math.min(4, rows - c);
-      acc.fill(0);
-      const l0 = c * rank;
-      const l1 = (n > 1 ? c + 1 : c) * rank;
-      const l2 = (n > 2 ? c + 2 : c) * rank;
-      const l3 = (n > 3 ? c + 3 : c) * rank;
-      for (let s = 0; s < rank; s++) {
-        const x0 = left[l0 + s]!;
-        const x1 = left[l1 + s]!;
-        const x2 = left[l2 + s]!;
-        const x3 = left[l3 + s]!;
-        const rs = s * cols + j0;
-        for (let j = 0; j < w; j++) {
-          const r = right[rs + j]!;
-          acc[j] = acc[j]! + x0 * r;
-          acc[BLOCK + j] = acc[BLOCK + j]! + x1 * r;
-          acc[2 * BLOCK + j] = acc[2 * BLOCK + j]! + x2 * r;
-          acc[3 * BLOCK + j] = acc[3 * BLOCK + j]! + x3 * r;
-        }
-      }
-      for (let k = 0; k < n; k++) {
-        const row = acc.subarray(k * BLOCK, k * BLOCK + w);
-        if (l.outer === 1) {
-          weights.set(row, (c + k) * cols + j0);
-        } else {
-          for (let j = 0; j < w; j++) {
-            const o = Math.floor((j0 + j) / l.inner);
-            weights[(o * rows + c + k) * l.inner + ((j0 + j) % l.inner)] = row[j]!;
-          }
-        }
-      }
+      for (let r = 0; r < rowsHere; r++) write(i + r, j0, acc.subarray(r * BLOCK, r * BLOCK + w));
     }
   }
 }
@@ -483,7 +438,8 @@ export function lowRankWeights(
   const right = new Float32Array(rank * cols);
   if (dec.byRows) {
     for (let t = 0; t < rank; t++) for (let a = 0; a < rows; a++) left[a * rank + t] = vectors[t * rows + a]!;
-    projectRows(matrixOf(tensor).M, rows, cols, vectors, rank, right, opts.signal);
+    // right = U_rᵀ·M: the first `rank` eigenvector rows times the matrix.
+    blockedProduct(vectors, rank, rows, matrixOf(tensor).M, cols, (t, j0, v) => right.set(v, t * cols + j0), opts.signal);
   } else {
     const { M } = matrixOf(tensor);
     for (let t = 0; t < rank; t++) {
@@ -498,7 +454,17 @@ export function lowRankWeights(
     }
   }
   const weights = new Float32Array(tensor.data.length);
-  reconstruct(tensor, rows, cols, rank, left, right, weights, opts.signal);
+  const l = channelLayout(tensor);
+  blockedProduct(left, rows, rank, right, cols, (c, j0, v) => {
+    if (l.outer === 1) {
+      weights.set(v, c * cols + j0);
+      return;
+    }
+    for (let j = 0; j < v.length; j++) {
+      const o = Math.floor((j0 + j) / l.inner);
+      weights[(o * rows + c) * l.inner + ((j0 + j) % l.inner)] = v[j]!;
+    }
+  }, opts.signal);
   const storage: LowRankStorage = {
     kind: 'lowrank',
     rank,
