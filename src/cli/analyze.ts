@@ -9,7 +9,7 @@ export const ANALYZE_USAGE = `usage: onnx-compress analyze MODEL.onnx (--data FI
   --data FILE         dataset JSON, .npy/.npz/.idx inputs, or an image folder (see docs/datasets.md)
   --labels FILE       labels for --data x.npy
   --data-free         no data: synthetic inputs, loss = disagreement with the original
-  --limit N           samples for the sensitivity cells (default 500)
+  --limit N           samples for the sensitivity cells (default 1000; 500 above 1 M compressible parameters)
   --techniques LIST   share,prune,quant,float,lowrank (default all)
   --out DIR           results folder (default MODEL.compress/ next to the model)
   --fresh             discard earlier results in the folder instead of resuming

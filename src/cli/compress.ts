@@ -12,7 +12,7 @@ export const COMPRESS_USAGE = `usage: onnx-compress compress MODEL.onnx (--data 
   --holdout FILE      held-out dataset to confirm the chosen candidate on (default none)
   --data, --labels, --data-free, --techniques, --out, --fresh, --threads, --no-calibration, --json: as for analyze
   --limit N           samples of the search data for the real evaluations (default all)
-  --sensitivity-limit N  samples for the sensitivity cells (default 500)
+  --sensitivity-limit N  samples for the sensitivity cells (default 1000; 500 above 1 M compressible parameters)
   --method fast|greedy   search (default fast; greedy is the slow baseline)
   --confidence C      a candidate meets --max-loss when the one-sided C upper confidence bound of its
                       search-data loss does (paired flips; default 0.8; 0.5 = the point estimate)

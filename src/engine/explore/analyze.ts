@@ -31,10 +31,12 @@ export interface AnalyzeOptions extends RunOptions {
   /** Explicit columns instead of the defaults of `techniques`. Default none. */
   levels: readonly LevelDef[] | undefined;
   /**
-   * Samples used for the sensitivity cells (the first N of the data). Default 500: a cell ranks a
-   * layer's levels, the search then measures whole candidates on all the data (and held-out data).
+   * Samples used for the sensitivity cells (the first N of the data; undefined = all). Default
+   * `'auto'`: 1000, or 500 for models with more than {@link LARGE_MODEL_PARAMS} compressible
+   * parameters, where cells cost seconds each (a cell ranks a layer's levels; the search measures
+   * whole candidates on all the data, and the held-out data confirms the choice).
    */
-  limit: number | undefined;
+  limit: number | 'auto' | undefined;
   /**
    * Screening (fraction of top-1, 0.05 = 5 points): every cell stops early once its loss is
    * decisively above this (95 % confidence, `stopOn: 'over'`); every other cell runs on all `limit`
@@ -49,11 +51,19 @@ export function makeAnalyzeOptions(o: Partial<AnalyzeOptions> & Pick<AnalyzeOpti
     out: undefined,
     techniques: parseTechniques(undefined),
     levels: undefined,
-    limit: 500,
+    limit: 'auto',
     screenAbove: 0.05,
     ...RUN_DEFAULTS,
     ...o,
   };
+}
+
+/** Above this many compressible parameters the `'auto'` sensitivity limit is 500 samples instead of 1000. */
+export const LARGE_MODEL_PARAMS = 1_000_000;
+
+/** The sample limit of the sensitivity cells (see {@link AnalyzeOptions.limit}). */
+export function sensitivityLimit(limit: number | 'auto' | undefined, compressibleParams: number): number | undefined {
+  return limit === 'auto' ? (compressibleParams > LARGE_MODEL_PARAMS ? 500 : 1000) : limit;
 }
 
 /** File names inside the results folder. */
@@ -144,7 +154,7 @@ export async function runSensitivity(pm: PreparedModel, dir: string, o: AnalyzeO
   emit({ type: 'phase', phase: 'setup', message: `Preparing the evaluator (${o.data.source})` });
   let opened: OpenedEvaluator | undefined;
   const openIt = async (): Promise<OpenedEvaluator> =>
-    (opened ??= await openEvaluator(pm, o.data, pm.layers.map((w) => [w.name]), { limit: o.limit, threads: o.threads, batchSize: o.batchSize, signal: o.signal }));
+    (opened ??= await openEvaluator(pm, o.data, pm.layers.map((w) => [w.name]), { limit: sensitivityLimit(o.limit, pm.layers.reduce((s, w) => s + w.params, 0)), threads: o.threads, batchSize: o.batchSize, signal: o.signal }));
   // The dataset reference must match to resume; opening the evaluator tells us what it is.
   const ev = needed > 0 || !old ? await openIt() : undefined;
   const datasetRef = ev?.ref ?? old!.dataset;

@@ -54,8 +54,8 @@ export interface CompressModelOptions extends RunOptions {
   maxSize: number | undefined;
   /** Samples of the search data used for the real evaluations. Default all. */
   limit: number | undefined;
-  /** Samples of the search data used for the sensitivity cells. Default 500. */
-  sensitivityLimit: number | undefined;
+  /** Samples of the search data used for the sensitivity cells. Default `'auto'` (1000, or 500 above 1 M compressible parameters; see `AnalyzeOptions.limit`). */
+  sensitivityLimit: number | 'auto' | undefined;
   /** Early-stopping threshold of the sensitivity study (see `AnalyzeOptions.screenAbove`). Default 0.05. */
   screenAbove: number;
   /** Offer prune+share and prune+quant on one layer. Default true. */
@@ -95,7 +95,7 @@ export function makeCompressModelOptions(o: Partial<CompressModelOptions> & Pick
     maxLoss: undefined,
     maxSize: undefined,
     limit: undefined,
-    sensitivityLimit: 500,
+    sensitivityLimit: 'auto',
     screenAbove: 0.05,
     combine: true,
     maxCombos: 6,
