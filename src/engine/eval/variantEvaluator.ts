@@ -439,7 +439,6 @@ export interface StrategyCosts {
 /** Evaluates weight variants of one model on one dataset; see the module comment. */
 export class VariantEvaluator {
   private feedSession: ort.InferenceSession | undefined;
-  private feedBytes: Uint8Array | undefined;
   private splicer: WeightSplicer | undefined;
   /** The strategy decided on (`'auto'` decides after one variant each way). */
   private chosen: 'feed' | 'rebuild' | undefined;
@@ -612,8 +611,7 @@ export class VariantEvaluator {
     if (strategy === 'feed') {
       if (!this.feedSession) {
         // Created once, on the first fed variant; its creation is set-up, not this variant's cost.
-        this.feedBytes ??= this.makeFeedBytes();
-        this.feedSession = await createSession(this.feedBytes, pickSessionOptions(this.opts), this.mode === 'split' ? 'suffix model' : 'model with weights as inputs');
+        this.feedSession = await createSession(this.makeFeedBytes(), pickSessionOptions(this.opts), this.mode === 'split' ? 'suffix model' : 'model with weights as inputs');
       }
       const t1 = performance.now();
       r = await this.loop(this.feedSession, wfeeds, opts);
