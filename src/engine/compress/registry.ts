@@ -3,7 +3,7 @@
  * {@link COMPRESSORS} and runs it. Adding a technique means adding its spec to `TechniqueSpec` and
  * one entry here.
  */
-import { calibrateRounding } from './gptq';
+import { calibrateRounding, type LayerHessian } from './gptq';
 import { fail } from '../errors';
 import { floatWeights, validateFloatSpec } from './floatFormat';
 import { lowRankWeights, validateLowRankSpec } from './lowRank';
@@ -88,6 +88,9 @@ export const COMPRESSORS: ReadonlyMap<Technique, Compressor> = new Map(
   Object.values(REGISTRY).map((c) => [c.technique, c as unknown as Compressor]),
 );
 
+/** Calibrated results per layer statistics and spec (treat results as read-only). */
+const calibratedMemo = new WeakMap<LayerHessian, Map<string, CompressedTensor>>();
+
 /**
  * Compresses one tensor with one technique and level.
  * @throws CompressError `E_BAD_ARGUMENT` for an unknown technique or bad level, `E_TENSOR_DATA` for
@@ -108,6 +111,15 @@ export function compressTensor(
   // Calibrated rounding needs the layer's input statistics; without them (a consumer that
   // `eval/calibration.ts` does not support) the plain rounding stands.
   const calibrated = (spec.technique === 'share' || spec.technique === 'quant') && spec.calibrated === true && options.calibration !== undefined;
-  const ct = c.apply(tensor, spec, options);
-  return calibrated ? calibrateRounding(tensor, ct, options.calibration!, options.signal) : ct;
+  if (!calibrated) return c.apply(tensor, spec, options);
+  // Calibrated rounding costs seconds per large layer and compress rebuilds every candidate:
+  // results are kept per layer statistics (one object per layer of one model) and spec.
+  let memo = calibratedMemo.get(options.calibration!);
+  if (!memo) calibratedMemo.set(options.calibration!, (memo = new Map()));
+  const key = JSON.stringify(spec);
+  const hit = memo.get(key);
+  if (hit && hit.weights.length === tensor.data.length) return hit;
+  const ct = calibrateRounding(tensor, c.apply(tensor, spec, options), options.calibration!, options.signal);
+  memo.set(key, ct);
+  return ct;
 }
