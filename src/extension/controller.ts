@@ -406,13 +406,10 @@ export class Controller implements PanelActions {
   }
 
   private async resolveDataset(model: string, settings: Settings): Promise<WorkerRunOptions['data'] | undefined> {
-    const own = datasetFileFor(model);
-    if (exists(own)) return own;
-    if (settings.dataset === 'synthetic') return { format: 'synthetic' };
+    const known = this.knownDataset(model, settings);
+    if (known !== undefined) return known;
     if (settings.dataset) {
-      const p = resolveSettingPath(settings.dataset, model);
-      if (exists(p)) return p;
-      void vscode.window.showWarningMessage(`The onnxCompress.dataset setting names '${p}', which does not exist.`);
+      void vscode.window.showWarningMessage(`The onnxCompress.dataset setting names '${resolveSettingPath(settings.dataset, model)}', which does not exist.`);
     }
     const written = await this.configureDataset(vscode.Uri.file(model));
     return written;
