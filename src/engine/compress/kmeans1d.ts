@@ -32,6 +32,13 @@
 import { throwIfAborted } from '../errors';
 import type { CompressOptions } from './types';
 
+/**
+ * Prefix sums are stored at every `PREFIX_STRIDE`-th index only; a query re-adds at most
+ * `PREFIX_STRIDE - 1` values in the same order, so it returns exactly the float64 running sum. Full
+ * arrays would cost 16 bytes per weight (1 GiB for a 67 M-weight layer); these cost 1/4 byte.
+ */
+const PREFIX_STRIDE = 64;
+
 /** A sorted copy of some values with float64 prefix sums, reusable for many k. */
 export class SortedWeights {
   /** The values, ascending (`-0` and `0` count as one value). */
@@ -42,10 +49,10 @@ export class SortedWeights {
   readonly distinct: number;
   /** Subtracted before summing, for accuracy (the median). */
   readonly shift: number;
-  /** `prefixSum[i] = Σ_{p<i} (sorted[p] - shift)`, length n + 1. */
-  readonly prefixSum: Float64Array;
-  /** `prefixSq[i] = Σ_{p<i} (sorted[p] - shift)²`, length n + 1. */
-  readonly prefixSq: Float64Array;
+  /** Running sums at every PREFIX_STRIDE-th index: `sumAt[b] = prefixSum(b · PREFIX_STRIDE)`. */
+  private readonly sumAt: Float64Array;
+  /** As `sumAt` for the squares. */
+  private readonly sqAt: Float64Array;
 
   private constructor(sorted: Float32Array) {
     this.sorted = sorted;
@@ -54,8 +61,9 @@ export class SortedWeights {
     // The median is a good enough shift (it keeps prefix sums small) and needs no extra pass.
     const mean = n > 0 ? sorted[n >> 1]! : 0;
     this.shift = mean;
-    const ps = new Float64Array(n + 1);
-    const pq = new Float64Array(n + 1);
+    const blocks = Math.floor(n / PREFIX_STRIDE) + 1;
+    const ps = new Float64Array(blocks);
+    const pq = new Float64Array(blocks);
     let s = 0;
     let q = 0;
     let distinct = n > 0 ? 1 : 0;
@@ -64,32 +72,57 @@ export class SortedWeights {
       const x = v - mean;
       s += x;
       q += x * x;
-      ps[i + 1] = s;
-      pq[i + 1] = q;
+      if ((i + 1) % PREFIX_STRIDE === 0) {
+        ps[(i + 1) / PREFIX_STRIDE] = s;
+        pq[(i + 1) / PREFIX_STRIDE] = q;
+      }
       if (i > 0 && v !== sorted[i - 1]!) distinct++;
     }
-    this.prefixSum = ps;
-    this.prefixSq = pq;
+    this.sumAt = ps;
+    this.sqAt = pq;
     this.distinct = distinct;
   }
 
   /** Sorts a copy of `values` (the input is not modified). Values must be finite. */
   static from(values: Float32Array): SortedWeights {
-    return new SortedWeights(values.slice().sort());
+    return new SortedWeights(sortedCopy(values));
+  }
+
+  /** `Σ_{p<i} (sorted[p] - shift)`, 0 ≤ i ≤ n, float64, summed in order. */
+  prefixSum(i: number): number {
+    const b = Math.floor(i / PREFIX_STRIDE);
+    let s = this.sumAt[b]!;
+    const d = this.sorted;
+    const shift = this.shift;
+    for (let p = b * PREFIX_STRIDE; p < i; p++) s += d[p]! - shift;
+    return s;
+  }
+
+  /** `Σ_{p<i} (sorted[p] - shift)²`, 0 ≤ i ≤ n, float64, summed in order. */
+  prefixSq(i: number): number {
+    const b = Math.floor(i / PREFIX_STRIDE);
+    let q = this.sqAt[b]!;
+    const d = this.sorted;
+    const shift = this.shift;
+    for (let p = b * PREFIX_STRIDE; p < i; p++) {
+      const x = d[p]! - shift;
+      q += x * x;
+    }
+    return q;
   }
 
   /** SSE of sorted elements `[a, b)` about their mean (0 for an empty range). */
   rangeCost(a: number, b: number): number {
     const w = b - a;
     if (w <= 0) return 0;
-    const s = this.prefixSum[b]! - this.prefixSum[a]!;
-    const c = this.prefixSq[b]! - this.prefixSq[a]! - (s * s) / w;
+    const s = this.prefixSum(b) - this.prefixSum(a);
+    const c = this.prefixSq(b) - this.prefixSq(a) - (s * s) / w;
     return c > 0 ? c : 0;
   }
 
   /** Mean of sorted elements `[a, b)`, in float64. */
   rangeMean(a: number, b: number): number {
-    return (this.prefixSum[b]! - this.prefixSum[a]!) / (b - a) + this.shift;
+    return (this.prefixSum(b) - this.prefixSum(a)) / (b - a) + this.shift;
   }
 
   /** First index p ≥ lo with `sorted[p] > x` (n if none). */
@@ -102,6 +135,57 @@ export class SortedWeights {
     }
     return lo;
   }
+}
+
+/** Below this many values the built-in sort is as fast as a radix sort. */
+const RADIX_MIN = 1 << 16;
+
+/**
+ * An ascending copy of `values` (finite), the same array `values.slice().sort()` gives (-0 before
+ * 0): for large inputs an LSD radix sort on order-preserving keys of the float32 bit patterns
+ * (3 passes of 11 bits), about 10× faster than the built-in sort on 67 M values. Memory: two
+ * arrays of the input's size while sorting, one after.
+ */
+export function sortedCopy(values: Float32Array): Float32Array {
+  const n = values.length;
+  if (n < RADIX_MIN) return values.slice().sort();
+  const src = new Uint32Array(values.buffer, values.byteOffset, n);
+  let a = new Uint32Array(n);
+  const h0 = new Uint32Array(2048);
+  const h1 = new Uint32Array(2048);
+  const h2 = new Uint32Array(1024);
+  for (let i = 0; i < n; i++) {
+    const b = src[i]!;
+    // Negative: all bits flipped (larger magnitudes first); positive: the sign bit set.
+    const k = (b ^ ((b >> 31) | 0x80000000)) >>> 0;
+    a[i] = k;
+    h0[k & 2047]!++;
+    h1[(k >>> 11) & 2047]!++;
+    h2[k >>> 22]!++;
+  }
+  let b = new Uint32Array(n);
+  for (const [hist, shift, mask] of [[h0, 0, 2047], [h1, 11, 2047], [h2, 22, 1023]] as const) {
+    if (hist[(a[0]! >>> shift) & mask] === n) continue; // one bucket: the pass would not move anything
+    let sum = 0;
+    for (let j = 0; j < hist.length; j++) {
+      const c = hist[j]!;
+      hist[j] = sum;
+      sum += c;
+    }
+    for (let i = 0; i < n; i++) {
+      const k = a[i]!;
+      b[hist[(k >>> shift) & mask]!++] = k;
+    }
+    const t = a;
+    a = b;
+    b = t;
+  }
+  b = new Uint32Array(0);
+  for (let i = 0; i < n; i++) {
+    const k = a[i]!;
+    a[i] = k & 0x80000000 ? k ^ 0x80000000 : ~k;
+  }
+  return new Float32Array(a.buffer);
 }
 
 /** The clustering for one k. */
@@ -228,8 +312,8 @@ function solveDp(
   for (let j = 0; j <= g; j++) {
     const p = pos[j]!;
     cw[j] = p;
-    cs[j] = w.prefixSum[p]!;
-    cq[j] = w.prefixSq[p]!;
+    cs[j] = w.prefixSum(p);
+    cq[j] = w.prefixSq(p);
   }
   const arg = new Int32Array(kTop * (g + 1));
   let prev = new Float64Array(g + 1);

@@ -345,8 +345,8 @@ function runStats(sw: SortedWeights, a: Assigner, off: number, counts: Uint32Arr
     const cnt = end - start;
     if (cnt > 0) {
       const v = a.book[j]! - sw.shift;
-      const sum = sw.prefixSum[end]! - sw.prefixSum[start]!;
-      const e = sw.prefixSq[end]! - sw.prefixSq[start]! - 2 * v * sum + cnt * v * v;
+      const sum = sw.prefixSum(end) - sw.prefixSum(start);
+      const e = sw.prefixSq(end) - sw.prefixSq(start) - 2 * v * sum + cnt * v * v;
       sse += e > 0 ? e : 0;
       counts[j + off] = counts[j + off]! + cnt;
     }
