@@ -96,6 +96,35 @@ function codeOf(w: number, scale: number, zp: number, qlo: number, qhi: number):
   return q < qlo ? qlo : q > qhi ? qhi : q;
 }
 
+/**
+ * The end of the run of code `q` that starts at `start` in ascending `sorted`: the first index
+ * after `start` whose code exceeds `q` (m if none). Galloping from `start` on the value where
+ * rounding would switch to q + 1 finds it in O(log run) comparisons; a final check with
+ * {@link codeOf} itself moves it onto the exact boundary (codes are monotone in w), so the result is
+ * the one a binary search with codeOf gives.
+ */
+function runEnd(sorted: Float32Array, start: number, m: number, q: number, sc: number, zp: number, qlo: number, qhi: number): number {
+  const t = (q - zp + 0.5) * sc;
+  let lo = start + 1;
+  let hi = lo;
+  let step = 1;
+  while (hi < m && sorted[hi]! <= t) {
+    lo = hi + 1;
+    hi += step;
+    step *= 2;
+  }
+  if (hi > m) hi = m;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! > t) hi = mid;
+    else lo = mid + 1;
+  }
+  let end = lo;
+  while (end < m && codeOf(sorted[end]!, sc, zp, qlo, qhi) <= q) end++;
+  while (end > start + 1 && codeOf(sorted[end - 1]!, sc, zp, qlo, qhi) > q) end--;
+  return end;
+}
+
 /** Uniform quantization of a tensor. See the module comment for formulas and bits. */
 export function quantizeWeights(
   tensor: WeightTensor,
@@ -165,44 +194,52 @@ function quantCore(
     cand.push(alphas.map((alpha) => groupParams(a, b, Math.max(-a, b), bits, symmetric, alpha)));
   }
   if (alphas.length > 1) {
-    const buf = new Float32Array(l.perChannel);
-    for (let c = 0; c < groups; c++) {
-      if (c % 16 === 0) throwIfAborted(opts.signal);
-      // Kept values of the group, sorted, with prefix sums: since the code is a monotone function of
-      // w, each code covers a contiguous run, found by binary search with the very same codeOf, so
-      // the error of a candidate costs O(2^b log n) instead of a pass over the group.
-      let m = 0;
+    // Channels are gathered a block at a time (a channel of a MatMul [K, N] weight is a column:
+    // one strided pass per channel would read the whole tensor from memory per channel).
+    const block = Math.max(1, Math.min(64, Math.floor((1 << 19) / l.perChannel)));
+    const buf = new Float32Array(block * l.perChannel);
+    const counts = new Int32Array(block);
+    const ps = new Float64Array(l.perChannel + 1);
+    const pq = new Float64Array(l.perChannel + 1);
+    for (let c0 = 0; c0 < groups; c0 += block) {
+      throwIfAborted(opts.signal);
+      const nb = Math.min(block, groups - c0);
+      counts.fill(0);
       for (let o = 0; o < l.outer; o++) {
-        const base = (o * groups + c) * l.inner;
-        for (let i = 0; i < l.inner; i++) if (!keep || keep[base + i]) buf[m++] = data[base + i]!;
-      }
-      const sorted = buf.subarray(0, m).sort();
-      const ps = new Float64Array(m + 1);
-      const pq = new Float64Array(m + 1);
-      for (let i = 0; i < m; i++) {
-        ps[i + 1] = ps[i]! + sorted[i]!;
-        pq[i + 1] = pq[i]! + sorted[i]! * sorted[i]!;
-      }
-      for (let ai = 0; ai < alphas.length; ai++) {
-        const { scale: sc, zp } = cand[c]![ai]!;
-        let e = 0;
-        let start = 0;
-        while (start < m) {
-          const q = codeOf(sorted[start]!, sc, zp, qlo, qhi);
-          let lo2 = start + 1;
-          let hi2 = m;
-          while (lo2 < hi2) {
-            const mid = (lo2 + hi2) >>> 1;
-            if (codeOf(sorted[mid]!, sc, zp, qlo, qhi) > q) hi2 = mid;
-            else lo2 = mid + 1;
-          }
-          const v = Math.fround(sc * (q - zp));
-          const cnt = lo2 - start;
-          const sum = ps[lo2]! - ps[start]!;
-          e += pq[lo2]! - pq[start]! - 2 * v * sum + cnt * v * v;
-          start = lo2;
+        for (let b = 0; b < nb; b++) {
+          const base = (o * groups + c0 + b) * l.inner;
+          let m = counts[b]!;
+          const at = b * l.perChannel;
+          for (let i = 0; i < l.inner; i++) if (!keep || keep[base + i]) buf[at + m++] = data[base + i]!;
+          counts[b] = m;
         }
-        err[c * alphas.length + ai] = e;
+      }
+      for (let b = 0; b < nb; b++) {
+        const c = c0 + b;
+        // Kept values of the group, sorted, with prefix sums: since the code is a monotone function
+        // of w, each code covers a contiguous run, so the error of a candidate costs O(2^b log n)
+        // instead of a pass over the group.
+        const m = counts[b]!;
+        const sorted = buf.subarray(b * l.perChannel, b * l.perChannel + m).sort();
+        for (let i = 0; i < m; i++) {
+          ps[i + 1] = ps[i]! + sorted[i]!;
+          pq[i + 1] = pq[i]! + sorted[i]! * sorted[i]!;
+        }
+        for (let ai = 0; ai < alphas.length; ai++) {
+          const { scale: sc, zp } = cand[c]![ai]!;
+          let e = 0;
+          let start = 0;
+          while (start < m) {
+            const q = codeOf(sorted[start]!, sc, zp, qlo, qhi);
+            const end = q >= qhi ? m : runEnd(sorted, start, m, q, sc, zp, qlo, qhi);
+            const v = Math.fround(sc * (q - zp));
+            const cnt = end - start;
+            const sum = ps[end]! - ps[start]!;
+            e += pq[end]! - pq[start]! - 2 * v * sum + cnt * v * v;
+            start = end;
+          }
+          err[c * alphas.length + ai] = e;
+        }
       }
     }
   }
