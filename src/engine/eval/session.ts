@@ -16,6 +16,13 @@ export interface SessionOptions {
   /** Reuse memory between runs of same-shaped inputs. Default true. */
   enableMemPattern: boolean;
   /**
+   * Let onnxruntime's intra-op threads spin while they wait for work (its own default). Spinning
+   * saves a thread wake-up per operator on an idle machine; on a machine whose cores are busy with
+   * other work it burns the time the other thread needs (each operator waits for its slowest
+   * thread). Default true.
+   */
+  allowSpinning: boolean;
+  /**
    * Folder the model's external data `location`s are relative to (its .onnx file's folder). Needed
    * when the bytes refer to external data: onnxruntime then reads those tensors from their files
    * itself, so a model over 2 GiB never has to be one buffer. Default none (bytes must be
@@ -30,13 +37,14 @@ export function pickSessionOptions(o: Partial<SessionOptions>): Partial<SessionO
   if (o.intraOpNumThreads !== undefined) out.intraOpNumThreads = o.intraOpNumThreads;
   if (o.graphOptimizationLevel !== undefined) out.graphOptimizationLevel = o.graphOptimizationLevel;
   if (o.enableMemPattern !== undefined) out.enableMemPattern = o.enableMemPattern;
+  if (o.allowSpinning !== undefined) out.allowSpinning = o.allowSpinning;
   if (o.externalDataFolder !== undefined) out.externalDataFolder = o.externalDataFolder;
   return out;
 }
 
 /** Merges {@link SessionOptions} defaults. */
 export function makeSessionOptions(partial: Partial<SessionOptions> = {}): SessionOptions {
-  return { intraOpNumThreads: availableParallelism(), graphOptimizationLevel: 'all', enableMemPattern: true, ...partial };
+  return { intraOpNumThreads: availableParallelism(), graphOptimizationLevel: 'all', enableMemPattern: true, allowSpinning: true, ...partial };
 }
 
 /**
@@ -49,6 +57,12 @@ export async function createSession(
   source = 'model',
 ): Promise<ort.InferenceSession> {
   const o = makeSessionOptions(options);
+  // Session config keys (onnxruntime_session_options_config_keys.h); the binding joins nested keys with '.'.
+  const config: Record<string, string> = {};
+  if (!o.allowSpinning) config['intra_op.allow_spinning'] = '0';
+  // onnxruntime ≥ 1.21 (onnxruntime PR #23557): resolve external data of a model given as bytes
+  // against this folder (it refuses paths that leave it).
+  if (o.externalDataFolder) config['model_external_initializers_file_folder_path'] = o.externalDataFolder;
   try {
     return await ort.InferenceSession.create(modelBytes, {
       intraOpNumThreads: o.intraOpNumThreads,
@@ -56,9 +70,7 @@ export async function createSession(
       graphOptimizationLevel: o.graphOptimizationLevel,
       enableMemPattern: o.enableMemPattern,
       executionMode: 'sequential',
-      // onnxruntime ≥ 1.21 (session config key, onnxruntime PR #23557): resolve external data of a
-      // model given as bytes against this folder (it refuses paths that leave it).
-      ...(o.externalDataFolder ? { extra: { session: { model_external_initializers_file_folder_path: o.externalDataFolder } } } : {}),
+      ...(Object.keys(config).length > 0 ? { extra: { session: config } } : {}),
     });
   } catch (e) {
     fail('E_MODEL_INVALID', `onnxruntime cannot load ${source}: ${(e as Error).message}`, e);
