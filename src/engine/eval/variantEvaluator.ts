@@ -29,7 +29,11 @@ import { createSession, effectiveBatchSize, pickSessionOptions, type SessionOpti
 import type { Dataset, FeedData, FeedType, ModelInputSpec } from './types.js';
 import { planSplit, weightsAsInputs, WeightSplicer, withExtraOutputs, type SplitPlan, type WeightTensor } from './weightsAsInputs.js';
 
-/** Options of {@link VariantEvaluator.create}. */
+/**
+ * Options of {@link VariantEvaluator.create}. The session options default as in `session.ts`,
+ * except `allowSpinning`: false (measured on the 2-core machine with 2 other busy processes, a
+ * ResNet-8 sweep took 11.2 s instead of 17.6 s, LeNet-5 1.4 s instead of 2.4 s).
+ */
 export interface VariantEvaluatorOptions extends SessionOptions {
   /** Samples per run. Default 100 (forced to the model's batch size when fixed). */
   batchSize: number;
@@ -39,9 +43,13 @@ export interface VariantEvaluatorOptions extends SessionOptions {
    * How a variant reaches onnxruntime. `'feed'`: one session where the variable weights are inputs
    * (no session per variant, but ORT cannot pre-pack those weights, e.g. NCHWc convolutions).
    * `'rebuild'`: a new session per variant on the (suffix) model with the weights baked in.
-   * `'auto'` (default) rebuilds for the first variant and keeps rebuilding when the session costs
-   * ≤ 2 % of the variant; otherwise it feeds the second variant and keeps the cheaper way per full
-   * variant (measured session creation + time per sample). Models with external data always feed.
+   * `'auto'` (default) starts with rebuilding when a convolution reads the weights (a fed
+   * convolution weight cannot be pre-packed) and with feeding otherwise, tries the other way on the
+   * second variant only when it can win — feed when the rebuilt session took > 2 % of the variant,
+   * rebuild when the fed session's creation is < 20 % of a fed variant — and then keeps the cheaper
+   * way (running means of session creation + time per sample, see `decide`). Models with external data
+   * always feed. Rebuilt sessions run without onnxruntime's memory pattern (planned on a first
+   * run, it pays off only over many).
    */
   strategy: 'auto' | 'feed' | 'rebuild';
   /** Largest in-memory cache of activations and inputs, in bytes. Default 1 GiB. */
@@ -63,6 +71,7 @@ export function makeVariantEvaluatorOptions(partial: Partial<VariantEvaluatorOpt
     intraOpNumThreads: availableParallelism(),
     graphOptimizationLevel: 'all',
     enableMemPattern: true,
+    allowSpinning: false,
     batchSize: 100,
     mode: 'auto',
     strategy: 'auto',
@@ -182,7 +191,15 @@ interface Scoring {
   readonly refCorrect: Uint8Array | undefined;
   /** Log-sum-exp of each reference softmax row (`rows` per sample), shuffled order. */
   readonly refLse: Float64Array;
+  /**
+   * The reference softmax, `exp(ref − refLse)` per element (what the KL of every variant weighs
+   * by), for classifiers of up to {@link MAX_REF_PROB} elements; else computed per variant.
+   */
+  readonly refProb: Float64Array | undefined;
 }
+
+/** Largest reference output (elements) whose softmax is kept as doubles: 32 MiB. */
+const MAX_REF_PROB = 2 ** 22;
 
 const elements = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);
 
@@ -372,53 +389,120 @@ export class ActivationStore {
     // Each reference softmax row's log-sum-exp, once: fidelity's KL then needs only the variant's.
     const refLse = new Float64Array(N * rows);
     for (let r = 0; r < N * rows; r++) refLse[r] = logSumExpRow(ref, r * classes, classes);
-    sc = { output, ref, per, classes, rows, refTop1, labels, refCorrect, refLse };
+    let refProb: Float64Array | undefined;
+    if (rows === 1 && ref.length <= MAX_REF_PROB) {
+      refProb = new Float64Array(ref.length);
+      for (let k = 0; k < ref.length; k++) refProb[k] = Math.exp(ref[k]! - refLse[Math.floor(k / classes)]!);
+    }
+    sc = { output, ref, per, classes, rows, refTop1, labels, refCorrect, refLse, refProb };
     this.scorings.set(output, sc);
     return sc;
   }
 }
 
 /**
- * Top-1 and top-5 counts of classifier outputs (one row of `classes` scores per sample) without
- * sorting: the numbers of `topK` + `ClassificationAccumulator` (ties go to the lower index, NaN
- * ranks last; the label is in the top 5 when fewer than 5 classes rank above it).
+ * Every number of a classifier variant (one row of `classes` scores per sample) from one walk over
+ * each output row: top-1 / top-5 counts without sorting (the numbers of `topK` +
+ * `ClassificationAccumulator`: ties go to the lower index, NaN ranks last, the label is in the top 5
+ * when fewer than 5 classes rank above it), agreement and flips against the reference, and the
+ * fidelity sums of `FidelityAccumulator` in the same order of operations (so the same doubles),
+ * with the reference's softmax read from {@link Scoring.refProb} instead of recomputed.
  */
-class TopCounts {
+class ClassifierScore {
   top1Correct = 0;
   top5Correct = 0;
+  agree = 0;
+  refRight = 0;
+  /** Flips of the last batch: original right and variant wrong (U), and the reverse (D). */
+  up = 0;
+  down = 0;
+  private signal = 0;
+  private noise = 0;
+  private cosSum = 0;
+  private klSum = 0;
+  private maxAbs = 0;
+  private samples = 0;
 
   constructor(private readonly sc: Scoring) {}
 
-  /** Counts rows `[start, start + n)` of the shuffled order; returns their top-1 classes. */
-  add(out: Float32Array, start: number, n: number): Int32Array {
-    const { classes: c, labels } = this.sc;
+  /** Scores rows `[start, start + n)` of the shuffled order (`out`: those rows' outputs). */
+  add(out: Float32Array, start: number, n: number): void {
+    const { classes: c, labels, ref, refLse, refProb, refTop1, refCorrect } = this.sc;
     const k5 = Math.min(5, c);
-    const top1 = new Int32Array(n);
-    const score = (j: number) => (Number.isNaN(out[j]!) ? -Infinity : out[j]!);
+    let up = 0;
+    let down = 0;
     for (let i = 0; i < n; i++) {
       const o = i * c;
+      const r = (start + i) * c;
       let t = 0;
       let best = -Infinity;
+      let m = -Infinity;
+      let dot = 0;
+      let rr = 0;
+      let oo = 0;
       for (let j = 0; j < c; j++) {
-        const v = score(o + j);
+        const b = out[o + j]!;
+        const v = b !== b ? -Infinity : b;
         if (v > best) (best = v), (t = j);
+        const a = ref[r + j]!;
+        const d = a - b;
+        this.noise += d * d;
+        rr += a * a;
+        oo += b * b;
+        dot += a * b;
+        if (Math.abs(d) > this.maxAbs) this.maxAbs = Math.abs(d);
+        m = Math.max(m, b);
       }
-      top1[i] = t;
+      this.signal += rr;
+      this.cosSum += dot / Math.max(Math.sqrt(rr) * Math.sqrt(oo), EPS);
+      let sum = 0;
+      for (let j = 0; j < c; j++) sum += Math.exp(out[o + j]! - m);
+      const lq = m + Math.log(sum);
+      const lp = refLse[start + i]!;
+      let kl = 0;
+      for (let j = 0; j < c; j++) {
+        const logP = ref[r + j]! - lp;
+        kl += (refProb ? refProb[r + j]! : Math.exp(logP)) * (logP - (out[o + j]! - lq));
+      }
+      this.klSum += Math.max(0, kl);
+      this.samples++;
+      if (t === refTop1[start + i]) this.agree++;
       if (labels) {
         const y = labels[start + i]!;
-        const vy = score(o + y);
+        const by = out[o + y]!;
+        const vy = by !== by ? -Infinity : by;
         let ahead = 0;
         for (let j = 0; j < c; j++) {
-          const v = score(o + j);
+          const b = out[o + j]!;
+          const v = b !== b ? -Infinity : b;
           if (v > vy || (v === vy && j < y)) ahead++;
         }
-        if (t === y) this.top1Correct++;
+        const right = t === y ? 1 : 0;
+        this.top1Correct += right;
         if (ahead < k5) this.top5Correct++;
-      }
+        const rc = refCorrect![start + i]!;
+        this.refRight += rc;
+        if (rc > right) up++;
+        else if (rc < right) down++;
+      } else if (t !== refTop1[start + i]) up++;
     }
-    return top1;
+    this.up = up;
+    this.down = down;
+  }
+
+  fidelity(): Fidelity {
+    return {
+      sqnrDb: this.noise === 0 ? Infinity : 10 * Math.log10(Math.max(this.signal, EPS) / this.noise),
+      cosine: this.cosSum / this.samples,
+      klSoftmax: this.klSum / this.samples,
+      maxAbsDiff: this.maxAbs,
+      samples: this.samples,
+    };
   }
 }
+
+/** `FidelityAccumulator`'s guard against division by zero. */
+const EPS = 1e-30;
 
 /** One batch: zero-copy views of the store's columns, rows `[start, start + count)` of the shuffled order. */
 interface CachedBatch {
@@ -429,21 +513,39 @@ interface CachedBatch {
 
 /** Measured cost of the strategies (ms), see {@link VariantEvaluatorOptions.strategy}. */
 export interface StrategyCosts {
-  /** Feed: time inside `run` per sample. */
+  /** Feed: creation of the one session (set-up, not a variant's cost). */
+  feedCreate?: number;
+  /** Feed: time inside `run` per sample (mean over fed variants, the session's first run left out). */
   feedPerSample?: number;
-  /** Rebuild: session creation per variant, and time inside `run` per sample. */
+  /** Rebuild: session creation + release per variant (mean over rebuilt variants). */
   rebuildCreate?: number;
+  /** Rebuild: time inside `run` per sample (mean over rebuilt variants). */
   rebuildPerSample?: number;
+}
+
+/** Running sums behind {@link StrategyCosts}. */
+interface CostSums {
+  feedMs: number;
+  feedSamples: number;
+  rebuildFixedMs: number;
+  rebuildVariants: number;
+  rebuildMs: number;
+  rebuildSamples: number;
+  variants: number;
+  samples: number;
 }
 
 /** Evaluates weight variants of one model on one dataset; see the module comment. */
 export class VariantEvaluator {
   private feedSession: ort.InferenceSession | undefined;
   private splicer: WeightSplicer | undefined;
-  /** The strategy decided on (`'auto'` decides after one variant each way). */
+  /** The strategy decided on for good (forced, or `'auto'` once one way is clearly cheaper). */
   private chosen: 'feed' | 'rebuild' | undefined;
-  /** Measured costs of the strategies. */
+  /** With `'auto'` before the choice, the way of the next variant. */
+  private next: 'feed' | 'rebuild';
+  /** Measured costs of the strategies (running means). */
   readonly costs: StrategyCosts = {};
+  private readonly sums: CostSums = { feedMs: 0, feedSamples: 0, rebuildFixedMs: 0, rebuildVariants: 0, rebuildMs: 0, rebuildSamples: 0, variants: 0, samples: 0 };
 
   private constructor(
     private readonly makeFeedBytes: () => Uint8Array,
@@ -459,10 +561,14 @@ export class VariantEvaluator {
     readonly nodes: { readonly perVariant: number; readonly total: number },
     /** Set-up time of this evaluator (ms), the store's shared pass excluded. */
     readonly setupMs: number,
+    /** Op types of the nodes that read the variable weights. */
+    consumerOps: readonly string[],
   ) {
     if (opts.strategy !== 'auto') this.chosen = opts.strategy;
     // A rebuilt session would re-read the suffix's external weights from disk per variant.
     else if (opts.externalDataFolder !== undefined) this.chosen = 'feed';
+    // A fed convolution weight cannot be pre-packed (1.1–20× slower kernels): rebuild first there.
+    this.next = consumerOps.some((op) => op === 'Conv' || op === 'ConvTranspose') ? 'rebuild' : 'feed';
   }
 
   /**
@@ -470,7 +576,7 @@ export class VariantEvaluator {
    * `'auto'` before it is made, the way the next variant will be evaluated.
    */
   get strategy(): 'feed' | 'rebuild' {
-    return this.chosen ?? (this.costs.rebuildPerSample === undefined ? 'rebuild' : 'feed');
+    return this.chosen ?? this.next;
   }
 
   /** Samples of a full evaluation. */
@@ -557,18 +663,21 @@ export class VariantEvaluator {
     let makeBaked: () => Uint8Array;
     let weights: Map<string, WeightTensor>;
     let feedNames: readonly string[];
+    let consumerOps: readonly string[];
     if (split) {
       const sp = split;
       makeFeed = () => sp.suffix();
       makeBaked = () => sp.suffixBaked();
       weights = sp.readWeights();
       feedNames = sp.frontier;
+      consumerOps = sp.consumerOps;
     } else {
       const w = weightsAsInputs(modelBytes, variableWeightNames, o.externalDataFolder);
       makeFeed = () => w.bytes;
       makeBaked = () => modelBytes;
       weights = w.weights;
       feedNames = store.inputs.map((i) => i.name);
+      consumerOps = w.consumerOps;
     }
     // Batches are zero-copy views of the shuffled columns; a fixed batch size drops the tail.
     const bs = store.batchSize;
@@ -583,7 +692,7 @@ export class VariantEvaluator {
     }
     if (batches.length === 0) fail('E_DATASET', `The dataset has ${N} samples, fewer than the model's fixed batch size ${bs}.`);
     const nodes = { perVariant: split ? split.suffixNodes : store.nodes, total: store.nodes };
-    return new VariantEvaluator(makeFeed, makeBaked, batches, weights, store, sc, o, split ? 'split' : 'inputs', nodes, performance.now() - t0);
+    return new VariantEvaluator(makeFeed, makeBaked, batches, weights, store, sc, o, split ? 'split' : 'inputs', nodes, performance.now() - t0, consumerOps);
   }
 
   /** Original values of the variable weights. */
@@ -605,57 +714,102 @@ export class VariantEvaluator {
       if (v.length !== w.data.length) fail('E_BAD_ARGUMENT', `Variant of '${n}' has ${v.length} values, the weight [${w.dims.join(',')}] has ${w.data.length}.`);
       wfeeds[n] = new Tensor('float32', v, w.dims);
     }
-    const t0 = performance.now();
+    let t0 = performance.now();
     const strategy = this.strategy;
+    const sums = this.sums;
     let r: VariantResult;
     if (strategy === 'feed') {
       if (!this.feedSession) {
-        // Created once, on the first fed variant; its creation is set-up, not this variant's cost.
+        // The fed session is made once (on the first fed variant): set-up, not this variant's cost.
+        const tc = performance.now();
         this.feedSession = await createSession(this.makeFeedBytes(), pickSessionOptions(this.opts), this.mode === 'split' ? 'suffix model' : 'model with weights as inputs');
+        if (this.costs.feedCreate === undefined) {
+          this.costs.feedCreate = performance.now() - tc;
+          t0 = performance.now();
+        }
       }
-      const t1 = performance.now();
-      r = await this.loop(this.feedSession, wfeeds, opts);
-      r.timing.wallMs = performance.now() - t1;
-      if (this.costs.feedPerSample === undefined) this.costs.feedPerSample = r.timing.inferenceMs / r.samples;
+      const firstRun = { ms: 0, samples: 0 };
+      const fresh = sums.feedSamples === 0;
+      r = await this.loop(this.feedSession, wfeeds, opts, firstRun);
+      r.timing.wallMs = performance.now() - t0;
+      // Without the session's first run (its allocations), a cost only the first fed variant pays.
+      const skip = fresh && r.samples > firstRun.samples ? firstRun : { ms: 0, samples: 0 };
+      sums.feedMs += r.timing.inferenceMs - skip.ms;
+      sums.feedSamples += r.samples - skip.samples;
+      this.costs.feedPerSample = sums.feedMs / sums.feedSamples;
     } else {
-      this.splicer ??= new WeightSplicer(this.makeBakedBytes(), this.weights);
+      // Made once (the baked model encoded, the weights located); like the feed session, set-up.
+      if (!this.splicer) {
+        this.splicer = new WeightSplicer(this.makeBakedBytes(), this.weights);
+        t0 = performance.now();
+      }
       const tc = performance.now();
-      const s = await createSession(this.splicer.bytesFor(variant), pickSessionOptions(this.opts), 'variant model');
-      const createMs = performance.now() - tc;
+      // A variant's session runs a few batches: onnxruntime's memory pattern would be planned on
+      // the first run and pay off only over many (measured: first run 33 → 18 ms, release 4.7 → 1.1 ms).
+      const s = await createSession(this.splicer.bytesFor(variant), { ...pickSessionOptions(this.opts), enableMemPattern: false }, 'variant model');
+      let fixedMs = performance.now() - tc;
       try {
         r = await this.loop(s, {}, opts);
       } finally {
+        const tr = performance.now();
         await s.release();
+        fixedMs += performance.now() - tr;
       }
       r.timing.wallMs = performance.now() - t0;
-      if (this.costs.rebuildPerSample === undefined) {
-        this.costs.rebuildCreate = createMs;
-        this.costs.rebuildPerSample = r.timing.inferenceMs / r.samples;
-      }
+      sums.rebuildFixedMs += fixedMs;
+      sums.rebuildVariants++;
+      sums.rebuildMs += r.timing.inferenceMs;
+      sums.rebuildSamples += r.samples;
+      this.costs.rebuildCreate = sums.rebuildFixedMs / sums.rebuildVariants;
+      this.costs.rebuildPerSample = sums.rebuildMs / sums.rebuildSamples;
     }
-    if (!this.chosen && this.costs.rebuildPerSample !== undefined) {
-      // Per full variant, rebuild pays a session and feed runs the same graph with slower kernels
-      // (weights not pre-packed or folded), so feed can only win when the session is a noticeable
-      // share of a variant's inference: only then is it tried (on the next variant) and compared.
-      const n = this.samples;
-      const rebuild = this.costs.rebuildCreate! + this.costs.rebuildPerSample * n;
-      if (this.costs.rebuildCreate! <= 0.02 * rebuild) this.chosen = 'rebuild';
-      else if (this.costs.feedPerSample !== undefined) this.chosen = rebuild < this.costs.feedPerSample * n ? 'rebuild' : 'feed';
-      if (this.chosen === 'rebuild') {
-        await this.feedSession?.release();
-        this.feedSession = undefined;
-      }
-    }
+    sums.variants++;
+    sums.samples += r.samples;
+    if (!this.chosen) await this.decide();
     return r;
   }
 
-  private async loop(session: ort.InferenceSession, wfeeds: Record<string, ort.Tensor>, opts: EvaluateOptions): Promise<VariantResult> {
+  /**
+   * `'auto'`: the way of the next variant, from the running costs per variant of the mean length so
+   * far. Rebuild pays a session per variant and feed runs the same graph with slower kernels
+   * (weights not pre-packed or folded). The other way is tried only when it can win: feed when the
+   * session is > 2 % of a rebuilt variant, rebuild when the fed session's creation is < 20 % of a
+   * fed variant (only weights no convolution reads are fed first: pre-packing a Gemm / MatMul weight
+   * gains less than that). With both measured, feed is kept
+   * once it is cheaper, rebuild once it is cheaper by 20 %; in between rebuilding goes on with the
+   * fed session kept, and the choice is made again after every variant (a loaded machine can make
+   * session creation several times slower).
+   */
+  private async decide(): Promise<void> {
+    const c = this.costs;
+    const n = this.sums.samples / this.sums.variants;
+    const rebuild = c.rebuildPerSample === undefined ? undefined : c.rebuildCreate! + c.rebuildPerSample * n;
+    const feed = c.feedPerSample === undefined ? undefined : c.feedPerSample * n;
+    if (rebuild !== undefined && feed !== undefined) {
+      if (feed <= rebuild) this.chosen = 'feed';
+      else if (rebuild < 0.8 * feed) this.chosen = 'rebuild';
+      else this.next = 'rebuild';
+    } else if (rebuild !== undefined) {
+      if (c.rebuildCreate! <= 0.02 * rebuild) this.chosen = 'rebuild';
+      else this.next = 'feed';
+    } else if (feed !== undefined) {
+      if (c.feedCreate! >= 0.2 * feed) this.chosen = 'feed';
+      else this.next = 'rebuild';
+    }
+    if (this.chosen === 'rebuild') {
+      await this.feedSession?.release();
+      this.feedSession = undefined;
+    }
+  }
+
+  /** Runs the batches until done or decided; `firstRun` receives the first run's time and samples. */
+  private async loop(session: ort.InferenceSession, wfeeds: Record<string, ort.Tensor>, opts: EvaluateOptions, firstRun?: { ms: number; samples: number }): Promise<VariantResult> {
     const sc = this.sc;
     const { per, classes, rows, labels, refTop1, refCorrect } = sc;
-    // Classifiers (one row of class scores per sample) are counted without sorting.
-    const counts = rows === 1 ? new TopCounts(sc) : undefined;
+    // Classifiers (one row of class scores per sample) are scored in one walk per row, unsorted.
+    const cls = rows === 1 ? new ClassifierScore(sc) : undefined;
     const acc = new ClassificationAccumulator();
-    const fid = new FidelityAccumulator(classes);
+    const fid = cls ? undefined : new FidelityAccumulator(classes);
     const total = this.samples;
     const test =
       opts.budget === undefined || opts.keepOutputs
@@ -671,6 +825,7 @@ export class VariantEvaluator {
     const order = this.store.order;
     const kept = opts.keepOutputs ? new Float32Array(this.store.count * per) : undefined;
     const fetch = [sc.output];
+    const hasWeights = Object.keys(wfeeds).length > 0;
     let decision: StopDecision;
     let refRight = 0;
     let agree = 0;
@@ -678,30 +833,39 @@ export class VariantEvaluator {
     let inferenceMs = 0;
     for (const b of this.batches) {
       throwIfAborted(opts.signal ?? this.opts.signal);
+      const feeds = hasWeights ? { ...b.feeds, ...wfeeds } : b.feeds;
       const tr = performance.now();
-      const res = await session.run({ ...b.feeds, ...wfeeds }, fetch);
-      inferenceMs += performance.now() - tr;
+      const res = await session.run(feeds, fetch);
+      const runMs = performance.now() - tr;
+      if (firstRun && done === 0) (firstRun.ms = runMs), (firstRun.samples = b.count);
+      inferenceMs += runMs;
       const out = (res[sc.output] as ort.Tensor).data as Float32Array;
       const { start: s, count: n } = b;
-      const lab = labels?.subarray(s, s + n);
-      const rt = refTop1.subarray(s, s + n);
-      const top1 = counts ? counts.add(out, s, n) : acc.add(out, n * rows, classes);
-      fid.add(sc.ref.subarray(s * per, (s + n) * per), out, n, per, sc.refLse.subarray(s * rows, (s + n) * rows));
-      if (kept) for (let i = 0; i < n; i++) kept.set(out.subarray(i * per, (i + 1) * per), order[s + i]! * per);
       let up = 0;
       let down = 0;
-      for (let i = 0; i < n; i++) {
-        const t = top1[i * rows]!;
-        if (t === rt[i]) agree++;
-        let x: number;
-        if (lab) {
-          const rc = refCorrect![s + i]!;
-          refRight += rc;
-          x = rc - (t === lab[i] ? 1 : 0);
-        } else x = t === rt[i] ? 0 : 1;
-        if (x > 0) up++;
-        else if (x < 0) down++;
+      if (cls) {
+        cls.add(out, s, n);
+        up = cls.up;
+        down = cls.down;
+      } else {
+        const lab = labels?.subarray(s, s + n);
+        const rt = refTop1.subarray(s, s + n);
+        const top1 = acc.add(out, n * rows, classes);
+        fid!.add(sc.ref.subarray(s * per, (s + n) * per), out, n, per, sc.refLse.subarray(s * rows, (s + n) * rows));
+        for (let i = 0; i < n; i++) {
+          const t = top1[i * rows]!;
+          if (t === rt[i]) agree++;
+          let x: number;
+          if (lab) {
+            const rc = refCorrect![s + i]!;
+            refRight += rc;
+            x = rc - (t === lab[i] ? 1 : 0);
+          } else x = t === rt[i] ? 0 : 1;
+          if (x > 0) up++;
+          else if (x < 0) down++;
+        }
       }
+      if (kept) for (let i = 0; i < n; i++) kept.set(out.subarray(i * per, (i + 1) * per), order[s + i]! * per);
       done += n;
       if (test) {
         test.add(up, down, n);
@@ -709,7 +873,8 @@ export class VariantEvaluator {
         if (decision !== undefined && done < total) break;
       }
     }
-    const c = counts ?? acc.counts;
+    if (cls) (agree = cls.agree), (refRight = cls.refRight);
+    const c = cls ?? acc.counts;
     const loss = labels ? (refRight - c.top1Correct) / done : 1 - agree / done;
     const ci = test ? test.interval() : { lo: loss, hi: loss };
     const result: VariantResult = {
@@ -722,7 +887,7 @@ export class VariantEvaluator {
       decision,
       loss,
       ci: done < total ? [ci.lo, ci.hi] : [loss, loss],
-      fidelity: fid.result(),
+      fidelity: cls ? cls.fidelity() : fid!.result(),
       timing: { wallMs: 0, inferenceMs },
     };
     if (kept) result.outputs = kept;

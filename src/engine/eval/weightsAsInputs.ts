@@ -78,6 +78,12 @@ function takeWeights(model: ModelProto, names: readonly string[], externalDataFo
   return readWeights(weightProtos(model, names, externalDataFolder), externalDataFolder);
 }
 
+/** Op types of the nodes that read any of `names` directly (e.g. `Conv`, `Gemm`), sorted. */
+function consumerOps(g: GraphProto, names: readonly string[]): string[] {
+  const w = new Set(names);
+  return [...new Set(g.node.filter((n) => n.input.some((i) => w.has(i))).map((n) => n.opType))].sort();
+}
+
 function makeWeightInputs(g: GraphProto, weights: Map<string, WeightTensor>): void {
   g.initializer = g.initializer.filter((t) => !weights.has(t.name));
   // IR < 4 models also list initializers as graph inputs; keep one declaration.
@@ -94,11 +100,12 @@ export function weightsAsInputs(
   modelBytes: Uint8Array,
   names: readonly string[],
   externalDataFolder?: string,
-): { bytes: Uint8Array; weights: Map<string, WeightTensor> } {
+): { bytes: Uint8Array; weights: Map<string, WeightTensor>; consumerOps: string[] } {
   const model = decodeModel(modelBytes);
   const weights = takeWeights(model, names, externalDataFolder);
+  const ops = consumerOps(model.graph!, names);
   makeWeightInputs(model.graph!, weights);
-  return { bytes: encodeModel(model), weights };
+  return { bytes: encodeModel(model), weights, consumerOps: ops };
 }
 
 /** Result of {@link splitAtWeights}. */
@@ -118,6 +125,8 @@ export interface SplitModels {
   /** Number of nodes in the suffix and in the whole graph. */
   readonly suffixNodes: number;
   readonly totalNodes: number;
+  /** Op types of the nodes that read the variable weights (sorted). */
+  readonly consumerOps: readonly string[];
   readonly weights: Map<string, WeightTensor>;
 }
 
@@ -240,6 +249,7 @@ export function planSplit(
     outputs: outputs.map((o) => o.name),
     suffixNodes: suffixNodes.length,
     totalNodes: g.node.length,
+    consumerOps: consumerOps(g, names),
     readWeights: () => readWeights(protos, externalDataFolder),
   };
 }

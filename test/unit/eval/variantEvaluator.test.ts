@@ -267,3 +267,74 @@ function perturbAll(d: Float32Array): Float32Array {
   for (const x of d) (lo = Math.min(lo, x)), (hi = Math.max(hi, x));
   return d.map((x) => x + (r() - 0.5) * 0.1 * (hi - lo));
 }
+
+describe('eval/VariantEvaluator on LeNet-5 (strategy, scoring)', () => {
+  const FIX = join(__dirname, '..', '..', 'fixtures');
+  const load = async (limit: number) => {
+    const bytes = readFileSync(join(FIX, 'lenet5.onnx'));
+    const spec = { ...(await loadDatasetSpec(join(FIX, 'data', 'fmnist-test-1000.dataset.json'))), limit };
+    const ds = await withSession(bytes, {}, async (s) => openDataset(spec, sessionInputs(s), { numClasses: 10 }));
+    return { bytes, ds };
+  };
+
+  it("'auto' feeds first when no convolution reads the weight and rebuilds first on a convolution; both equal fresh sessions", async function () {
+    if (!existsSync(join(FIX, 'lenet5.onnx'))) this.skip();
+    const { bytes, ds } = await load(300);
+    const evs = await VariantEvaluator.createMany(bytes, [['fc3.weight'], ['conv2.weight']], ds, { batchSize: 100 });
+    try {
+      for (const [ev, name, first] of [[evs[0]!, 'fc3.weight', 'feed'], [evs[1]!, 'conv2.weight', 'rebuild']] as const) {
+        assert.equal(ev.strategy, first, name);
+        const v = perturbAll(ev.originalWeights().get(name)!.data);
+        const r = await ev.evaluate(new Map([[name, v]]), { keepOutputs: true });
+        const want = await fresh(substituteWeights(bytes, new Map([[name, v]])), ds);
+        assert.ok(maxDiff(r.outputs!, want) < 1e-4, `${name}: max |Δ| ${maxDiff(r.outputs!, want)}`);
+        assert.ok(r.timing.inferenceMs > 0 && r.timing.wallMs >= r.timing.inferenceMs);
+        // the way measured first has its costs; for feed the session's creation is set-up
+        if (first === 'feed') assert.ok(ev.costs.feedPerSample! > 0 && ev.costs.feedCreate! > 0 && ev.costs.rebuildPerSample === undefined);
+        else assert.ok(ev.costs.rebuildPerSample! > 0 && ev.costs.rebuildCreate! > 0 && ev.costs.feedPerSample === undefined);
+      }
+    } finally {
+      for (const ev of evs) await ev.dispose();
+    }
+  });
+
+  it('scores a classifier exactly as the general accumulators do on the same rows (same doubles)', async function () {
+    if (!existsSync(join(FIX, 'lenet5.onnx'))) this.skip();
+    const { bytes, ds } = await load(500);
+    const store = await VariantEvaluator.prepare(bytes, [['fc1.weight']], ds, { batchSize: 100 });
+    const ev = await VariantEvaluator.fromStore(bytes, ['fc1.weight'], store, { batchSize: 100, strategy: 'feed' });
+    try {
+      const v = perturbAll(ev.originalWeights().get('fc1.weight')!.data);
+      const r = await ev.evaluate(new Map([['fc1.weight', v]]), { keepOutputs: true });
+      // the evaluator walks the samples in its shuffled order: feed the accumulators the same order
+      const N = store.count;
+      const ref = store.reference.outputs['logits']!.data;
+      const shuffle = (d: Float32Array) => {
+        const o = new Float32Array(N * 10);
+        store.order.forEach((k, p) => o.set(d.subarray(k * 10, k * 10 + 10), p * 10));
+        return o;
+      };
+      const fid = new FidelityAccumulator(10);
+      fid.add(shuffle(ref), shuffle(r.outputs!), N, 10);
+      assert.deepEqual(r.fidelity, fid.result());
+      const labels = store.reference.labels!;
+      const refTop1 = Int32Array.from({ length: N }, (_, i) => topOf(ref, i));
+      const acc = new ClassificationAccumulator();
+      acc.add(r.outputs!, N, 10, labels, refTop1);
+      assert.equal(r.top1, acc.top1);
+      assert.equal(r.top5, acc.top5);
+      assert.equal(r.agreement, acc.agreement);
+      const refAcc = refTop1.reduce((a, t, i) => a + (t === labels[i] ? 1 : 0), 0) / N;
+      assert.equal(r.referenceTop1, refAcc);
+      assert.ok(Math.abs(r.loss - (refAcc - acc.top1)) < 1e-12);
+    } finally {
+      await ev.dispose();
+    }
+  });
+});
+
+function topOf(d: Float32Array, i: number): number {
+  let b = 0;
+  for (let c = 1; c < 10; c++) if (d[i * 10 + c]! > d[i * 10 + b]!) b = c;
+  return b;
+}
