@@ -17,7 +17,9 @@
  *
  * Models: the fixtures (`test/fixtures/*.onnx`) and a ResNet-18-sized model (`.tmp/resnet18-fmnist.onnx`,
  * trained 300 steps, made by `scripts/make-resnet18.py` when missing and python is there). Data:
- * fmnist-test-1000. Arguments: `--quick` (LeNet only), model paths, `--threads N` (default: all cores).
+ * fmnist-test-1000. Arguments: `--quick` (LeNet only), model paths, `--threads N` (default: all cores),
+ * `--spin` (onnxruntime's threads spin while waiting, its own default; off by default here as in the
+ * evaluator). Naive and the evaluator always run with the same session options.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -26,7 +28,7 @@ import { join, resolve } from 'node:path';
 import { openDataset } from '../src/engine/eval/dataset';
 import { loadDatasetSpec, type DatasetSpec } from '../src/engine/eval/datasetSpec';
 import { ClassificationAccumulator } from '../src/engine/eval/metrics';
-import { classesOf, createSession, runDataset, sessionInputs, sessionOutputs, toOrtFeeds } from '../src/engine/eval/session';
+import { classesOf, createSession, runDataset, sessionInputs, sessionOutputs, toOrtFeeds, type SessionOptions } from '../src/engine/eval/session';
 import { VariantEvaluator, type ActivationStore, type EvaluateOptions } from '../src/engine/eval/variantEvaluator';
 import { substituteWeights } from '../src/engine/eval/weightsAsInputs';
 import { decodeModel } from '../src/engine/onnx/codec';
@@ -56,13 +58,13 @@ const ms = (x: number) => `${x.toFixed(0)} ms`;
 const load = () => loadavg().map((x) => x.toFixed(1)).join(' ');
 
 /** Times session creation (median of 3) and one pass over the data (time inside run, and wall). */
-async function baseline(bytes: Uint8Array, spec: DatasetSpec, threads: object) {
+async function baseline(bytes: Uint8Array, spec: DatasetSpec, session: Partial<SessionOptions>) {
   const creates: number[] = [];
   let inferMs = 0;
   let wallMs = 0;
   for (let i = 0; i < 3; i++) {
     const t0 = performance.now();
-    const s = await createSession(bytes, threads);
+    const s = await createSession(bytes, session);
     creates.push(performance.now() - t0);
     try {
       if (i === 2) {
@@ -100,10 +102,10 @@ interface Tally {
 const tally = (): Tally => ({ wallMs: 0, inferMs: 0, evalWallMs: 0, samples: 0, variants: 0, perLayer: [] });
 
 /** Naive: a new session on the full model per variant, the dataset re-read, all samples. */
-async function naive(bytes: Uint8Array, spec: DatasetSpec, variants: { name: string; data: Float32Array }[], threads: object, t: Tally) {
+async function naive(bytes: Uint8Array, spec: DatasetSpec, variants: { name: string; data: Float32Array }[], session: Partial<SessionOptions>, t: Tally) {
   const t0 = performance.now();
   for (const v of variants) {
-    const s = await createSession(substituteWeights(bytes, new Map([[v.name, v.data]])), threads);
+    const s = await createSession(substituteWeights(bytes, new Map([[v.name, v.data]])), session);
     try {
       const ds = await openDataset(spec, sessionInputs(s), { numClasses: 10 });
       const acc = new ClassificationAccumulator();
@@ -120,9 +122,9 @@ async function naive(bytes: Uint8Array, spec: DatasetSpec, variants: { name: str
 }
 
 /** One layer's sweep through its own evaluator (set-up included). */
-async function layerSweep(bytes: Uint8Array, store: ActivationStore, layer: string, options: Partial<EvaluateOptions>, threads: object, t: Tally) {
+async function layerSweep(bytes: Uint8Array, store: ActivationStore, layer: string, options: Partial<EvaluateOptions>, session: Partial<SessionOptions>, t: Tally) {
   const t0 = performance.now();
-  const ev = await VariantEvaluator.fromStore(bytes, [layer], store, { batchSize: 100, ...threads });
+  const ev = await VariantEvaluator.fromStore(bytes, [layer], store, { batchSize: 100, ...session });
   let lw = 0;
   let li = 0;
   let ls = 0;
@@ -155,10 +157,10 @@ async function layerSweep(bytes: Uint8Array, store: ActivationStore, layer: stri
  * layer's variants) so that a machine whose load drifts disturbs every way alike. The evaluator's
  * shared pass runs once; its time is added to every mode.
  */
-async function sweep(bytes: Uint8Array, spec: DatasetSpec, layers: string[], variants: { name: string; data: Float32Array }[], threads: object) {
+async function sweep(bytes: Uint8Array, spec: DatasetSpec, layers: string[], variants: { name: string; data: Float32Array }[], session: Partial<SessionOptions>) {
   const nv = tally();
   const modes = MODES.map(() => tally());
-  const s = await createSession(bytes, threads);
+  const s = await createSession(bytes, session);
   let ds;
   try {
     ds = await openDataset(spec, sessionInputs(s), { numClasses: 10 });
@@ -166,11 +168,11 @@ async function sweep(bytes: Uint8Array, spec: DatasetSpec, layers: string[], var
     await s.release();
   }
   const t0 = performance.now();
-  const store = await VariantEvaluator.prepare(bytes, layers.map((l) => [l]), ds, { batchSize: 100, ...threads });
+  const store = await VariantEvaluator.prepare(bytes, layers.map((l) => [l]), ds, { batchSize: 100, ...session });
   const prepareMs = performance.now() - t0;
   for (const layer of layers) {
-    await naive(bytes, spec, variants.filter((v) => v.name === layer), threads, nv);
-    for (const [i, m] of MODES.entries()) await layerSweep(bytes, store, layer, m.options, threads, modes[i]!);
+    await naive(bytes, spec, variants.filter((v) => v.name === layer), session, nv);
+    for (const [i, m] of MODES.entries()) await layerSweep(bytes, store, layer, m.options, session, modes[i]!);
   }
   for (const m of modes) m.wallMs += prepareMs;
   return { nv, modes, prepareMs, passMs: store.passMs };
@@ -192,7 +194,8 @@ function resnet18(): string | undefined {
 export async function runEvalBench(args: string[]): Promise<void> {
   const spec = await loadDatasetSpec('test/fixtures/data/fmnist-test-1000.dataset.json');
   const ti = args.indexOf('--threads');
-  const threads = ti >= 0 ? { intraOpNumThreads: Number(args[ti + 1]) } : {};
+  // naive and the evaluator get the same session options: the evaluator's defaults (no spinning).
+  const session: Partial<SessionOptions> = { allowSpinning: args.includes('--spin'), ...(ti >= 0 ? { intraOpNumThreads: Number(args[ti + 1]) } : {}) };
   const models = args.filter((a) => a.endsWith('.onnx'));
   if (models.length === 0) {
     for (const n of args.includes('--quick') ? ['lenet5'] : ['lenet5', 'resnet8', 'mobilenet']) {
@@ -216,11 +219,11 @@ export async function runEvalBench(args: string[]): Promise<void> {
     });
     console.log(
       `### ${file} (${(bytes.length / 1e6).toFixed(1)} MB, ${weights.length} weight tensors; ${pick.length} layers × ${BITS.length} levels = ${variants.length} variants; ` +
-        `threads ${ti >= 0 ? threads.intraOpNumThreads : 'all'}; load average ${load()})`,
+        `threads ${session.intraOpNumThreads ?? 'all'}, ${session.allowSpinning ? '' : 'no '}spinning; load average ${load()})`,
     );
-    const b = await baseline(bytes, spec, threads);
+    const b = await baseline(bytes, spec, session);
     console.log(`session create ${ms(b.createMs)} (median of 3); one pass over 1000 images: ${ms(b.inferMs)} inside run, ${ms(b.passWallMs)} wall`);
-    const r = await sweep(bytes, spec, pick, variants, threads);
+    const r = await sweep(bytes, spec, pick, variants, session);
     const rate = (t: Tally) => (t.variants / t.wallMs) * 1000;
     console.log(`naive (new session per variant, all 1000): ${rate(r.nv).toFixed(2)} variants/s; overhead ${(r.nv.wallMs / r.nv.inferMs).toFixed(2)}`);
     console.log(`evaluator shared pass (once, counted in every mode below): ${ms(r.prepareMs)}, ${(r.prepareMs / b.passWallMs).toFixed(2)}× one plain pass`);
