@@ -434,6 +434,11 @@ class ClassifierScore {
     for (let i = 0; i < n; i++) {
       const o = i * c;
       const r = (start + i) * c;
+      // The label's score (NaN ranks last), to count the classes ranked above it in the same walk.
+      const y = labels ? labels[start + i]! : -1;
+      const by = labels ? out[o + y]! : 0;
+      const vy = by !== by ? -Infinity : by;
+      let ahead = 0;
       let t = 0;
       let best = -Infinity;
       let m = -Infinity;
@@ -444,6 +449,7 @@ class ClassifierScore {
         const b = out[o + j]!;
         const v = b !== b ? -Infinity : b;
         if (v > best) (best = v), (t = j);
+        if (v > vy || (v === vy && j < y)) ahead++;
         const a = ref[r + j]!;
         const d = a - b;
         this.noise += d * d;
@@ -468,15 +474,6 @@ class ClassifierScore {
       this.samples++;
       if (t === refTop1[start + i]) this.agree++;
       if (labels) {
-        const y = labels[start + i]!;
-        const by = out[o + y]!;
-        const vy = by !== by ? -Infinity : by;
-        let ahead = 0;
-        for (let j = 0; j < c; j++) {
-          const b = out[o + j]!;
-          const v = b !== b ? -Infinity : b;
-          if (v > vy || (v === vy && j < y)) ahead++;
-        }
         const right = t === y ? 1 : 0;
         this.top1Correct += right;
         if (ahead < k5) this.top5Correct++;
