@@ -148,7 +148,7 @@ export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, Techniqu
     return cut > 0 && specs.has(name.slice(0, cut));
   };
   if (o.encode) shareDecodeConstants(model, isPayload);
-  if (o.encode && o.compact) compactGraph(model, specs.keys(), isPayload);
+  if (o.encode && o.compact) compactGraph(model, specs.keys(), isPayload, new Map([...specs.keys()].map((n) => [n, weights.get(n)!.shape] as const)));
   return result;
 }
 

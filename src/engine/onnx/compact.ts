@@ -8,13 +8,16 @@
  * - renames the other values (activations, and initializers the caller picks, e.g. the payloads
  *   of compressed weights) to short unique names,
  * - drops node names and doc strings (both optional in ONNX),
- * - merges `Constant` nodes with equal attributes into the first one.
+ * - merges `Constant` nodes with equal attributes into the first one,
+ * - drops attributes that equal their default in every opset (`strides` of ones, `group` 1, Gemm's
+ *   `alpha` 1, …; {@link DEFAULTS}) and a Conv's `kernel_shape` when its weight's shape is known and
+ *   says the same (the spec: "If not present, should be inferred from input W").
  *
  * Models with subgraphs (If/Loop/Scan) only lose node names and doc strings: their bodies may read
  * outer values by name. Functions are left as they are.
  */
 import { toBinary } from '@bufbuild/protobuf';
-import { AttributeProtoSchema, type GraphProto } from './proto';
+import { AttributeProto_AttributeType as AT, AttributeProtoSchema, type AttributeProto, type GraphProto, type NodeProto } from './proto';
 import type { OnnxModel } from './model';
 
 /** What {@link compactGraph} did. */
@@ -23,6 +26,59 @@ export interface CompactResult {
   mergedConstants: number;
   /** Bytes of names and doc strings removed (approximate: UTF-16 lengths). */
   namesRemoved: number;
+  /** Attributes dropped because they equal their default. */
+  defaultAttributes: number;
+}
+
+/** An attribute value that means the same as leaving the attribute out. */
+type Default = { int: number } | { float: number } | { every: number } | { str: string };
+
+const NOTSET: Default = { str: 'NOTSET' };
+const ONES: Default = { every: 1 };
+const ZEROS: Default = { every: 0 };
+const ZERO: Default = { int: 0 };
+const ONE: Default = { int: 1 };
+
+/**
+ * Default-domain attributes whose default is the same in every opset that has them (checked
+ * against the operator specs; `Softmax.axis`, whose default changed in opset 13, is not here).
+ */
+const DEFAULTS: Readonly<Record<string, Readonly<Record<string, Default>>>> = {
+  Conv: { auto_pad: NOTSET, dilations: ONES, group: ONE, pads: ZEROS, strides: ONES },
+  ConvTranspose: { auto_pad: NOTSET, dilations: ONES, group: ONE, pads: ZEROS, strides: ONES, output_padding: ZEROS },
+  MaxPool: { auto_pad: NOTSET, ceil_mode: ZERO, dilations: ONES, pads: ZEROS, storage_order: ZERO, strides: ONES },
+  AveragePool: { auto_pad: NOTSET, ceil_mode: ZERO, count_include_pad: ZERO, dilations: ONES, pads: ZEROS, strides: ONES },
+  Gemm: { alpha: { float: 1 }, beta: { float: 1 }, transA: ZERO, transB: ZERO },
+  Flatten: { axis: ONE },
+  Gather: { axis: ZERO },
+  BatchNormalization: { epsilon: { float: Math.fround(1e-5) }, momentum: { float: Math.fround(0.9) }, training_mode: ZERO },
+  LeakyRelu: { alpha: { float: Math.fround(0.01) } },
+};
+
+function isDefault(a: AttributeProto, d: Default): boolean {
+  if ('int' in d) return a.type === AT.INT && a.i === BigInt(d.int);
+  if ('float' in d) return a.type === AT.FLOAT && a.f === d.float;
+  if ('every' in d) return a.type === AT.INTS && a.ints.every((v) => v === BigInt(d.every));
+  return a.type === AT.STRING && Buffer.from(a.s).toString('latin1') === d.str;
+}
+
+/** Drops `n`'s attributes that equal their defaults; returns how many. */
+function dropDefaults(n: NodeProto, dimsOf: (name: string) => readonly number[] | undefined): number {
+  if (n.domain !== '' && n.domain !== 'ai.onnx') return 0;
+  const table = DEFAULTS[n.opType];
+  if (!table) return 0;
+  const before = n.attribute.length;
+  n.attribute = n.attribute.filter((a) => {
+    if (a.refAttrName !== '') return true;
+    const d = table[a.name];
+    if (d !== undefined && isDefault(a, d)) return false;
+    if (n.opType === 'Conv' && a.name === 'kernel_shape' && a.type === AT.INTS) {
+      const w = n.input[1] === undefined ? undefined : dimsOf(n.input[1]);
+      if (w !== undefined && w.length === a.ints.length + 2 && a.ints.every((v, i) => Number(v) === w[i + 2])) return false;
+    }
+    return true;
+  });
+  return before - n.attribute.length;
 }
 
 /** Short names `_0`, `_1`, …, `_a`, … (base 36) that are not in `taken`. */
@@ -39,15 +95,24 @@ function hasSubgraphs(g: GraphProto): boolean {
 
 /**
  * Compacts the main graph of `model` in place (see the module comment). `keep` names values that
- * must keep their names besides graph inputs, outputs and initializers (e.g. decoded weights).
+ * must keep their names besides graph inputs, outputs and initializers (e.g. decoded weights);
+ * `dims` gives the shapes of values that are not initializers (decoded weights), for `kernel_shape`.
  */
-export function compactGraph(model: OnnxModel, keep: Iterable<string> = [], renameInitializer: (name: string) => boolean = () => false): CompactResult {
+export function compactGraph(
+  model: OnnxModel,
+  keep: Iterable<string> = [],
+  renameInitializer: (name: string) => boolean = () => false,
+  dims: ReadonlyMap<string, readonly number[]> = new Map(),
+): CompactResult {
   const g = model.graph;
-  const result: CompactResult = { renamed: 0, mergedConstants: 0, namesRemoved: 0 };
+  const result: CompactResult = { renamed: 0, mergedConstants: 0, namesRemoved: 0, defaultAttributes: 0 };
+  const initDims = new Map(g.initializer.map((t) => [t.name, t.dims.map(Number)] as const));
+  const dimsOf = (name: string): readonly number[] | undefined => initDims.get(name) ?? dims.get(name);
   for (const n of g.node) {
     result.namesRemoved += n.name.length + n.docString.length;
     n.name = '';
     n.docString = '';
+    result.defaultAttributes += dropDefaults(n, dimsOf);
   }
   if (hasSubgraphs(g)) return result;
 

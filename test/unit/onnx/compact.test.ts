@@ -38,6 +38,13 @@ describe('onnx/compact', () => {
       assert.deepEqual(m.graph.output.map((v) => v.name), before.graph.output.map((v) => v.name));
       assert.deepEqual(tensorBytes(m), tensorBytes(before));
       assert.ok(m.graph.node.every((n) => n.name === ''));
+      // Default attributes are gone (strides/dilations of ones, group 1, Gemm alpha/beta 1, ...), and
+      // so is kernel_shape, which the weights' shapes give; the rest of each node stays.
+      assert.ok(r.defaultAttributes > 0);
+      const convs = m.graph.node.filter((n) => n.opType === 'Conv');
+      assert.ok(convs.length > 0 && convs.every((n) => !n.attribute.some((a) => a.name === 'kernel_shape' || a.name === 'dilations')));
+      const attrs = (x: OnnxModel) => x.graph.node.flatMap((n) => n.attribute.map((a) => a.name));
+      assert.equal(attrs(before).length - attrs(m).length, r.defaultAttributes + r.mergedConstants, 'a merged Constant takes its one attribute with it');
       const names = m.graph.node.flatMap((n) => n.output);
       assert.equal(new Set(names).size, names.length, 'node outputs stay unique');
       if (fixture === 'mobilenet') {
@@ -64,6 +71,9 @@ describe('onnx/compact', () => {
     assert.ok(!small.graph.initializer.some((t) => t.name.includes('::') && t.name.startsWith(weights[1]!.name)), 'payloads renamed');
     // decoded weights keep their names (the decoder node's output); the untouched first layer and the biases are byte-identical
     for (const name of specs.keys()) assert.ok(small.graph.node.some((n) => n.output.includes(name)), name);
+    // kernel_shape is dropped for decoded weights too (their shapes are passed in)
+    assert.ok(small.graph.node.filter((n) => n.opType === 'Conv').every((n) => !n.attribute.some((a) => a.name === 'kernel_shape')));
+    assert.ok(plain.graph.node.filter((n) => n.opType === 'Conv').every((n) => n.attribute.some((a) => a.name === 'kernel_shape')));
     const untouched = tensorBytes(await loadModel(file));
     for (const [name, bytes] of tensorBytes(small)) if (untouched.has(name)) assert.equal(bytes, untouched.get(name), name);
     assert.ok(tensorBytes(small).has(weights[0]!.name));
