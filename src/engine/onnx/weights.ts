@@ -74,7 +74,10 @@ export interface WeightInfo {
 
 /** Options of {@link listWeights}. */
 export interface ListWeightsOptions {
-  /** Tensors with fewer elements are never compressible (default 256: biases, norms, scalars). */
+  /**
+   * Tensors with fewer elements are never compressible (default 128: below that, a codebook and its
+   * decoder outweigh what sharing saves; first convolutions of small nets have about 150).
+   */
   minParams: number;
   /** Include non-float and tiny tensors too (default true; they are marked not compressible). */
   includeAll: boolean;
@@ -127,7 +130,7 @@ export function inputRole(node: NodeProto, index: number, rank: number): { role:
  * quantized, reported with `quantized: true`) are described by the layer that really uses them.
  */
 export function listWeights(model: OnnxModel, options: Partial<ListWeightsOptions> = {}): WeightInfo[] {
-  const o: ListWeightsOptions = { minParams: 256, includeAll: true, ...options };
+  const o: ListWeightsOptions = { minParams: 128, includeAll: true, ...options };
   try {
     return listWeightsOf(model, o);
   } catch (e) {

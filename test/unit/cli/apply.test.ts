@@ -39,10 +39,11 @@ describe('cli: apply, info, pack/unpack end to end', function () {
       }
     }
     const base = top1(RESNET8);
-    // measured on these 1000 held-out samples: plain k=8 loses 6–7 points, calibrated 1.4–1.8
+    // measured on these 1000 held-out samples (every layer, the 144-weight first conv included):
+    // plain k=8 loses 15 points, calibrated 2.5
     const lossPlain = base - result['false']!.top1;
     const lossCal = base - result['true']!.top1;
-    assert.ok(lossCal < 0.025 && lossPlain - lossCal > 0.03, `loss plain ${lossPlain * 100} pt, calibrated ${lossCal * 100} pt`);
+    assert.ok(lossCal < 0.04 && lossPlain - lossCal > 0.08, `loss plain ${lossPlain * 100} pt, calibrated ${lossCal * 100} pt`);
     assert.ok(Math.abs(result['true']!.bytes - result['false']!.bytes) < 64, JSON.stringify(result));
   });
 
@@ -57,7 +58,7 @@ describe('cli: apply, info, pack/unpack end to end', function () {
     assert.equal(rep.total.onnxBytes, fs.statSync(out).size);
     assert.equal(rep.total.archiveBytes, fs.statSync(arc).size);
     assert.equal(rep.total.originalBytes, fs.statSync(LENET).size);
-    assert.deepEqual(rep.layers.map((l: { name: string }) => l.name), ['fc1.weight', 'fc2.weight', 'fc3.weight']);
+    assert.deepEqual(rep.layers.map((l: { name: string }) => l.name), ['fc1.weight', 'conv1.weight', 'fc2.weight', 'fc3.weight']);
     assert.equal(rep.layers[0].technique, 'prune 70% + share k=16');
     assert.ok(rep.total.ratio > 6, `ratio ${rep.total.ratio}`);
     assert.ok(rep.total.archiveBytes < rep.total.onnxBytes);

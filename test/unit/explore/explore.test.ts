@@ -45,12 +45,12 @@ describe('explore (LeNet-5, Fashion-MNIST)', function () {
     assert.equal(partial.cells.length, 7);
     const events: ExploreEvent[] = [];
     const sf = await analyzeModel({ model, data: d, techniques: ['share'], limit, onEvent: (e) => events.push(e) });
-    assert.equal(events.filter((e) => e.type === 'cell').length, 24 - 7, 'only the missing cells are measured');
+    assert.equal(events.filter((e) => e.type === 'cell').length, 30 - 7, 'only the missing cells are measured');
     assert.equal(sf.complete, true);
     assert.equal(sf.schema, 'onnx-compress/sensitivity@1');
-    assert.deepEqual(sf.layers.map((l) => l.name), ['conv2.weight', 'fc1.weight', 'fc2.weight', 'fc3.weight']);
+    assert.deepEqual(sf.layers.map((l) => l.name), ['conv1.weight', 'conv2.weight', 'fc1.weight', 'fc2.weight', 'fc3.weight']);
     assert.deepEqual(sf.levels.map((l) => l.id), ['share:k=64', 'share:k=32', 'share:k=16', 'share:k=8', 'share:k=4', 'share:k=2']);
-    assert.equal(sf.cells.length, 24);
+    assert.equal(sf.cells.length, 30);
     assert.equal(sf.dataset.samples, limit);
     assert.ok(sf.baseline.top1! > 0.85);
     // the first 7 cells are the ones of the interrupted run, unchanged
@@ -62,10 +62,10 @@ describe('explore (LeNet-5, Fashion-MNIST)', function () {
     const cell = (l: string, k: number) => sf.cells.find((c) => c.layer === l && c.level === `share:k=${k}`)!;
     // fewer clusters: more weight error on every layer and more loss on most
     for (const l of sf.layers) assert.ok(cell(l.name, 2).relError > cell(l.name, 64).relError);
-    assert.ok(sf.layers.filter((l) => cell(l.name, 2).loss > cell(l.name, 64).loss).length >= 3);
+    assert.ok(sf.layers.filter((l) => cell(l.name, 2).loss > cell(l.name, 64).loss).length >= 4);
     assert.ok(sf.layers.every((l) => cell(l.name, 2).onnxBytes < cell(l.name, 64).onnxBytes));
     const csv = readFileSync(join(`${model.slice(0, -5)}.compress`, 'sensitivity.csv'), 'utf8').trim().split('\n');
-    assert.equal(csv.length, 25);
+    assert.equal(csv.length, 31);
     // a third run has nothing left to measure; a changed model is refused
     const again: ExploreEvent[] = [];
     await analyzeModel({ model, data: d, techniques: ['share'], limit, onEvent: (e) => again.push(e) });
