@@ -19,6 +19,7 @@
  */
 import { huffmanBits } from './huffman';
 import { makeBits } from './storage';
+import { roundToHalf } from '../util/half';
 import type { CompressedTensor, WeightTensor } from './types';
 
 /** Input statistics of one layer, in the orientation of the layer's output channels. */
@@ -369,7 +370,7 @@ function refitCodebook(tensor: WeightTensor, ct: CompressedTensor, codes: Int32A
     c[i] = t / A[i * k + i]!;
   }
   if (!c.every(Number.isFinite)) return undefined;
-  const codebook = Float32Array.from(c, Math.fround);
+  const codebook = Float32Array.from(c, roundToHalf);
   // Equal entries would make the grid ambiguous; keep the old codebook then.
   if (new Set(codebook).size !== k) return undefined;
   return { ...ct, storage: { ...s, codebook } };

@@ -12,12 +12,13 @@
  * q by least squares over its weights Σ s·w / Σ s²). SSE never increases in the refits; it is
  * reported exactly for the float32 reconstruction.
  *
- * Bits: n·⌈log2 k⌉ indices + k·32 codebook + C·32 scales.
+ * Bits: n·⌈log2 k⌉ indices + k·16 codebook (entries rounded to float16) + C·32 scales.
  */
 import { fail } from '../errors';
 import { huffmanBits } from './huffman';
 import { kmeans1d, SortedWeights } from './kmeans1d';
-import { makeBits } from './storage';
+import { codebookEntryBits, makeBits } from './storage';
+import { roundToHalf } from '../util/half';
 import { channelLayout, channelOfElements, indexBits, makeCompressOptions, tensorLabel, validateTensor } from './tensor';
 import type { CompressedTensor, CompressOptions, ShareSpec, WeightTensor } from './types';
 
@@ -83,8 +84,8 @@ export function scaledShareWeights(tensor: WeightTensor, spec: ShareSpec, option
     for (let i = 0; i < n; i++) indices[i] = rank[indices[i]!]!;
   }
   const codebook = new Float32Array(Math.max(2, k));
-  codebook.set(q);
-  if (k < codebook.length) codebook.fill(q[k - 1]!, k);
+  codebook.set(q.map(roundToHalf));
+  if (k < codebook.length) codebook.fill(codebook[k - 1]!, k);
   const weights = new Float32Array(n);
   const counts = new Float64Array(codebook.length);
   let sse = 0;
@@ -99,7 +100,7 @@ export function scaledShareWeights(tensor: WeightTensor, spec: ShareSpec, option
     spec,
     weights,
     storage: { kind: 'codebook', k: kk, axis: null, codebook, indices, zeroIndex: null, scale: { axis: tensor.shape.length === 0 ? 0 : tensor.channelAxis, values: scale } },
-    bits: makeBits({ indices: n * indexBits(kk), codebook: kk * 32, params: C * 32, entropyIndices: huffmanBits(counts).total }),
+    bits: makeBits({ indices: n * indexBits(kk), codebook: kk * codebookEntryBits(codebook), params: C * 32, entropyIndices: huffmanBits(counts).total }),
     sse,
   };
 }

@@ -2,9 +2,12 @@
  * Weight sharing: every weight is replaced by the nearest of k shared values (a codebook), chosen
  * by 1-D k-means (see `kmeans1d.ts`) per tensor or per output channel.
  *
- * Storage ({@link CodebookStorage}): n indices of ⌈log2 k⌉ bits, C codebooks of k float32 values
- * (C = 1 per tensor, C = channels per channel). Bits: `n·⌈log2 k⌉ + C·k·32`; entropy-coded indices
- * as in `huffman.ts` (one Huffman code for the whole tensor, alphabet k).
+ * Storage ({@link CodebookStorage}): n indices of ⌈log2 k⌉ bits, C codebooks of k values
+ * (C = 1 per tensor, C = channels per channel). The cluster means are rounded to the nearest float16
+ * (a relative change below 2^-11, far inside the clustering error), so a codebook is stored in 16
+ * bits per entry; when k-means is lossless (no more distinct values than k) the values stay
+ * float32. Bits: `n·⌈log2 k⌉ + C·k·16` (·32 for float32 codebooks); entropy-coded indices as in
+ * `huffman.ts` (one Huffman code for the whole tensor, alphabet k).
  *
  * When k exceeds the number of distinct values (of the tensor, or of the busiest channel), k
  * shrinks to that number: the codebook holds the distinct values, the error is 0, and the stored
@@ -15,7 +18,8 @@ import { fail, throwIfAborted } from '../errors';
 import { scaledShareWeights } from './scaledShare';
 import { huffmanBits } from './huffman';
 import { SortedWeights, kmeans1d } from './kmeans1d';
-import { makeBits } from './storage';
+import { codebookEntryBits, makeBits } from './storage';
+import { roundToHalf } from '../util/half';
 import {
   channelLayout,
   gatherChannel,
@@ -168,7 +172,7 @@ export function shareCore(
     const sw = SortedWeights.from(values);
     sws.push(sw);
     const res = kmeans1d(sw, clusterKs, opts);
-    res.forEach((r, i) => books[i]!.push(Float32Array.from(r.centers, Math.fround)));
+    res.forEach((r, i) => books[i]!.push(Float32Array.from(r.centers, r.k >= sw.distinct ? Math.fround : roundToHalf)));
   }
   return ks.map((_, r) => {
     const perGroup = books[r]!;
@@ -233,7 +237,7 @@ export function finish(
     storage: s,
     bits: makeBits({
       indices: n * indexBits(s.k),
-      codebook: groups * s.k * 32,
+      codebook: groups * s.k * codebookEntryBits(s.codebook),
       entropyIndices: entropy.total,
     }),
     sse: parts.sse,

@@ -2,7 +2,8 @@
  * Storage accounting: per-layer bit breakdowns and the total for a whole model.
  *
  * Per technique (n weights, C codebooks/channels, survivors s, see each module for details):
- * - share:  indices n·⌈log2 k⌉, codebook C·k·32, params 0, sparsity 0.
+ * - share:  indices n·⌈log2 k⌉, codebook C·k·16 (float16 entries; ·32 when a lossless codebook is
+ *   not float16-exact), params 0, sparsity 0.
  * - prune:  indices s·32 (kept float32 values), sparsity = mask bits (see `SparsityEncoding`).
  * - prune+share: as share; pruned weights use the exact-0 entry, so sparsity is carried by the
  *   indices (and shows in the entropy-coded size).
@@ -15,7 +16,13 @@
  * indices, integer codes, float bit patterns; for prune and lowrank it equals `indices`).
  */
 import { fail } from '../errors';
+import { isHalfExact } from '../util/half';
 import type { BitBreakdown } from './types';
+
+/** Bits per codebook entry as stored: 16 when every entry is a float16 value, else 32. */
+export function codebookEntryBits(codebook: Float32Array): number {
+  return isHalfExact(codebook) ? 16 : 32;
+}
 
 /** Builds a {@link BitBreakdown}, computing `total` and `entropyTotal`. */
 export function makeBits(parts: {

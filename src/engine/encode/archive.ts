@@ -12,7 +12,7 @@ import * as zlib from 'node:zlib';
 import { CompressError, fail, throwIfAborted } from '../errors';
 import { decodeModel, DataType, forEachTensor } from '../onnx';
 import { packBits, packedLength, unpackBits } from './bits';
-import { parsePackedDocString } from './decoders';
+import { DECODE_DOMAIN, packedInputBits, parsePackedDocString } from './decoders';
 import { EntropyError, entropyBits, huffmanDecode, huffmanEncode, MAX_CONTEXT_BITS, RATE_SETS, rangeDecode, rangeEncode } from './entropy';
 
 /** The 8 bytes every archive starts with. */
@@ -114,23 +114,36 @@ const BROTLI_BEST_REST_MAX = 4 << 20;
 const WHOLE_FILE_MAX = 1 << 20;
 
 /**
- * Finds the packed code streams of an ONNX file: uint8 tensors (in any graph) whose doc string
- * parses with `parsePackedDocString`, whose payload is where the file says and re-packs to the
- * same bytes. Sorted by offset.
+ * Finds the packed code streams of an ONNX file: uint8 initializers that a decoding function call
+ * (`onnx_compress` domain) reads as packed codes ({@link packedInputBits}: the width comes from the
+ * function's name, the count from the length), and uint8 tensors (any graph) with the older
+ * `parsePackedDocString` marker; each must be where the file says and re-pack to the same bytes.
+ * Sorted by offset.
  */
 export function findPackedStreams(onnx: Uint8Array, source = 'model'): Array<Stream> {
   const model = decodeModel(onnx, source);
+  const widths = new Map<string, number>();
+  for (const n of model.graph?.node ?? []) {
+    if (n.domain !== DECODE_DOMAIN) continue;
+    packedInputBits(n.opType)?.forEach((bits, i) => {
+      const input = n.input[i];
+      if (input) widths.set(input, bits);
+    });
+  }
+  const main = new Set(model.graph?.initializer ?? []);
   const found: Stream[] = [];
   forEachTensor(model, (t) => {
-    const p = parsePackedDocString(t.docString);
     const raw = t.rawData;
-    if (!p || t.dataType !== DataType.UINT8 || p.count === 0 || p.bits < 1 || p.bits > 8) return;
-    if (raw.length !== packedLength(p.count, p.bits) || raw.buffer !== onnx.buffer) return;
+    const marked = parsePackedDocString(t.docString);
+    const bits = marked?.bits ?? (main.has(t) ? widths.get(t.name) : undefined);
+    if (bits === undefined || t.dataType !== DataType.UINT8 || bits < 1 || bits > 8) return;
+    const count = marked?.count ?? (bits === 8 ? raw.length : ((raw.length / bits) | 0) * 8);
+    if (count === 0 || raw.length !== packedLength(count, bits) || raw.buffer !== onnx.buffer) return;
     const offset = raw.byteOffset - onnx.byteOffset;
     if (offset < 0 || offset + raw.length > onnx.length) return;
     // Only streams whose padding is zero come back identical from packBits.
-    if (!equalBytes(packBits(unpackBits(raw, p.bits, p.count), p.bits), raw)) return;
-    found.push({ name: t.name, offset, length: raw.length, bits: p.bits, count: p.count });
+    if (!equalBytes(packBits(unpackBits(raw, bits, count), bits), raw)) return;
+    found.push({ name: t.name, offset, length: raw.length, bits, count });
   });
   found.sort((a, b) => a.offset - b.offset);
   return found.filter((s, i) => i === 0 || s.offset >= found[i - 1]!.offset + found[i - 1]!.length);

@@ -13,7 +13,7 @@
  */
 import { create } from '@bufbuild/protobuf';
 import { fail } from '../errors';
-import { attr, DataType, makeFloatTensor, makeNode, makeTensor, type NodeProto, type TensorProto } from '../onnx';
+import { attr, DataType, floatToHalf, isHalfExact, makeFloatTensor, makeNode, makeTensor, type NodeProto, type TensorProto } from '../onnx';
 import { FunctionProtoSchema, OperatorSetIdProtoSchema, type FunctionProto } from '../onnx/proto';
 import { packBits } from './bits';
 
@@ -153,8 +153,10 @@ function codebookFunction(bits: number, perChannel: boolean, masked: boolean, sc
     }
     let shaped = f.op('Reshape', [idx, 'shape']);
     if (perChannel) shaped = f.op('Add', [shaped, 'offsets']);
-    if (scaled) f.op('Mul', [f.op('Gather', ['codebook', shaped], [attr.int('axis', 0)]), 'scale'], [], 'w');
-    else f.op('Gather', ['codebook', shaped], [attr.int('axis', 0)], 'w');
+    // Codebooks are float16 when every entry is a float16 value (exact), else float32 (no-op Cast).
+    const book = f.op('Cast', ['codebook'], [attr.int('to', DataType.FLOAT)]);
+    if (scaled) f.op('Mul', [f.op('Gather', [book, shaped], [attr.int('axis', 0)]), 'scale'], [], 'w');
+    else f.op('Gather', [book, shaped], [attr.int('axis', 0)], 'w');
     const inputs = [...(masked ? ['mask'] : []), 'packed', 'codebook', 'shape', ...(perChannel ? ['offsets'] : scaled ? ['scale'] : [])];
     return f.build(name, inputs, 'w');
   });
@@ -209,7 +211,7 @@ class Payload {
   }
 
   packed(role: string, codes: ArrayLike<number>, bits: number): string {
-    return this.add(role, { dataType: DataType.UINT8, dims: [bits === 8 ? codes.length : Math.ceil(codes.length / 8) * bits], raw: packBits(codes, bits), docString: packedDocString(bits, codes.length) });
+    return this.add(role, { dataType: DataType.UINT8, dims: [bits === 8 ? codes.length : Math.ceil(codes.length / 8) * bits], raw: packBits(codes, bits) });
   }
 
   int64(role: string, values: readonly number[], dims: readonly number[] = [values.length]): string {
@@ -221,14 +223,35 @@ class Payload {
     return `${this.weight}::${role}`;
   }
 
+  /** A codebook: float16 when that is exact (half the bytes), else float32. */
+  codebook(values: Float32Array): string {
+    if (!isHalfExact(values)) return this.float('codebook', values, [values.length]);
+    const raw = new Uint8Array(Uint16Array.from(values, floatToHalf).buffer);
+    return this.add('codebook', { dataType: DataType.FLOAT16, dims: [values.length], raw });
+  }
+
   call(f: FunctionProto, inputs: string[]): DecodeGraph {
     return { initializers: this.initializers, nodes: [makeNode(f.name, inputs, [this.weight], '', [], DECODE_DOMAIN)], functions: [f] };
   }
 }
 
 /**
- * The doc string that marks a packed code stream, so tools (the archive) can find streams and
- * their layout from the ONNX file alone: `onnx-compress:packed bits=<b> count=<n>`.
+ * The bit widths of the packed code streams a decoding function reads, in input order from input 0,
+ * from its name alone: `Codebook4…` → [4], `MaskedCodebook3…` / `MaskedQuant3` → [1, 3] (mask,
+ * codes), `Quant5` → [5], `Sparse` → [1]. So tools (the archive) find every stream and its layout
+ * from the ONNX file, with no per-tensor marker; `undefined` for other ops.
+ */
+export function packedInputBits(opType: string): number[] | undefined {
+  if (opType === 'Sparse') return [1];
+  const m = /^(Masked)?(?:Codebook|Quant)(\d)(?:PC|S)?$/.exec(opType);
+  if (!m) return undefined;
+  const bits = Number(m[2]);
+  return m[1] ? [1, bits] : [bits];
+}
+
+/**
+ * The doc string that marked a packed code stream in files written before {@link packedInputBits}
+ * (0.1.x): `onnx-compress:packed bits=<b> count=<n>`. Still recognised by the archive.
  */
 export function packedDocString(bits: number, count: number): string {
   return `onnx-compress:packed bits=${bits} count=${count}`;
@@ -269,7 +292,7 @@ function channelOffsets(p: Payload, dims: readonly number[], axis: number, k: nu
 /** Weight = codebook[c·k + index] via Gather (per-channel: index + k·channel, broadcast). */
 export function codebookDecoder(weight: string, o: CodebookDecode): DecodeGraph {
   const p = new Payload(weight);
-  const inputs = [p.packed('indices', o.indices, o.bits), p.float('codebook', o.codebook, [o.codebook.length]), p.int64('shape', o.dims)];
+  const inputs = [p.packed('indices', o.indices, o.bits), p.codebook(o.codebook), p.int64('shape', o.dims)];
   if (o.axis !== null) inputs.push(channelOffsets(p, o.dims, o.axis, o.k));
   return p.call(codebookFunction(o.bits, o.axis !== null, false), inputs);
 }
@@ -279,7 +302,7 @@ export function scaledCodebookDecoder(weight: string, o: Omit<CodebookDecode, 'a
   const p = new Payload(weight);
   const inputs = [
     p.packed('indices', o.indices, o.bits),
-    p.float('codebook', o.codebook, [o.codebook.length]),
+    p.codebook(o.codebook),
     p.int64('shape', o.dims),
     p.float('scale', o.scale, axisShape(o.dims.length, o.scaleAxis, o.scale.length)),
   ];
@@ -304,7 +327,7 @@ export function maskedCodebookDecoder(weight: string, o: Omit<CodebookDecode, 'b
   }
   const bits = Math.max(1, Math.ceil(Math.log2(Math.max(2, o.k - 1))));
   const p = new Payload(weight);
-  const inputs = [p.packed('mask', mask, 1), p.packed('indices', kept, bits), p.float('codebook', o.codebook, [o.codebook.length]), p.int64('shape', o.dims)];
+  const inputs = [p.packed('mask', mask, 1), p.packed('indices', kept, bits), p.codebook(o.codebook), p.int64('shape', o.dims)];
   if (o.axis !== null) inputs.push(channelOffsets(p, o.dims, o.axis, o.k));
   return p.call(codebookFunction(bits, o.axis !== null, true), inputs);
 }

@@ -15,7 +15,7 @@ function foldedConv(seed: number): WeightTensor {
 }
 
 describe('compress/scaledShare', () => {
-  it('reconstruction is exactly fround(scale[c] · codebook[index]) and bits = n·⌈log2 k⌉ + 32k + 32C', () => {
+  it('reconstruction is exactly fround(scale[c] · codebook[index]) and bits = n·⌈log2 k⌉ + 16k + 32C (float16 codebook)', () => {
     const t = foldedConv(1);
     const ct = compressTensor(t, { technique: 'share', k: 16, perChannel: false, scaled: true });
     const s = ct.storage;
@@ -26,7 +26,7 @@ describe('compress/scaledShare', () => {
       const c = Math.floor(i / 72);
       assert.equal(ct.weights[i], Math.fround(s.scale.values[c]! * s.codebook[s.indices[i]!]!));
     }
-    assert.equal(ct.bits.total, t.data.length * 4 + 16 * 32 + 16 * 32);
+    assert.equal(ct.bits.total, t.data.length * 4 + 16 * 16 + 16 * 32);
     for (let j = 1; j < s.k; j++) assert.ok(s.codebook[j]! >= s.codebook[j - 1]!, 'ascending codebook');
     let sse = 0;
     for (let i = 0; i < t.data.length; i++) sse += (t.data[i]! - ct.weights[i]!) ** 2;
