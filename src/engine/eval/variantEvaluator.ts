@@ -3,15 +3,16 @@
  *
  * Set-up (once per model + dataset, shared by every layer, {@link ActivationStore}): the dataset's
  * inputs are read once into memory in a seeded random sample order; one pass of the original model
- * over them, with the activations each layer's suffix needs added as outputs, writes the reference
- * outputs and those activations straight into preallocated arrays in that order (onnxruntime fills
- * our buffers; no per-sample copies). Per layer (a group of variable weights): the graph is split at
+ * over them, with the activations each layer's suffix needs added as outputs, keeps the reference
+ * outputs in that order and each batch's activations as the arrays onnxruntime returned (no
+ * per-sample copies). Per layer (a group of variable weights): the graph is split at
  * the first node that reads one of them ({@link planSplit}) and only the suffix runs per variant,
  * on zero-copy views of the cached activations, either in one session where the weights are inputs
  * (`'feed'`) or in a new session per variant on the suffix with the weights baked in (`'rebuild'`;
  * the weights are spliced into the encoded bytes, no re-encoding). When a graph cannot be split
  * (control flow, non-float or batch-shaped activations, activations above `maxCacheBytes`) the
- * whole graph runs.
+ * whole graph runs. `'auto'` picks the cheaper of the two from running costs (see `decide`).
+ * Classifier outputs are scored in one walk per row, against the reference kept in sample order.
  *
  * Optional early stopping against a budget: see `earlyStop.ts` (95 % confidence by default).
  */
@@ -512,24 +513,42 @@ interface CachedBatch {
 export interface StrategyCosts {
   /** Feed: creation of the one session (set-up, not a variant's cost). */
   feedCreate?: number;
-  /** Feed: time inside `run` per sample (mean over fed variants, the session's first run left out). */
+  /** Feed: time inside `run` per sample (mean over fed variants of the median batch). */
   feedPerSample?: number;
-  /** Rebuild: session creation + release per variant (mean over rebuilt variants). */
+  /**
+   * Rebuild: fixed cost per variant (mean over rebuilt variants): session creation + release, and
+   * what the session's first batch took beyond the median batch (its allocations).
+   */
   rebuildCreate?: number;
-  /** Rebuild: time inside `run` per sample (mean over rebuilt variants). */
+  /** Rebuild: time inside `run` per sample (mean over rebuilt variants of the median batch). */
   rebuildPerSample?: number;
 }
 
-/** Running sums behind {@link StrategyCosts}. */
+/** Running sums behind {@link StrategyCosts} (per-sample costs: one median per variant). */
 interface CostSums {
-  feedMs: number;
-  feedSamples: number;
+  feedPerSample: number;
+  feedVariants: number;
   rebuildFixedMs: number;
+  rebuildPerSample: number;
   rebuildVariants: number;
-  rebuildMs: number;
-  rebuildSamples: number;
   variants: number;
   samples: number;
+}
+
+/** Time inside `run` per batch of one variant (see {@link VariantEvaluator.loop}). */
+interface RunTimes {
+  /** ms per sample of each batch. */
+  readonly perSample: number[];
+  /** The first batch: ms and samples. */
+  firstMs: number;
+  firstSamples: number;
+}
+
+/** Median time per sample of a variant's batches: a batch slowed by other work does not count. */
+function medianPerSample(t: RunTimes): number {
+  const xs = t.perSample.slice().sort((a, b) => a - b);
+  const h = xs.length >> 1;
+  return xs.length % 2 ? xs[h]! : (xs[h - 1]! + xs[h]!) / 2;
 }
 
 /** Evaluates weight variants of one model on one dataset; see the module comment. */
@@ -542,7 +561,7 @@ export class VariantEvaluator {
   private next: 'feed' | 'rebuild';
   /** Measured costs of the strategies (running means). */
   readonly costs: StrategyCosts = {};
-  private readonly sums: CostSums = { feedMs: 0, feedSamples: 0, rebuildFixedMs: 0, rebuildVariants: 0, rebuildMs: 0, rebuildSamples: 0, variants: 0, samples: 0 };
+  private readonly sums: CostSums = { feedPerSample: 0, feedVariants: 0, rebuildFixedMs: 0, rebuildPerSample: 0, rebuildVariants: 0, variants: 0, samples: 0 };
 
   private constructor(
     private readonly makeFeedBytes: () => Uint8Array,
@@ -725,15 +744,13 @@ export class VariantEvaluator {
           t0 = performance.now();
         }
       }
-      const firstRun = { ms: 0, samples: 0 };
-      const fresh = sums.feedSamples === 0;
-      r = await this.loop(this.feedSession, wfeeds, opts, firstRun);
+      const times: RunTimes = { perSample: [], firstMs: 0, firstSamples: 0 };
+      r = await this.loop(this.feedSession, wfeeds, opts, times);
       r.timing.wallMs = performance.now() - t0;
-      // Without the session's first run (its allocations), a cost only the first fed variant pays.
-      const skip = fresh && r.samples > firstRun.samples ? firstRun : { ms: 0, samples: 0 };
-      sums.feedMs += r.timing.inferenceMs - skip.ms;
-      sums.feedSamples += r.samples - skip.samples;
-      this.costs.feedPerSample = sums.feedMs / sums.feedSamples;
+      // The median batch: the session's first run (its allocations) is paid once, not per variant.
+      sums.feedPerSample += medianPerSample(times);
+      sums.feedVariants++;
+      this.costs.feedPerSample = sums.feedPerSample / sums.feedVariants;
     } else {
       // Made once (the baked model encoded, the weights located); like the feed session, set-up.
       if (!this.splicer) {
@@ -745,20 +762,22 @@ export class VariantEvaluator {
       // the first run and pay off only over many (measured: first run 33 → 18 ms, release 4.7 → 1.1 ms).
       const s = await createSession(this.splicer.bytesFor(variant), { ...pickSessionOptions(this.opts), enableMemPattern: false }, 'variant model');
       let fixedMs = performance.now() - tc;
+      const times: RunTimes = { perSample: [], firstMs: 0, firstSamples: 0 };
       try {
-        r = await this.loop(s, {}, opts);
+        r = await this.loop(s, {}, opts, times);
       } finally {
         const tr = performance.now();
         await s.release();
         fixedMs += performance.now() - tr;
       }
       r.timing.wallMs = performance.now() - t0;
-      sums.rebuildFixedMs += fixedMs;
+      // Every rebuilt session pays its first run's allocations: a fixed cost like its creation.
+      const perSample = medianPerSample(times);
+      sums.rebuildFixedMs += fixedMs + Math.max(0, times.firstMs - perSample * times.firstSamples);
+      sums.rebuildPerSample += perSample;
       sums.rebuildVariants++;
-      sums.rebuildMs += r.timing.inferenceMs;
-      sums.rebuildSamples += r.samples;
       this.costs.rebuildCreate = sums.rebuildFixedMs / sums.rebuildVariants;
-      this.costs.rebuildPerSample = sums.rebuildMs / sums.rebuildSamples;
+      this.costs.rebuildPerSample = sums.rebuildPerSample / sums.rebuildVariants;
     }
     sums.variants++;
     sums.samples += r.samples;
@@ -799,8 +818,8 @@ export class VariantEvaluator {
     }
   }
 
-  /** Runs the batches until done or decided; `firstRun` receives the first run's time and samples. */
-  private async loop(session: ort.InferenceSession, wfeeds: Record<string, ort.Tensor>, opts: EvaluateOptions, firstRun?: { ms: number; samples: number }): Promise<VariantResult> {
+  /** Runs the batches until done or decided; `times` receives the time inside `run` of each. */
+  private async loop(session: ort.InferenceSession, wfeeds: Record<string, ort.Tensor>, opts: EvaluateOptions, times: RunTimes): Promise<VariantResult> {
     const sc = this.sc;
     const { per, classes, rows, labels, refTop1, refCorrect } = sc;
     // Classifiers (one row of class scores per sample) are scored in one walk per row, unsorted.
@@ -834,7 +853,8 @@ export class VariantEvaluator {
       const tr = performance.now();
       const res = await session.run(feeds, fetch);
       const runMs = performance.now() - tr;
-      if (firstRun && done === 0) (firstRun.ms = runMs), (firstRun.samples = b.count);
+      if (done === 0) (times.firstMs = runMs), (times.firstSamples = b.count);
+      times.perSample.push(runMs / b.count);
       inferenceMs += runMs;
       const out = (res[sc.output] as ort.Tensor).data as Float32Array;
       const { start: s, count: n } = b;
