@@ -152,8 +152,11 @@ export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, Techniqu
   return result;
 }
 
+/** Integer payloads that decoders of different layers may share (shapes, offsets, shifts). */
+const SHARED_TYPES: ReadonlySet<number> = new Set([DataType.UINT8, DataType.INT32, DataType.INT64]);
+
 /**
- * Decoders of different layers create equal small int64 constants (shapes, divisors, moduli); keep
+ * Decoders of different layers create equal small integer constants (shapes, offsets); keep
  * one of each and point every reader at it. Only constants we created (`<weight>::<n>`) are merged.
  */
 function shareDecodeConstants(model: OnnxModel, isPayload: (name: string) => boolean): void {
@@ -161,8 +164,8 @@ function shareDecodeConstants(model: OnnxModel, isPayload: (name: string) => boo
   const first = new Map<string, string>();
   const rename = new Map<string, string>();
   g.initializer = g.initializer.filter((t) => {
-    if (t.dataType !== DataType.INT64 || !isPayload(t.name) || t.rawData.length > 512) return true;
-    const key = `${t.dims.join(',')}|${Buffer.from(t.rawData).toString('base64')}`;
+    if (!SHARED_TYPES.has(t.dataType) || !isPayload(t.name) || t.rawData.length > 512) return true;
+    const key = `${t.dataType}|${t.dims.join(',')}|${Buffer.from(t.rawData).toString('base64')}`;
     const keep = first.get(key);
     if (keep === undefined) {
       first.set(key, t.name);

@@ -106,6 +106,14 @@ function unpack(f: FunctionBuilder, packed: string, bits: number, n: string): st
 }
 
 /** Element count of `shape` as int64 [1]. */
+/**
+ * The function input `shape` as int64. Shapes are stored in the narrowest integer type that holds
+ * every dimension (uint8 for most conv kernels: 4 bytes instead of 32), see `Payload.shape`.
+ */
+function int64Shape(f: FunctionBuilder): string {
+  return f.op('Cast', ['shape'], [attr.int('to', DataType.INT64)]);
+}
+
 function countOf(f: FunctionBuilder, shape: string): string {
   return f.op('ReduceProd', [shape], [attr.int('keepdims', 1)]);
 }
@@ -143,7 +151,8 @@ function codebookFunction(bits: number, perChannel: boolean, masked: boolean, sc
   const name = `${masked ? 'Masked' : ''}Codebook${bits}${perChannel ? 'PC' : scaled ? 'S' : ''}`;
   return fn(name, () => {
     const f = new FunctionBuilder();
-    const n = countOf(f, 'shape');
+    const shape = int64Shape(f);
+    const n = countOf(f, shape);
     let idx: string;
     if (masked) {
       const m = unpack(f, 'mask', 1, n);
@@ -151,7 +160,7 @@ function codebookFunction(bits: number, perChannel: boolean, masked: boolean, sc
     } else {
       idx = unpack(f, 'packed', bits, n);
     }
-    let shaped = f.op('Reshape', [idx, 'shape']);
+    let shaped = f.op('Reshape', [idx, shape]);
     if (perChannel) shaped = f.op('Add', [shaped, 'offsets']);
     // Codebooks are float16 when every entry is a float16 value (exact), else float32 (no-op Cast).
     const book = f.op('Cast', ['codebook'], [attr.int('to', DataType.FLOAT)]);
@@ -167,7 +176,8 @@ function quantFunction(bits: number, masked: boolean): FunctionProto {
   const name = `${masked ? 'Masked' : ''}Quant${bits}`;
   return fn(name, () => {
     const f = new FunctionBuilder();
-    const n = countOf(f, 'shape');
+    const shape = int64Shape(f);
+    const n = countOf(f, shape);
     let codes: string;
     let m = '';
     if (masked) {
@@ -176,10 +186,10 @@ function quantFunction(bits: number, masked: boolean): FunctionProto {
     } else {
       codes = unpack(f, 'packed', bits, n);
     }
-    const q = f.op('Sub', [f.op('Reshape', [codes, 'shape']), 'shift']);
+    const q = f.op('Sub', [f.op('Reshape', [codes, shape]), 'shift']);
     const value = f.op('Mul', [f.op('Cast', [q], [attr.int('to', DataType.FLOAT)]), 'scale']);
     if (masked) {
-      const keep = f.op('Cast', [f.op('Reshape', [m, 'shape'])], [attr.int('to', DataType.BOOL)]);
+      const keep = f.op('Cast', [f.op('Reshape', [m, shape])], [attr.int('to', DataType.BOOL)]);
       f.op('Where', [keep, value, f.float(0)], [], 'w');
     } else {
       f.op('Identity', [value], [], 'w');
@@ -192,9 +202,10 @@ function quantFunction(bits: number, masked: boolean): FunctionProto {
 function sparseFunction(): FunctionProto {
   return fn('Sparse', () => {
     const f = new FunctionBuilder();
-    const m = unpack(f, 'mask', 1, countOf(f, 'shape'));
+    const shape = int64Shape(f);
+    const m = unpack(f, 'mask', 1, countOf(f, shape));
     const pos = f.op('Mul', [f.op('CumSum', [m, f.int64([0], [])]), m]);
-    f.op('Reshape', [f.op('Gather', ['values', pos], [attr.int('axis', 0)]), 'shape'], [], 'w');
+    f.op('Reshape', [f.op('Gather', ['values', pos], [attr.int('axis', 0)]), shape], [], 'w');
     return f.build('Sparse', ['mask', 'values', 'shape'], 'w');
   });
 }
@@ -212,6 +223,14 @@ class Payload {
 
   packed(role: string, codes: ArrayLike<number>, bits: number): string {
     return this.add(role, { dataType: DataType.UINT8, dims: [bits === 8 ? codes.length : Math.ceil(codes.length / 8) * bits], raw: packBits(codes, bits) });
+  }
+
+  /** A weight's shape as `shape`, in the narrowest of uint8 / int32 / int64 that holds it. */
+  shape(dims: readonly number[]): string {
+    const max = Math.max(0, ...dims);
+    if (max <= 0xff) return this.add('shape', { dataType: DataType.UINT8, dims: [dims.length], raw: Uint8Array.from(dims) });
+    if (max <= 0x7fffffff) return this.add('shape', { dataType: DataType.INT32, dims: [dims.length], raw: new Uint8Array(Int32Array.from(dims).buffer) });
+    return this.int64('shape', dims);
   }
 
   int64(role: string, values: readonly number[], dims: readonly number[] = [values.length]): string {
@@ -292,7 +311,7 @@ function channelOffsets(p: Payload, dims: readonly number[], axis: number, k: nu
 /** Weight = codebook[c·k + index] via Gather (per-channel: index + k·channel, broadcast). */
 export function codebookDecoder(weight: string, o: CodebookDecode): DecodeGraph {
   const p = new Payload(weight);
-  const inputs = [p.packed('indices', o.indices, o.bits), p.codebook(o.codebook), p.int64('shape', o.dims)];
+  const inputs = [p.packed('indices', o.indices, o.bits), p.codebook(o.codebook), p.shape(o.dims)];
   if (o.axis !== null) inputs.push(channelOffsets(p, o.dims, o.axis, o.k));
   return p.call(codebookFunction(o.bits, o.axis !== null, false), inputs);
 }
@@ -303,7 +322,7 @@ export function scaledCodebookDecoder(weight: string, o: Omit<CodebookDecode, 'a
   const inputs = [
     p.packed('indices', o.indices, o.bits),
     p.codebook(o.codebook),
-    p.int64('shape', o.dims),
+    p.shape(o.dims),
     p.float('scale', o.scale, axisShape(o.dims.length, o.scaleAxis, o.scale.length)),
   ];
   return p.call(codebookFunction(o.bits, false, false, true), inputs);
@@ -327,7 +346,7 @@ export function maskedCodebookDecoder(weight: string, o: Omit<CodebookDecode, 'b
   }
   const bits = Math.max(1, Math.ceil(Math.log2(Math.max(2, o.k - 1))));
   const p = new Payload(weight);
-  const inputs = [p.packed('mask', mask, 1), p.packed('indices', kept, bits), p.codebook(o.codebook), p.int64('shape', o.dims)];
+  const inputs = [p.packed('mask', mask, 1), p.packed('indices', kept, bits), p.codebook(o.codebook), p.shape(o.dims)];
   if (o.axis !== null) inputs.push(channelOffsets(p, o.dims, o.axis, o.k));
   return p.call(codebookFunction(bits, o.axis !== null, true), inputs);
 }
@@ -374,7 +393,7 @@ function quantParams(p: Payload, o: QuantDecode, minCode: number, bShape: number
   return [
     p.int64('shift', Array.from(o.zeroPoint, (z) => z - minCode), bShape),
     p.float('scale', o.scale, bShape),
-    p.int64('shape', o.dims),
+    p.shape(o.dims),
   ];
 }
 
@@ -414,7 +433,7 @@ export function maskDecoder(weight: string, dims: readonly number[], mask: Uint8
   const withZero = new Float32Array(values.length + 1);
   withZero.set(values, 1);
   const p = new Payload(weight);
-  return p.call(sparseFunction(), [p.packed('mask', mask, 1), p.float('values', withZero, [withZero.length]), p.int64('shape', dims)]);
+  return p.call(sparseFunction(), [p.packed('mask', mask, 1), p.float('values', withZero, [withZero.length]), p.shape(dims)]);
 }
 
 /** The weight as a plain float32 initializer (the reference and the fallback). */
