@@ -270,7 +270,7 @@ export function packedInputBits(opType: string): number[] | undefined {
 
 /**
  * The doc string that marked a packed code stream in files written before {@link packedInputBits}
- * (0.1.x): `onnx-compress:packed bits=<b> count=<n>`. Still recognised by the archive.
+ * by earlier builds: `onnx-compress:packed bits=<b> count=<n>`. Still recognised by the archive.
  */
 export function packedDocString(bits: number, count: number): string {
   return `onnx-compress:packed bits=${bits} count=${count}`;
