@@ -32,7 +32,7 @@ import { CALIBRATION_SAMPLES, calibrationApplies, ensureCalibration } from './ca
 import { collectHessians } from '../eval/calibration';
 import type { LayerHessian } from '../compress/gptq';
 import { resolvePlan, specToLayerPlan, type PlanFile } from './plan';
-import { isotonic, LossPredictor, minBytesUnderLoss, pairedLossBounds, minLossUnderBytes, paretoFront, totals, type LayerOption, type SearchLayer } from './search';
+import { isotonic, LossPredictor, minBytesUnderLoss, pairedLossBounds, minLossUnderBytes, paretoFront, SAFE_LADDER, safeChoice, totals, type LayerOption, type SearchLayer } from './search';
 import { acquireLock, fileSha256, openEvaluator, prepareModel, resultsDirFor, TOOL, type DataInput, type PreparedModel, RUN_DEFAULTS, type RunOptions } from './workspace';
 import type { Candidate, CandidatesFile, Selection, SensitivityFile } from './types';
 
@@ -133,7 +133,7 @@ export function searchLayers(pm: PreparedModel, sf: SensitivityFile, o: { combin
       // A cell's net loss is noise for mild levels (often ≤ 0); its disagreement grows reliably.
       // A small share of it keeps "free" options apart and makes the knapsack's budget a fine dial.
       const dis = isotonic(measured.map((m) => 1 - m.c.agreement));
-      const opts = measured.map((m, i): LayerOption => ({ key: m.l.id, spec: m.l.spec, bytes: m.c.onnxBytes, bits: m.c.bits, loss: Math.max(0, smooth[i]!) + DISAGREEMENT_WEIGHT * Math.max(0, dis[i]!) }));
+      const opts = measured.map((m, i): LayerOption => ({ key: m.l.id, spec: m.l.spec, bytes: m.c.onnxBytes, bits: m.c.bits, loss: Math.max(0, smooth[i]!) + DISAGREEMENT_WEIGHT * Math.max(0, dis[i]!), relError: m.c.relError }));
       byFamily.set(family, opts);
       options.push(...opts);
     }
@@ -277,7 +277,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
     let chosen: Candidate | undefined;
     try {
       if (o.method === 'greedy') chosen = await greedy(layers, o.maxLoss!, measure, o.signal);
-      else if (o.maxLoss !== undefined) chosen = await fastUnderLoss(layers, o.maxLoss, predictor, measure, o);
+      else if (o.maxLoss !== undefined) chosen = await fastUnderLoss(layers, o.maxLoss, predictor, measure, o, (message) => emit({ type: 'log', message }));
       else chosen = await fastUnderSize(layers, o.maxSize!, pm.ref.bytes - pm.layers.reduce((s, w) => s + w.bytes, 0), measure, o);
     } finally {
       await evaluator.dispose();
@@ -392,7 +392,7 @@ function selectionNote(o: CompressModelOptions, checked: readonly string[], move
   return `Chosen: ${rule}; ${checked.length} candidates failed the budget on the held-out data (final check), ${chosen.id} is kept and does not meet the budget there.`;
 }
 
-type Measure = (choice: number[]) => Promise<Candidate>;
+export type Measure = (choice: number[]) => Promise<Candidate>;
 
 function bestFeasible(cs: readonly Candidate[], by: 'bytes' | 'loss'): Candidate | undefined {
   let best: Candidate | undefined;
@@ -410,7 +410,14 @@ function bestFeasible(cs: readonly Candidate[], by: 'bytes' | 'loss'): Candidate
  * only plans not seen before. α (refitted after every measurement) places the first guesses; the
  * bisection makes the search robust to a predictor that is off.
  */
-async function fastUnderLoss(layers: SearchLayer[], maxLoss: number, pred: LossPredictor, measure: Measure, o: CompressModelOptions): Promise<Candidate | undefined> {
+export async function fastUnderLoss(
+  layers: SearchLayer[],
+  maxLoss: number,
+  pred: LossPredictor,
+  measure: Measure,
+  o: Pick<CompressModelOptions, 'perIteration' | 'maxIterations' | 'tolerance' | 'signal'>,
+  log: (message: string) => void = () => {},
+): Promise<Candidate | undefined> {
   const measured: Array<{ s: number; c: Candidate }> = [];
   const tried = new Set<string>();
   let best: Candidate | undefined;
@@ -453,7 +460,21 @@ async function fastUnderLoss(layers: SearchLayer[], maxLoss: number, pred: LossP
     best = now;
     if (best && it > 1 && gain < o.tolerance) break;
   }
-  return best;
+  if (best) return best;
+  // Nothing the knapsack proposed met the budget: its summed single-layer losses missed what the
+  // layers do together. Fall back on plans that bound every layer's weight error instead, from
+  // the harshest down, and keep the first that meets the budget (the smallest of the ladder).
+  log('No knapsack candidate met the budget: trying plans that bound every layer\'s relative weight error instead.');
+  for (const r of SAFE_LADDER) {
+    throwIfAborted(o.signal);
+    const choice = safeChoice(layers, r);
+    const key = choice.join(',');
+    if (tried.has(key)) continue;
+    tried.add(key);
+    const c = await measure(choice);
+    if (c.feasible) return c;
+  }
+  return undefined;
 }
 
 /** Fast search under a size budget: least predicted loss that fits, corrected by real file sizes. */

@@ -21,6 +21,8 @@ export interface LayerOption {
   bits: number;
   /** Predicted single-layer loss (fraction, ≥ 0) before the global correction. */
   loss: number;
+  /** Relative weight error ‖W − Ŵ‖/‖W‖ of a measured cell (absent for `none`: 0, and combinations). */
+  relError?: number;
 }
 
 /** A layer and its options; `options[0]` is `none` (original bytes, loss 0). */
@@ -108,6 +110,22 @@ export function minBytesUnderLoss(layers: readonly SearchLayer[], lossBudget: nu
   const unit = lossBudget / bins;
   const groups = layers.map((l) => ({ cost: l.options.map((o) => Math.ceil(Math.max(0, o.loss) / unit - 1e-9)), value: l.options.map((o) => o.bytes) }));
   return mckp(groups, bins) ?? layers.map(() => 0);
+}
+
+/**
+ * Relative weight errors of the {@link safeChoice} ladder, harshest first: each step halves the
+ * error every layer may take (about 6 dB more SQNR per weight).
+ */
+export const SAFE_LADDER: readonly number[] = [0.08, 0.04, 0.02, 0.01, 0.005];
+
+/**
+ * The fewest bytes with every layer's relative weight error at most `maxRelError` (layers keep
+ * `none` when no measured option is that accurate). A plan that ignores the measured losses: the
+ * fallback when the losses a knapsack adds up say nothing (many cells measured as free whose
+ * combination is not, as on models with many layers and few samples per cell).
+ */
+export function safeChoice(layers: readonly SearchLayer[], maxRelError: number): number[] {
+  return layers.map((l) => argmin(l.options.filter((o) => o.relError !== undefined && o.relError <= maxRelError), l));
 }
 
 function argmin(opts: LayerOption[], l: SearchLayer): number {

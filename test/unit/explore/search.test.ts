@@ -1,5 +1,7 @@
 import { strict as assert } from 'node:assert';
-import { isotonic, mckp, minBytesUnderLoss, normalQuantile, pairedLossBounds, paretoFront, type SearchLayer } from '../../../src/engine/explore/search';
+import { isotonic, LossPredictor, mckp, minBytesUnderLoss, normalQuantile, pairedLossBounds, paretoFront, safeChoice, totals, type SearchLayer } from '../../../src/engine/explore/search';
+import { fastUnderLoss } from '../../../src/engine/explore/compress';
+import type { Candidate } from '../../../src/engine/explore/types';
 import { skipReason } from '../../../src/engine/explore/analyze';
 import { makeLevel } from '../../../src/engine/explore/levels';
 import type { SensitivityCell } from '../../../src/engine/explore/types';
@@ -127,4 +129,45 @@ describe('explore/search', () => {
     assert.equal(skipReason(layer, levels[3]!, 2000, [cell('share:k=64', 900, 0, 0.999)], levels), undefined, 'a level that changed a prediction does not dominate');
     assert.equal(skipReason(layer, levels[3]!, 2000, [cell('share:k=64', 900, 0.001, 1)], levels), undefined);
   });
+
+  it('fast search under a loss budget: when the summed cell losses say nothing, the weight-error ladder finds a plan that meets the budget', async () => {
+    // Six layers whose cells all measured "free" (loss 0), but whose combination is not: the real
+    // loss is 3·Σ relError² (fractions). Budget 0.5 points.
+    const errs = [0.003, 0.006, 0.012, 0.024, 0.05, 0.1];
+    const layers: SearchLayer[] = Array.from({ length: 6 }, (_, i) => ({
+      name: `l${i}`,
+      options: [
+        { key: 'none', spec: null, bytes: 1000, bits: 8000, loss: 0 },
+        ...errs.map((e, j) => ({ key: `x${j}`, spec: null, bytes: 500 - j * 60, bits: 1, loss: 0, relError: e })),
+      ],
+    }));
+    const trueLoss = (choice: number[]) => choice.reduce((sum, o, i) => sum + 3 * (layers[i]!.options[o]!.relError ?? 0) ** 2, 0);
+    const run = async (ls: SearchLayer[]) => {
+      const seen: number[][] = [];
+      const logs: string[] = [];
+      const measure = async (choice: number[]): Promise<Candidate> => {
+        seen.push(choice);
+        const loss = trueLoss(choice);
+        return { id: `c${seen.length}`, bytes: totals(ls, choice).bytes, loss, lossUpper: loss, feasible: loss <= 0.005 } as Candidate;
+      };
+      const best = await fastUnderLoss(ls, 0.005, new LossPredictor(1e-4), measure, { perIteration: 2, maxIterations: 8, tolerance: 0.01, signal: undefined }, (m) => logs.push(m));
+      return { best, seen, logs };
+    };
+    const blind = await run(layers);
+    assert.ok(blind.best?.feasible, 'a plan within the budget');
+    // the knapsack proposes the smallest plan only (everything looks free), then the ladder
+    // 0.08 → 0.04 → 0.02: the first plan within the budget has every layer at relative error 0.012
+    assert.equal(blind.logs.length, 1);
+    assert.equal(blind.seen.length, 4);
+    assert.deepEqual(blind.seen[3], layers.map(() => 3));
+    assert.deepEqual(safeChoice(layers, 0.02), layers.map(() => 3));
+    assert.deepEqual(safeChoice(layers, 0.001), layers.map(() => 0), 'no option that accurate: none');
+    // With informative cell losses the knapsack alone finds it (no fallback).
+    const told = layers.map((l) => ({ ...l, options: l.options.map((o) => ({ ...o, loss: 3 * (o.relError ?? 0) ** 2 })) }));
+    const informed = await run(told);
+    assert.ok(informed.best?.feasible);
+    assert.equal(informed.logs.length, 0);
+    assert.ok(informed.best!.bytes <= blind.best!.bytes);
+  });
 });
+
