@@ -682,8 +682,10 @@ export class VariantEvaluator {
     let consumerOps: readonly string[];
     if (split) {
       const sp = split;
-      makeFeed = () => sp.suffix();
-      makeBaked = () => sp.suffixBaked();
+      // The cached frontier's shapes (batch symbolic): onnxruntime then fuses what follows it.
+      const shapes = new Map(sp.frontier.map((f) => [f, ['N', ...store.columns.get(f)!.sampleDims]] as const));
+      makeFeed = () => sp.suffix(shapes);
+      makeBaked = () => sp.suffixBaked(shapes);
       weights = sp.readWeights();
       feedNames = sp.frontier;
       consumerOps = sp.consumerOps;

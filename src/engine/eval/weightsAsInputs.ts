@@ -130,6 +130,9 @@ export interface SplitModels {
   readonly weights: Map<string, WeightTensor>;
 }
 
+/** Shapes of frontier tensors (batch dimension first, symbolic or fixed), by name. */
+export type FrontierShapes = ReadonlyMap<string, readonly (number | string)[]>;
+
 /**
  * A split found by {@link planSplit}: the frontier and counts at once (a graph walk), the models
  * encoded only when asked for (each call encodes anew; keep the result).
@@ -138,8 +141,14 @@ export interface SplitPlan extends Omit<SplitModels, 'prefix' | 'suffix' | 'suff
   /** Fresh copies of the variable weights' original values (read on each call). */
   readWeights(): Map<string, WeightTensor>;
   prefix(): Uint8Array;
-  suffix(): Uint8Array;
-  suffixBaked(): Uint8Array;
+  /**
+   * The suffix models. `shapes` gives frontier tensors the shape their `value_info` lacks (e.g.
+   * `['N', 16, 28, 28]`): onnxruntime's shape inference starts from the graph inputs, and without
+   * it the NCHWc layout pass cannot fuse a residual Add into its convolution (it broadcasts through
+   * Reshapes instead).
+   */
+  suffix(shapes?: FrontierShapes): Uint8Array;
+  suffixBaked(shapes?: FrontierShapes): Uint8Array;
 }
 
 /**
@@ -231,19 +240,26 @@ export function planSplit(
     );
   };
   const suffixUsed = used(suffixNodes);
-  const suffixGraph = (baked: boolean) =>
+  const hasShape = (v: ValueInfoProto) => v.type?.value.case === 'tensorType' && v.type.value.value.shape !== undefined;
+  const frontierVi = (name: string, shapes?: FrontierShapes): ValueInfoProto => {
+    const v = vi(name);
+    const dims = shapes?.get(name);
+    if (!dims || hasShape(v)) return v;
+    return tensorValueInfo(name, v.type?.value.case === 'tensorType' ? v.type.value.value.elemType : FLOAT, dims);
+  };
+  const suffixGraph = (baked: boolean, shapes?: FrontierShapes) =>
     create(GraphProtoSchema, {
       name: `${g.name}_suffix`,
       node: suffixNodes,
       initializer: g.initializer.filter((t) => suffixUsed.has(t.name) && (baked || !weights.has(t.name))),
-      input: [...frontier.map(vi), ...(baked ? [] : protos.map((t) => tensorValueInfo(t.name, FLOAT, dimsOf(t))))],
+      input: [...frontier.map((f) => frontierVi(f, shapes)), ...(baked ? [] : protos.map((t) => tensorValueInfo(t.name, FLOAT, dimsOf(t))))],
       output: outputs,
       valueInfo: g.valueInfo.filter((v) => tainted.has(v.name)),
     });
   return {
     prefix,
-    suffix: () => encodeModel(create(ModelProtoSchema, { ...model, graph: suffixGraph(false) })),
-    suffixBaked: () => encodeModel(create(ModelProtoSchema, { ...model, graph: suffixGraph(true) })),
+    suffix: (shapes) => encodeModel(create(ModelProtoSchema, { ...model, graph: suffixGraph(false, shapes) })),
+    suffixBaked: (shapes) => encodeModel(create(ModelProtoSchema, { ...model, graph: suffixGraph(true, shapes) })),
     frontier,
     frontierFromInputs: frontier.filter((f) => graphInputs.has(f)),
     outputs: outputs.map((o) => o.name),

@@ -338,3 +338,36 @@ function topOf(d: Float32Array, i: number): number {
   for (let c = 1; c < 10; c++) if (d[i * 10 + c]! > d[i * 10 + b]!) b = c;
   return b;
 }
+
+describe('eval/VariantEvaluator on ResNet-8 (residual suffixes)', () => {
+  it('the suffix declares the cached frontier shapes (batch symbolic) and its variants equal fresh sessions', async function () {
+    const FIX = join(__dirname, '..', '..', 'fixtures');
+    const model = join(FIX, 'resnet8.onnx');
+    if (!existsSync(model)) this.skip();
+    const bytes = readFileSync(model);
+    const spec = { ...(await loadDatasetSpec(join(FIX, 'data', 'fmnist-test-1000.dataset.json'))), limit: 200 };
+    const ds = await withSession(bytes, {}, async (s) => openDataset(spec, sessionInputs(s), { numClasses: 10 }));
+    const layer = 'onnx::Conv_98';
+    const store = await VariantEvaluator.prepare(bytes, [[layer]], ds, { batchSize: 100 });
+    const plan = store.splits.get(layer)!;
+    // a residual block: the block input and the shortcut are both frontier tensors
+    assert.equal(plan.frontier.length, 2);
+    const shapes = new Map(plan.frontier.map((f) => [f, ['N', ...store.columns.get(f)!.sampleDims]] as const));
+    const g = decodeModel(plan.suffixBaked(shapes)).graph!;
+    for (const f of plan.frontier) {
+      const t = g.input.find((i) => i.name === f)!.type!.value.value as { shape?: { dim: { value: { value: unknown } }[] } };
+      assert.deepEqual(t.shape!.dim.map((d) => (typeof d.value.value === 'bigint' ? Number(d.value.value) : d.value.value)), shapes.get(f));
+    }
+    for (const strategy of ['feed', 'rebuild'] as const) {
+      const ev = await VariantEvaluator.fromStore(bytes, [layer], store, { batchSize: 100, strategy });
+      try {
+        const v = perturbAll(ev.originalWeights().get(layer)!.data);
+        const r = await ev.evaluate(new Map([[layer, v]]), { keepOutputs: true });
+        const want = await fresh(substituteWeights(bytes, new Map([[layer, v]])), ds);
+        assert.ok(maxDiff(r.outputs!, want) < 1e-4, `${strategy}: max |Δ| ${maxDiff(r.outputs!, want)}`);
+      } finally {
+        await ev.dispose();
+      }
+    }
+  });
+});
