@@ -42,7 +42,10 @@ export interface ApplyResult {
   layers: LayerApplyResult[];
   /** Layers of the plan that were skipped, with the reason. */
   skipped: Array<{ name: string; reason: string }>;
-  /** The float32 reconstruction of every compressed weight (what the encoded model decodes to). */
+  /**
+   * The float32 reconstruction of every compressed weight (what the encoded model decodes to);
+   * empty with `keepReconstructions: false`.
+   */
   reconstructions: Map<string, Float32Array>;
 }
 
@@ -50,6 +53,12 @@ export interface ApplyResult {
 export interface ApplyOptions {
   /** Write encodings into the model (default true). False only computes results and reconstructions. */
   encode: boolean;
+  /**
+   * Keep every layer's reconstruction in {@link ApplyResult.reconstructions} (default true). Pass
+   * false when only the encoded model is wanted (export, `apply`): on a large model they are as big
+   * as all its compressed weights (2.25 GiB for the 9-layer benchmark model), held to the end.
+   */
+  keepReconstructions: boolean;
   /** Layers whose plan entry came from `default` (skipped, not failed, when the technique cannot apply). */
   fromDefault: ReadonlySet<string>;
   /** Progress after each layer: done / total. */
@@ -108,7 +117,7 @@ export function compressWeight(model: OnnxModel, w: WeightInfo, spec: TechniqueS
  * @throws E_PLAN when a technique cannot be applied to a layer the plan names explicitly.
  */
 export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, TechniqueSpec>, options: Partial<ApplyOptions> = {}): ApplyResult {
-  const o: ApplyOptions = { encode: true, fromDefault: new Set(), onProgress: undefined, signal: undefined, compress: {}, compact: true, calibration: undefined, ...options };
+  const o: ApplyOptions = { encode: true, keepReconstructions: true, fromDefault: new Set(), onProgress: undefined, signal: undefined, compress: {}, compact: true, calibration: undefined, ...options };
   const weights = new Map(listWeights(model).map((w) => [w.name, w]));
   const result: ApplyResult = { layers: [], skipped: [], reconstructions: new Map() };
   let done = 0;
@@ -139,7 +148,7 @@ export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, Techniqu
       onnxBytes = c.bytes;
       if (o.encode) replaceWeight(model, w, c.graph);
     }
-    result.reconstructions.set(name, ct.weights);
+    if (o.keepReconstructions) result.reconstructions.set(name, ct.weights);
     result.layers.push({ name, spec, label: specLabel(spec), params: w.params, originalBytes: w.bytes, bits: ct.bits, encoding, onnxBytes, sse: ct.sse });
     o.onProgress?.(++done, specs.size, name);
   }
