@@ -187,8 +187,11 @@ export function calibrateRounding(tensor: WeightTensor, ct: CompressedTensor, h:
   const grid = gridOf(ct, rows);
   if (!grid) return ct;
   // Two column orders: as stored, and GPTQ's "act order" (largest input second moment first, while
-  // the most columns remain to compensate); the one with the smaller output error wins per layer.
-  let best: { out: Float32Array; codes: Int32Array; error: number; ct: CompressedTensor } | undefined;
+  // the most columns remain to compensate). Each gets one pass; the one with the smaller output
+  // error wins per layer and level, and only the winner is refined further (codebook refits), which
+  // is most of the cost of a calibrated share cell on wide layers.
+  type Run = { out: Float32Array; codes: Int32Array; error: number; ct: CompressedTensor; hp: LayerHessian; at: (r: number, j: number) => number; factors: Float64Array[][] };
+  let best: Run | undefined;
   for (const order of ['stored', 'act'] as const) {
     if (order === 'act' && h.groups.length !== 1) break; // one order for grouped convolutions (a permutation per group would be needed)
     const H0 = h.groups[0]!;
@@ -197,21 +200,21 @@ export function calibrateRounding(tensor: WeightTensor, ct: CompressedTensor, h:
     const groups = perm ? [permuted(H0, perm)] : h.groups;
     const hp: LayerHessian = { ...h, groups };
     const factors = factorsOf(h, order, groups, d);
-    if (!factors) return best ? rebuild(tensor, best.ct, best.out, best.codes) : ct;
-    let cur = { ...pass(tensor, hp, grid, at, factors, signal), ct };
-    let error = outputError(tensor.data, cur.out, hp, at);
-    // Sharing: refit the codebook to the calibrated assignment (least squares in the H metric), round
-    // again with it, and keep whichever result has the smaller output error.
-    for (let round = 0; round < 2 && cur.ct.storage.kind === 'codebook'; round++) {
-      const refit = refitCodebook(tensor, cur.ct, cur.codes, hp, at);
-      if (!refit) break;
-      const next = pass(tensor, hp, gridOf(refit, rows)!, at, factors, signal);
-      const e = outputError(tensor.data, next.out, hp, at);
-      if (!(e < error)) break;
-      cur = { ...next, ct: refit };
-      error = e;
-    }
-    if (!best || error < best.error) best = { ...cur, error };
+    if (!factors) break;
+    const first = pass(tensor, hp, grid, at, factors, signal);
+    const error = outputError(tensor.data, first.out, hp, at);
+    if (!best || error < best.error) best = { ...first, error, ct, hp, at, factors };
+  }
+  if (!best) return ct;
+  // Sharing: refit the codebook to the calibrated assignment (least squares in the H metric), round
+  // again with it, and keep whichever result has the smaller output error.
+  for (let round = 0; round < 2 && best.ct.storage.kind === 'codebook'; round++) {
+    const refit = refitCodebook(tensor, best.ct, best.codes, best.hp, best.at);
+    if (!refit) break;
+    const next = pass(tensor, best.hp, gridOf(refit, rows)!, best.at, best.factors, signal);
+    const e = outputError(tensor.data, next.out, best.hp, best.at);
+    if (!(e < best.error)) break;
+    best = { ...best, ...next, ct: refit, error: e };
   }
   return rebuild(tensor, best!.ct, best!.out, best!.codes);
 }
