@@ -13,7 +13,7 @@
  * - early stop: stops both ways against a 1-point budget (95 %), for a search that only needs the
  *   decision.
  * Rates include all set-up (the shared pass and each layer's evaluator). The ways are interleaved
- * layer by layer, so that the load of a shared machine drifts alike for all of them.
+ * variant by variant, so that the load of a shared machine drifts alike for all of them.
  *
  * Models: the fixtures (`test/fixtures/*.onnx`) and a ResNet-18-sized model (`.tmp/resnet18-fmnist.onnx`,
  * trained 300 steps, made by `scripts/make-resnet18.py` when missing and python is there). Data:
@@ -101,60 +101,74 @@ interface Tally {
 
 const tally = (): Tally => ({ wallMs: 0, inferMs: 0, evalWallMs: 0, samples: 0, variants: 0, perLayer: [] });
 
-/** Naive: a new session on the full model per variant, the dataset re-read, all samples. */
-async function naive(bytes: Uint8Array, spec: DatasetSpec, variants: { name: string; data: Float32Array }[], session: Partial<SessionOptions>, t: Tally) {
+/** Naive: a new session on the full model for one variant, the dataset re-read, all samples. */
+async function naive(bytes: Uint8Array, spec: DatasetSpec, v: { name: string; data: Float32Array }, session: Partial<SessionOptions>, t: Tally) {
   const t0 = performance.now();
-  for (const v of variants) {
-    const s = await createSession(substituteWeights(bytes, new Map([[v.name, v.data]])), session);
-    try {
-      const ds = await openDataset(spec, sessionInputs(s), { numClasses: 10 });
-      const acc = new ClassificationAccumulator();
-      const ti = performance.now();
-      await runDataset(s, ds, (out, b) => void acc.add(out['logits']!.data, b.count, 10, b.labels), { batchSize: 100 });
-      t.inferMs += performance.now() - ti;
-    } finally {
-      await s.release();
-    }
-    t.samples += 1000;
-    t.variants++;
-  }
-  t.wallMs += performance.now() - t0;
-}
-
-/** One layer's sweep through its own evaluator (set-up included). */
-async function layerSweep(bytes: Uint8Array, store: ActivationStore, layer: string, options: Partial<EvaluateOptions>, session: Partial<SessionOptions>, t: Tally) {
-  const t0 = performance.now();
-  const ev = await VariantEvaluator.fromStore(bytes, [layer], store, { batchSize: 100, ...session });
-  let lw = 0;
-  let li = 0;
-  let ls = 0;
+  const s = await createSession(substituteWeights(bytes, new Map([[v.name, v.data]])), session);
   try {
-    const w = ev.originalWeights().get(layer)!.data;
-    for (const bits of BITS) {
-      const r = await ev.evaluate(new Map([[layer, quantize(w, bits)]]), options);
-      lw += r.timing.wallMs;
-      li += r.timing.inferenceMs;
-      ls += r.samples;
-    }
-    const c = ev.costs;
-    t.perLayer.push(
-      `${layer}: ${ev.mode}/${ev.strategy}, ${ev.nodes.perVariant}/${ev.nodes.total} nodes; ${(lw / BITS.length).toFixed(0)} ms per variant ` +
-        `(${(li / BITS.length).toFixed(0)} in run, ${(ls / BITS.length).toFixed(0)} samples); measured ms/sample rebuild ${c.rebuildPerSample?.toFixed(3) ?? '-'} ` +
-        `(+ ${c.rebuildCreate?.toFixed(0) ?? '-'} create), feed ${c.feedPerSample?.toFixed(3) ?? '-'}`,
-    );
+    const ds = await openDataset(spec, sessionInputs(s), { numClasses: 10 });
+    const acc = new ClassificationAccumulator();
+    const ti = performance.now();
+    await runDataset(s, ds, (out, b) => void acc.add(out['logits']!.data, b.count, 10, b.labels), { batchSize: 100 });
+    t.inferMs += performance.now() - ti;
   } finally {
-    await ev.dispose();
+    await s.release();
   }
+  t.samples += 1000;
+  t.variants++;
   t.wallMs += performance.now() - t0;
-  t.evalWallMs += lw;
-  t.inferMs += li;
-  t.samples += ls;
-  t.variants += BITS.length;
 }
 
 /**
- * The whole comparison, interleaved layer by layer (naive, then each evaluator mode, on the same
- * layer's variants) so that a machine whose load drifts disturbs every way alike. The evaluator's
+ * One layer: naive and one evaluator per mode (set-up and disposal counted to its mode), the
+ * variants interleaved one by one — naive, then each mode on the same variant — so that a
+ * machine whose load drifts disturbs every way alike.
+ */
+async function layerSweep(bytes: Uint8Array, spec: DatasetSpec, store: ActivationStore, layer: string, variants: { name: string; data: Float32Array }[], session: Partial<SessionOptions>, nv: Tally, modes: Tally[]) {
+  const evs: VariantEvaluator[] = [];
+  const per = MODES.map(() => ({ wall: 0, infer: 0, samples: 0 }));
+  try {
+    for (const t of modes) {
+      const t0 = performance.now();
+      evs.push(await VariantEvaluator.fromStore(bytes, [layer], store, { batchSize: 100, ...session }));
+      t.wallMs += performance.now() - t0;
+    }
+    for (const v of variants) {
+      await naive(bytes, spec, v, session, nv);
+      for (const [i, m] of MODES.entries()) {
+        const t0 = performance.now();
+        const r = await evs[i]!.evaluate(new Map([[layer, v.data]]), m.options);
+        modes[i]!.wallMs += performance.now() - t0;
+        per[i]!.wall += r.timing.wallMs;
+        per[i]!.infer += r.timing.inferenceMs;
+        per[i]!.samples += r.samples;
+      }
+    }
+    for (const [i, t] of modes.entries()) {
+      const ev = evs[i]!;
+      const c = ev.costs;
+      const n = variants.length;
+      t.perLayer.push(
+        `${layer}: ${ev.mode}/${ev.strategy}, ${ev.nodes.perVariant}/${ev.nodes.total} nodes; ${(per[i]!.wall / n).toFixed(0)} ms per variant ` +
+          `(${(per[i]!.infer / n).toFixed(0)} in run, ${(per[i]!.samples / n).toFixed(0)} samples); measured ms/sample rebuild ${c.rebuildPerSample?.toFixed(3) ?? '-'} ` +
+          `(+ ${c.rebuildCreate?.toFixed(0) ?? '-'} create), feed ${c.feedPerSample?.toFixed(3) ?? '-'}`,
+      );
+      t.evalWallMs += per[i]!.wall;
+      t.inferMs += per[i]!.infer;
+      t.samples += per[i]!.samples;
+      t.variants += n;
+    }
+  } finally {
+    for (const [i, ev] of evs.entries()) {
+      const t0 = performance.now();
+      await ev.dispose();
+      modes[i]!.wallMs += performance.now() - t0;
+    }
+  }
+}
+
+/**
+ * The whole comparison, interleaved variant by variant (see {@link layerSweep}). The evaluator's
  * shared pass runs once; its time is added to every mode.
  */
 async function sweep(bytes: Uint8Array, spec: DatasetSpec, layers: string[], variants: { name: string; data: Float32Array }[], session: Partial<SessionOptions>) {
@@ -170,10 +184,7 @@ async function sweep(bytes: Uint8Array, spec: DatasetSpec, layers: string[], var
   const t0 = performance.now();
   const store = await VariantEvaluator.prepare(bytes, layers.map((l) => [l]), ds, { batchSize: 100, ...session });
   const prepareMs = performance.now() - t0;
-  for (const layer of layers) {
-    await naive(bytes, spec, variants.filter((v) => v.name === layer), session, nv);
-    for (const [i, m] of MODES.entries()) await layerSweep(bytes, store, layer, m.options, session, modes[i]!);
-  }
+  for (const layer of layers) await layerSweep(bytes, spec, store, layer, variants.filter((v) => v.name === layer), session, nv, modes);
   for (const m of modes) m.wallMs += prepareMs;
   return { nv, modes, prepareMs, passMs: store.passMs };
 }
