@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { isotonic, LossPredictor, mckp, minBytesUnderLoss, normalQuantile, pairedLossBounds, paretoFront, safeChoice, totals, type SearchLayer } from '../../../src/engine/explore/search';
 import { fastUnderLoss } from '../../../src/engine/explore/compress';
 import type { Candidate } from '../../../src/engine/explore/types';
-import { skipReason } from '../../../src/engine/explore/analyze';
+import { LARGE_MODEL_PARAMS, sensitivityLimit, skipReason } from '../../../src/engine/explore/analyze';
 import { makeLevel } from '../../../src/engine/explore/levels';
 import type { SensitivityCell } from '../../../src/engine/explore/types';
 import { mulberry32 } from '../../../src/engine/util/random';
@@ -169,5 +169,13 @@ describe('explore/search', () => {
     assert.equal(informed.logs.length, 0);
     assert.ok(informed.best!.bytes <= blind.best!.bytes);
   });
-});
 
+  it("sensitivity limit 'auto': 1000 samples, 500 above 1 M compressible parameters; numbers and undefined pass through", () => {
+    assert.equal(sensitivityLimit('auto', 61_320), 1000);
+    assert.equal(sensitivityLimit('auto', LARGE_MODEL_PARAMS), 1000);
+    assert.equal(sensitivityLimit('auto', LARGE_MODEL_PARAMS + 1), 500);
+    assert.equal(sensitivityLimit('auto', 11_175_370), 500);
+    assert.equal(sensitivityLimit(200, 11_175_370), 200);
+    assert.equal(sensitivityLimit(undefined, 11_175_370), undefined);
+  });
+});
