@@ -1,5 +1,6 @@
 /** `onnx-compress apply MODEL --plan PLAN.json --out OUT.onnx [--archive OUT.onnxc] [--json]`. */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { applySpecs } from '../engine/encode/apply';
 import { packArchiveWithStats } from '../engine/encode/archive';
 import { sameFile, writeFileAtomic } from '../engine/util/atomicWrite';
@@ -66,6 +67,9 @@ export async function applyCommand(argv: string[], signal: AbortSignal): Promise
     if (target && sameFile(target, file)) throw new UsageError(`--out/--archive '${target}' is the input model; choose another path`);
   }
   const model = await loadModel(file, { signal });
+  if (values.archive && model.externalFiles.length > 0) {
+    throw new UsageError(`--archive: ${file} keeps weights in external data (${model.externalFiles.map((f) => path.basename(f)).join(', ')}), and so will ${out}; an archive holds one self-contained .onnx file. Leave out --archive, or apply to a copy saved without external data (under 2 GiB).`);
+  }
   const plan = readPlan(values.plan);
   const weights = listWeights(model);
   // Everything is validated before anything is computed or written.

@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { unpackArchive } from '../../../src/engine/encode/archive';
+import { loadModel, saveModel } from '../../../src/engine/onnx';
 import { cli } from './cliHarness';
 
 const LENET = path.resolve('test/fixtures/lenet5.onnx');
@@ -45,6 +46,22 @@ describe('cli: apply, info, pack/unpack end to end', function () {
     const lossCal = base - result['true']!.top1;
     assert.ok(lossCal < 0.04 && lossPlain - lossCal > 0.08, `loss plain ${lossPlain * 100} pt, calibrated ${lossCal * 100} pt`);
     assert.ok(Math.abs(result['true']!.bytes - result['false']!.bytes) < 64, JSON.stringify(result));
+  });
+
+  it('apply --archive on a model with external data is a user error naming the data file; --out alone works', async () => {
+    const ext = path.join(dir, 'lenet-ext.onnx');
+    await saveModel(await loadModel(LENET), ext, { externalData: { location: 'lenet-ext.bin', threshold: 1024 } });
+    const plan = path.join(dir, 'plan.json');
+    fs.writeFileSync(plan, JSON.stringify({ default: { technique: 'share', k: 16 } }));
+    const out = path.join(dir, 'out.onnx');
+    const arc = path.join(dir, 'out.onnxc');
+    const r = cli(['apply', ext, '--plan', plan, '--out', out, '--archive', arc]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--archive: .*lenet-ext\.onnx keeps weights in external data \(lenet-ext\.bin\)/);
+    assert.ok(!fs.existsSync(out) && !fs.existsSync(arc), 'nothing written');
+    const ok = cli(['apply', ext, '--plan', plan, '--out', out, '--json']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.ok(fs.existsSync(out));
   });
 
   it('apply writes a smaller model that runs, an archive that unpacks to it byte for byte, and consistent --json totals', async () => {
