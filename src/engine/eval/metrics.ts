@@ -140,14 +140,22 @@ export class FidelityAccumulator {
   }
 
   result(): Fidelity {
-    return {
-      sqnrDb: this.noise === 0 ? Infinity : 10 * Math.log10(Math.max(this.signal, EPS) / this.noise),
-      cosine: this.cosSum / this.samples,
-      klSoftmax: this.klSum / this.samples,
-      maxAbsDiff: this.maxAbs,
-      samples: this.samples,
-    };
+    return fidelityFromSums(this.signal, this.noise, this.cosSum, this.klSum, this.maxAbs, this.samples);
   }
+}
+
+/**
+ * {@link Fidelity} from running sums over `samples` rows: Σ‖ref‖², Σ‖ref − out‖², Σ per-row cosine,
+ * Σ per-row KL of softmax, and the largest |ref − out|.
+ */
+export function fidelityFromSums(signal: number, noise: number, cosSum: number, klSum: number, maxAbs: number, samples: number): Fidelity {
+  return {
+    sqnrDb: noise === 0 ? Infinity : 10 * Math.log10(Math.max(signal, EPS) / noise),
+    cosine: cosSum / samples,
+    klSoftmax: klSum / samples,
+    maxAbsDiff: maxAbs,
+    samples,
+  };
 }
 
 /** `log Σ exp(p[off + j])` over `c` values, computed stably (max subtracted). */

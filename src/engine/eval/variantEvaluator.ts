@@ -24,7 +24,7 @@ import { decodeModel } from '../onnx/codec.js';
 import type { ModelProto } from '../onnx/proto.js';
 import { mulberry32 } from '../util/random.js';
 import { SequentialTest, type StopDecision } from './earlyStop.js';
-import { ClassificationAccumulator, FidelityAccumulator, logSumExpRow, topK, type Fidelity } from './metrics.js';
+import { ClassificationAccumulator, FidelityAccumulator, fidelityFromSums, logSumExpRow, topK, type Fidelity } from './metrics.js';
 import type { ReferenceOutputs } from './referenceCache.js';
 import { createSession, effectiveBatchSize, pickSessionOptions, type SessionOptions } from './session.js';
 import type { Dataset, FeedData, FeedType, ModelInputSpec } from './types.js';
@@ -489,13 +489,7 @@ class ClassifierScore {
   }
 
   fidelity(): Fidelity {
-    return {
-      sqnrDb: this.noise === 0 ? Infinity : 10 * Math.log10(Math.max(this.signal, EPS) / this.noise),
-      cosine: this.cosSum / this.samples,
-      klSoftmax: this.klSum / this.samples,
-      maxAbsDiff: this.maxAbs,
-      samples: this.samples,
-    };
+    return fidelityFromSums(this.signal, this.noise, this.cosSum, this.klSum, this.maxAbs, this.samples);
   }
 }
 
