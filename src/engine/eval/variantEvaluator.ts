@@ -24,6 +24,7 @@ import { decodeModel } from '../onnx/codec.js';
 import type { ModelProto } from '../onnx/proto.js';
 import { mulberry32 } from '../util/random.js';
 import { SequentialTest, type StopDecision } from './earlyStop.js';
+import { layoutFeed, layoutFeeds, type LayoutFeed } from './layoutFeed.js';
 import { ClassificationAccumulator, FidelityAccumulator, fidelityFromSums, logSumExpRow, topK, type Fidelity } from './metrics.js';
 import type { ReferenceOutputs } from './referenceCache.js';
 import { createSession, effectiveBatchSize, pickSessionOptions, type SessionOptions } from './session.js';
@@ -42,17 +43,23 @@ export interface VariantEvaluatorOptions extends SessionOptions {
   mode: 'auto' | 'inputs';
   /**
    * How a variant reaches onnxruntime. `'feed'`: one session where the variable weights are inputs
-   * (no session per variant, but ORT cannot pre-pack those weights, e.g. NCHWc convolutions).
-   * `'rebuild'`: a new session per variant on the (suffix) model with the weights baked in.
-   * `'auto'` (default) starts with rebuilding when a convolution reads the weights (a fed
-   * convolution weight cannot be pre-packed) and with feeding otherwise, tries the other way on the
-   * second variant only when it can win — feed when the rebuilt session took > 2 % of the variant,
-   * rebuild when the fed session's creation is < 20 % of a fed variant — and then keeps the cheaper
-   * way (running means of session creation + time per sample, see `decide`). Models with external data
-   * always feed. Rebuilt sessions run without onnxruntime's memory pattern (planned on a first
-   * run, it pays off only over many).
+   * (no session per variant; see `layoutFeed`). `'rebuild'`: a new session per variant on the
+   * (suffix) model with the weights baked in. `'auto'` (default) starts with feeding (with
+   * `layoutFeed` off: with rebuilding when a convolution reads the weights, whose fed kernel is
+   * 1.1–20× slower), tries the other way on the second variant only when it can win — feed when the
+   * rebuilt session took > 2 % of the variant, rebuild when the fed session's creation is < 20 % of
+   * a fed variant — and then keeps the cheaper way (running means of session creation + time per
+   * sample, see `decide`). Models with external data always feed. Rebuilt sessions run without
+   * onnxruntime's memory pattern (planned on a first run, it pays off only over many).
    */
   strategy: 'auto' | 'feed' | 'rebuild';
+  /**
+   * Feed the weights in onnxruntime's own layout (`layoutFeed.ts`: the model optimized once, the
+   * tensors onnxruntime derives from the weights — e.g. NCHWc-reordered convolution weights — fed
+   * instead), so fed convolutions run onnxruntime's fastest kernels; plain weight inputs when that
+   * is not possible. Default true.
+   */
+  layoutFeed: boolean;
   /** Largest in-memory cache of activations and inputs, in bytes. Default 1 GiB. */
   maxCacheBytes: number;
   /** Seed of the sample order (matters for early stopping only). Default 0. */
@@ -76,6 +83,7 @@ export function makeVariantEvaluatorOptions(partial: Partial<VariantEvaluatorOpt
     batchSize: 100,
     mode: 'auto',
     strategy: 'auto',
+    layoutFeed: true,
     maxCacheBytes: 2 ** 30,
     seed: 0,
     delta: 0.05,
@@ -549,6 +557,8 @@ function medianPerSample(t: RunTimes): number {
 export class VariantEvaluator {
   private feedSession: ort.InferenceSession | undefined;
   private splicer: WeightSplicer | undefined;
+  /** The fed session's model when the weights are fed in onnxruntime's layout. */
+  private layout: LayoutFeed | undefined;
   /** The strategy decided on for good (forced, or `'auto'` once one way is clearly cheaper). */
   private chosen: 'feed' | 'rebuild' | undefined;
   /** With `'auto'` before the choice, the way of the next variant. */
@@ -577,8 +587,9 @@ export class VariantEvaluator {
     if (opts.strategy !== 'auto') this.chosen = opts.strategy;
     // A rebuilt session would re-read the suffix's external weights from disk per variant.
     else if (opts.externalDataFolder !== undefined) this.chosen = 'feed';
-    // A fed convolution weight cannot be pre-packed (1.1–20× slower kernels): rebuild first there.
-    this.next = consumerOps.some((op) => op === 'Conv' || op === 'ConvTranspose') ? 'rebuild' : 'feed';
+    // A plainly fed convolution weight misses onnxruntime's NCHWc layout (1.1–20× slower kernels):
+    // rebuild first there unless the weights are fed in onnxruntime's layout.
+    this.next = !opts.layoutFeed && consumerOps.some((op) => op === 'Conv' || op === 'ConvTranspose') ? 'rebuild' : 'feed';
   }
 
   /**
@@ -734,14 +745,15 @@ export class VariantEvaluator {
       if (!this.feedSession) {
         // The fed session is made once (on the first fed variant): set-up, not this variant's cost.
         const tc = performance.now();
-        this.feedSession = await createSession(this.makeFeedBytes(), pickSessionOptions(this.opts), this.mode === 'split' ? 'suffix model' : 'model with weights as inputs');
+        this.feedSession = await this.createFeedSession();
         if (this.costs.feedCreate === undefined) {
           this.costs.feedCreate = performance.now() - tc;
           t0 = performance.now();
         }
       }
       const times: RunTimes = { perSample: [], firstMs: 0, firstSamples: 0 };
-      r = await this.loop(this.feedSession, wfeeds, opts, times);
+      // Gathering a variant into onnxruntime's layout is part of the variant's wall time.
+      r = await this.loop(this.feedSession, this.layout ? layoutFeeds(this.layout, variant, this.weights) : wfeeds, opts, times);
       r.timing.wallMs = performance.now() - t0;
       // The median batch: the session's first run (its allocations) is paid once, not per variant.
       sums.feedPerSample += medianPerSample(times);
@@ -779,6 +791,31 @@ export class VariantEvaluator {
     sums.samples += r.samples;
     if (!this.chosen) await this.decide();
     return r;
+  }
+
+  /** True once the fed session takes the weights in onnxruntime's layout (see `layoutFeed.ts`). */
+  get layoutFed(): boolean {
+    return this.layout !== undefined;
+  }
+
+  /**
+   * The fed session: on onnxruntime's optimized model with the weights in its layout when
+   * {@link VariantEvaluatorOptions.layoutFeed} allows and that works (then {@link layout} is set),
+   * else on the model with the weights as plain inputs.
+   */
+  private async createFeedSession(): Promise<ort.InferenceSession> {
+    const so = pickSessionOptions(this.opts);
+    if (this.opts.layoutFeed) {
+      this.layout = await layoutFeed(this.makeBakedBytes(), this.weights, so);
+      if (this.layout) {
+        try {
+          return await createSession(this.layout.bytes, { ...so, graphOptimizationLevel: 'disabled' }, 'optimized model');
+        } catch {
+          this.layout = undefined;
+        }
+      }
+    }
+    return createSession(this.makeFeedBytes(), so, this.mode === 'split' ? 'suffix model' : 'model with weights as inputs');
   }
 
   /**

@@ -35,7 +35,8 @@ export interface WeightTensor {
   readonly data: Float32Array;
 }
 
-function tensorValueInfo(name: string, elemType: number, dims?: readonly (number | string)[]): ValueInfoProto {
+/** A float or other tensor's `ValueInfoProto` (`dims` may be symbolic; absent: no shape). */
+export function tensorValueInfo(name: string, elemType: number, dims?: readonly (number | string)[]): ValueInfoProto {
   const tensorType = create(TypeProto_TensorSchema, { elemType });
   if (dims) {
     tensorType.shape = create(TensorShapeProtoSchema, {

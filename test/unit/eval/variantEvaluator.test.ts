@@ -277,13 +277,20 @@ describe('eval/VariantEvaluator on LeNet-5 (strategy, scoring)', () => {
     return { bytes, ds };
   };
 
-  it("'auto' feeds first when no convolution reads the weight and rebuilds first on a convolution; both equal fresh sessions", async function () {
+  it("'auto' feeds first (weights in onnxruntime's layout); without layoutFeed it rebuilds first on a convolution; all equal fresh sessions", async function () {
     if (!existsSync(join(FIX, 'lenet5.onnx'))) this.skip();
     const { bytes, ds } = await load(300);
-    const evs = await VariantEvaluator.createMany(bytes, [['fc3.weight'], ['conv2.weight']], ds, { batchSize: 100 });
-    try {
-      for (const [ev, name, first] of [[evs[0]!, 'fc3.weight', 'feed'], [evs[1]!, 'conv2.weight', 'rebuild']] as const) {
-        assert.equal(ev.strategy, first, name);
+    const store = await VariantEvaluator.prepare(bytes, [['fc3.weight'], ['conv2.weight']], ds, { batchSize: 100 });
+    const cases = [
+      ['fc3.weight', true, 'feed'],
+      ['conv2.weight', true, 'feed'],
+      ['fc3.weight', false, 'feed'],
+      ['conv2.weight', false, 'rebuild'],
+    ] as const;
+    for (const [name, layoutFeed, first] of cases) {
+      const ev = await VariantEvaluator.fromStore(bytes, [name], store, { batchSize: 100, layoutFeed });
+      try {
+        assert.equal(ev.strategy, first, `${name}, layoutFeed ${layoutFeed}`);
         const v = perturbAll(ev.originalWeights().get(name)!.data);
         const r = await ev.evaluate(new Map([[name, v]]), { keepOutputs: true });
         const want = await fresh(substituteWeights(bytes, new Map([[name, v]])), ds);
@@ -292,9 +299,10 @@ describe('eval/VariantEvaluator on LeNet-5 (strategy, scoring)', () => {
         // the way measured first has its costs; for feed the session's creation is set-up
         if (first === 'feed') assert.ok(ev.costs.feedPerSample! > 0 && ev.costs.feedCreate! > 0 && ev.costs.rebuildPerSample === undefined);
         else assert.ok(ev.costs.rebuildPerSample! > 0 && ev.costs.rebuildCreate! > 0 && ev.costs.feedPerSample === undefined);
+        assert.equal(ev.layoutFed, layoutFeed, `${name}: fed in onnxruntime's layout`);
+      } finally {
+        await ev.dispose();
       }
-    } finally {
-      for (const ev of evs) await ev.dispose();
     }
   });
 
