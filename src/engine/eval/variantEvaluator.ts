@@ -438,6 +438,9 @@ class ClassifierScore {
   add(out: Float32Array, start: number, n: number): void {
     const { classes: c, labels, ref, refLse, refProb, refTop1, refCorrect } = this.sc;
     const k5 = Math.min(5, c);
+    // The running sums live in locals for the walk (V8 keeps them in registers): same operations
+    // in the same order as with the fields, so the same doubles.
+    let { noise, maxAbs, signal, cosSum, klSum, agree, top1Correct, top5Correct, refRight } = this;
     let up = 0;
     let down = 0;
     for (let i = 0; i < n; i++) {
@@ -461,37 +464,48 @@ class ClassifierScore {
         if (v > vy || (v === vy && j < y)) ahead++;
         const a = ref[r + j]!;
         const d = a - b;
-        this.noise += d * d;
+        noise += d * d;
         rr += a * a;
         oo += b * b;
         dot += a * b;
-        if (Math.abs(d) > this.maxAbs) this.maxAbs = Math.abs(d);
+        const ad = Math.abs(d);
+        if (ad > maxAbs) maxAbs = ad;
         m = Math.max(m, b);
       }
-      this.signal += rr;
-      this.cosSum += dot / Math.max(Math.sqrt(rr) * Math.sqrt(oo), EPS);
+      signal += rr;
+      cosSum += dot / Math.max(Math.sqrt(rr) * Math.sqrt(oo), EPS);
       let sum = 0;
       for (let j = 0; j < c; j++) sum += Math.exp(out[o + j]! - m);
       const lq = m + Math.log(sum);
       const lp = refLse[start + i]!;
       let kl = 0;
-      for (let j = 0; j < c; j++) {
-        const logP = ref[r + j]! - lp;
-        kl += (refProb ? refProb[r + j]! : Math.exp(logP)) * (logP - (out[o + j]! - lq));
+      if (refProb) {
+        for (let j = 0; j < c; j++) {
+          const logP = ref[r + j]! - lp;
+          kl += refProb[r + j]! * (logP - (out[o + j]! - lq));
+        }
+      } else {
+        for (let j = 0; j < c; j++) {
+          const logP = ref[r + j]! - lp;
+          kl += Math.exp(logP) * (logP - (out[o + j]! - lq));
+        }
       }
-      this.klSum += Math.max(0, kl);
-      this.samples++;
-      if (t === refTop1[start + i]) this.agree++;
+      klSum += Math.max(0, kl);
+      const rt = refTop1[start + i]!;
+      if (t === rt) agree++;
       if (labels) {
         const right = t === y ? 1 : 0;
-        this.top1Correct += right;
-        if (ahead < k5) this.top5Correct++;
+        top1Correct += right;
+        if (ahead < k5) top5Correct++;
         const rc = refCorrect![start + i]!;
-        this.refRight += rc;
+        refRight += rc;
         if (rc > right) up++;
         else if (rc < right) down++;
-      } else if (t !== refTop1[start + i]) up++;
+      } else if (t !== rt) up++;
     }
+    (this.noise = noise), (this.maxAbs = maxAbs), (this.signal = signal), (this.cosSum = cosSum), (this.klSum = klSum);
+    (this.agree = agree), (this.top1Correct = top1Correct), (this.top5Correct = top5Correct), (this.refRight = refRight);
+    this.samples += n;
     this.up = up;
     this.down = down;
   }
