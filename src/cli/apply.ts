@@ -10,6 +10,7 @@ import { decodeModel, incompressibleSummary, listWeights, loadModel, saveModel }
 import { formatBytes, parse, table, UsageError } from './util';
 import { dataFromArgs } from './analyze';
 import { collectHessians } from '../engine/eval/calibration';
+import { planBiasCorrections } from '../engine/explore/calibrate';
 import type { LayerHessian } from '../engine/compress/gptq';
 
 /** Usage line. */
@@ -17,7 +18,8 @@ export const APPLY_USAGE = `usage: onnx-compress apply MODEL.onnx --plan PLAN.js
   --archive OUT.onnxc     also write the compact archive
   --data FILE [--labels FILE]
                           calibration data for layers with "calibrated": true (dataset JSON, .npy/.npz/.idx,
-                          image folder); the first --calibration-samples samples are used (default 256)
+                          image folder); the first --calibration-samples samples are used (default 256);
+                          also for plans with "biasCorrection": true (its first 128 samples)
   --keep-names            keep activation and node names (default: shortened, see docs/encodings.md)
   --json                  machine-readable report on stdout`;
 
@@ -84,6 +86,9 @@ export async function applyCommand(argv: string[], signal: AbortSignal): Promise
   if (calibrated.length > 0 && values.data === undefined) {
     fail('E_PLAN', `${values.plan}: ${calibrated.length} layer(s) use calibrated rounding ("calibrated": true, e.g. '${calibrated[0]}'): give the calibration data with --data FILE (the search data the plan was made with), or remove "calibrated".`);
   }
+  if (plan.biasCorrection && values.data === undefined) {
+    fail('E_PLAN', `${values.plan}: the plan corrects biases ("biasCorrection": true): give the calibration data with --data FILE (the search data the plan was made with), or remove "biasCorrection".`);
+  }
   const samples = values['calibration-samples'] === undefined ? 256 : Number(values['calibration-samples']);
   if (!Number.isSafeInteger(samples) || samples < 1) throw new UsageError(`--calibration-samples must be a positive integer, got '${values['calibration-samples']}'`);
   let calibration: Map<string, LayerHessian> | undefined;
@@ -94,8 +99,15 @@ export async function applyCommand(argv: string[], signal: AbortSignal): Promise
     const plain = calibrated.filter((n) => !calibration!.has(n));
     if (plain.length > 0 && !values.json) process.stderr.write(`note: calibrated rounding does not support ${plain.join(', ')} (consumer); plain rounding used there\n`);
   }
+  const overrides = plan.biasCorrection
+    ? await planBiasCorrections(fs.readFileSync(file), () => loadModel(file, { signal }), specs, calibration, await dataFromArgs({ data: values.data, labels: values.labels }), {
+        signal,
+        ...(model.externalFiles.length ? { externalDataFolder: path.dirname(file) } : {}),
+      })
+    : undefined;
   const progress = !values.json && process.stderr.isTTY;
   const result = applySpecs(model, specs, {
+    overrides,
     fromDefault,
     signal,
     compact: !values['keep-names'],

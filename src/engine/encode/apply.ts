@@ -73,6 +73,11 @@ export interface ApplyOptions {
    * (`onnx/compact.ts`; graph inputs, outputs and weight names are kept). Default true; only with `encode`.
    */
   compact: boolean;
+  /**
+   * New values for float32 initializers that are not compressed (corrected biases,
+   * `eval/biasCorrection.ts`): set before the graph is compacted. Default none.
+   */
+  overrides: ReadonlyMap<string, Float32Array> | undefined;
 }
 
 /**
@@ -117,7 +122,7 @@ export function compressWeight(model: OnnxModel, w: WeightInfo, spec: TechniqueS
  * @throws E_PLAN when a technique cannot be applied to a layer the plan names explicitly.
  */
 export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, TechniqueSpec>, options: Partial<ApplyOptions> = {}): ApplyResult {
-  const o: ApplyOptions = { encode: true, keepReconstructions: true, fromDefault: new Set(), onProgress: undefined, signal: undefined, compress: {}, compact: true, calibration: undefined, ...options };
+  const o: ApplyOptions = { encode: true, keepReconstructions: true, fromDefault: new Set(), onProgress: undefined, signal: undefined, compress: {}, compact: true, calibration: undefined, overrides: undefined, ...options };
   const weights = new Map(listWeights(model).map((w) => [w.name, w]));
   const result: ApplyResult = { layers: [], skipped: [], reconstructions: new Map() };
   let done = 0;
@@ -156,6 +161,7 @@ export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, Techniqu
     const cut = name.lastIndexOf('::');
     return cut > 0 && specs.has(name.slice(0, cut));
   };
+  if (o.encode) for (const [name, data] of o.overrides ?? []) model.setFloat32(name, data);
   if (o.encode) shareDecodeConstants(model, isPayload);
   if (o.encode && o.compact) compactGraph(model, specs.keys(), isPayload, new Map([...specs.keys()].map((n) => [n, weights.get(n)!.shape] as const)));
   return result;

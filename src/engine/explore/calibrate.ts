@@ -4,11 +4,18 @@
  * (not data-free), and the model's layer statistics are collected once from the first
  * {@link CALIBRATION_SAMPLES} samples of the search data and attached to the prepared model, so
  * every `compressWeight` on it finds them.
+ *
+ * Bias correction (`eval/biasCorrection.ts`) goes with it: the compressed Conv / Gemm layers'
+ * biases are corrected for the shift of their output means, measured on the first
+ * {@link BIAS_CORRECTION_SAMPLES} samples of the same data; plans record it (`"biasCorrection": true`).
  */
 import * as path from 'node:path';
+import type { TechniqueSpec } from '../compress';
 import type { LayerHessian } from '../compress/gptq';
-import { attachCalibration } from '../encode/apply';
+import { applySpecs, attachCalibration } from '../encode/apply';
+import { BiasCorrector, biasTargets } from '../eval/biasCorrection';
 import { collectHessians } from '../eval/calibration';
+import { listWeights, type OnnxModel, type WeightInfo } from '../onnx';
 import type { LevelDef } from './types';
 import type { DataInput, PreparedModel } from './workspace';
 
@@ -40,4 +47,53 @@ export async function ensureCalibration(pm: PreparedModel, data: DataInput, opti
     attachCalibration(pm.model, hs);
   }
   return hs;
+}
+
+/** Samples of the search data the bias correction measures output means on. */
+export const BIAS_CORRECTION_SAMPLES = 128;
+
+/**
+ * A bias corrector for `layers` of the model (`bytes`, parsed as `model`; external data in
+ * `externalDataFolder`), or undefined when none of them has a bias it can correct.
+ */
+export async function makeBiasCorrector(
+  bytes: Uint8Array,
+  model: OnnxModel,
+  layers: readonly WeightInfo[],
+  data: DataInput,
+  o: { threads?: number | undefined; externalDataFolder?: string | undefined; signal?: AbortSignal | undefined } = {},
+): Promise<BiasCorrector | undefined> {
+  const targets = biasTargets(model, layers);
+  if (targets.length === 0) return undefined;
+  return BiasCorrector.create(bytes, targets, data.spec, {
+    samples: BIAS_CORRECTION_SAMPLES,
+    externalDataFolder: o.externalDataFolder,
+    signal: o.signal,
+    session: o.threads === undefined ? {} : { intraOpNumThreads: o.threads },
+  });
+}
+
+/**
+ * The corrected biases of a plan (`specs` on the model loaded by `load`): compresses it without
+ * encoding, then corrects (see {@link makeBiasCorrector}); for `apply` and export, which then
+ * encode the plan with these as `overrides`.
+ */
+export async function planBiasCorrections(
+  bytes: Uint8Array,
+  load: () => Promise<OnnxModel>,
+  specs: ReadonlyMap<string, TechniqueSpec>,
+  calibration: ReadonlyMap<string, LayerHessian> | undefined,
+  data: DataInput,
+  o: { threads?: number | undefined; externalDataFolder?: string | undefined; signal?: AbortSignal | undefined } = {},
+): Promise<Map<string, Float32Array>> {
+  const model = await load();
+  const layers = listWeights(model).filter((w) => specs.has(w.name));
+  const corrector = await makeBiasCorrector(bytes, model, layers, data, o);
+  if (!corrector) return new Map();
+  try {
+    const res = applySpecs(model, specs, { encode: false, calibration, signal: o.signal });
+    return await corrector.correct(res.reconstructions, o.signal);
+  } finally {
+    await corrector.dispose();
+  }
 }

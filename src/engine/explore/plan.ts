@@ -58,6 +58,11 @@ export interface LayerPlan {
 export interface PlanFile {
   default?: LayerPlan;
   layers?: Record<string, LayerPlan>;
+  /**
+   * Correct the biases of the compressed Conv / Gemm layers for the shift of their output means
+   * (`eval/biasCorrection.ts`; default false). Needs data when the plan is applied.
+   */
+  biasCorrection?: boolean;
 }
 
 const KEYS: Record<string, readonly string[]> = {
@@ -197,8 +202,9 @@ export function specLabel(spec: TechniqueSpec | null): string {
 export function resolvePlan(plan: PlanFile, weights: readonly WeightInfo[], source = 'plan'): Map<string, TechniqueSpec> {
   if (typeof plan !== 'object' || plan === null || Array.isArray(plan)) fail('E_PLAN', `${source}: a plan is a JSON object with "default" and/or "layers".`);
   for (const key of Object.keys(plan)) {
-    if (key !== 'default' && key !== 'layers' && key !== '$schema' && key !== 'comment') fail('E_PLAN', `${source}: unknown key '${key}' (expected "default" and "layers").`);
+    if (key !== 'default' && key !== 'layers' && key !== 'biasCorrection' && key !== '$schema' && key !== 'comment') fail('E_PLAN', `${source}: unknown key '${key}' (expected "default", "layers" and "biasCorrection").`);
   }
+  if (plan.biasCorrection !== undefined && typeof plan.biasCorrection !== 'boolean') fail('E_PLAN', `${source}: "biasCorrection" must be true or false, got ${JSON.stringify(plan.biasCorrection).slice(0, 40)}.`);
   if (plan.layers !== undefined && (typeof plan.layers !== 'object' || plan.layers === null || Array.isArray(plan.layers))) {
     fail('E_PLAN', `${source}: "layers" must be an object mapping layer names to entries, got ${JSON.stringify(plan.layers).slice(0, 80)}.`);
   }

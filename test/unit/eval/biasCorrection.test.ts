@@ -1,0 +1,80 @@
+import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { applySpecs, compressWeight } from '../../../src/engine/encode/apply';
+import { BiasCorrector, biasTargets } from '../../../src/engine/eval/biasCorrection';
+import { loadDatasetSpec } from '../../../src/engine/eval/datasetSpec';
+import { evaluateModel } from '../../../src/engine/eval/evaluate';
+import { substituteWeights } from '../../../src/engine/eval/weightsAsInputs';
+import { planBiasCorrections } from '../../../src/engine/explore/calibrate';
+import { encodeModel, listWeights, loadModel } from '../../../src/engine/onnx';
+import { rejectsWith } from './helpers';
+
+const FIX = join(__dirname, '../../fixtures');
+const MODEL = join(FIX, 'mobilenet.onnx');
+const SEARCH = join(FIX, 'data/fmnist-test-1000.dataset.json');
+const HOLDOUT = join(FIX, 'data/fmnist-holdout-1000.dataset.json');
+const K8 = { technique: 'share', k: 8, perChannel: false } as const;
+
+describe('eval/biasCorrection', function () {
+  this.timeout(120_000);
+
+  it('finds every Conv / Gemm with its own float32 bias, in graph order', async () => {
+    const m = await loadModel(MODEL);
+    const ws = listWeights(m).filter((w) => w.compressible);
+    const ts = biasTargets(m, ws);
+    assert.equal(ts.length, ws.length); // every layer of the fixture has a (folded batch-norm) bias
+    const order = m.graph.node.map((n) => n.output[0]);
+    const at = ts.map((t) => order.indexOf(t.output));
+    assert.ok(at.every((i, j) => i >= 0 && (j === 0 || i > at[j - 1]!)), 'targets in graph order');
+    for (const t of ts) assert.notEqual(t.bias, t.weight);
+    // only the named weights
+    assert.deepEqual(biasTargets(m, ws.slice(0, 2)).map((t) => t.weight), ws.slice(0, 2).map((w) => w.name));
+  });
+
+  it('wins back most of share k=8 loss on held-out data', async () => {
+    const bytes = readFileSync(MODEL);
+    const m = await loadModel(MODEL);
+    const ws = listWeights(m).filter((w) => w.compressible);
+    const spec = await loadDatasetSpec(SEARCH);
+    const bc = await BiasCorrector.create(bytes, biasTargets(m, ws), spec, { samples: 128 });
+    try {
+      const variant = new Map(ws.map((w) => [w.name, compressWeight(m, w, K8).weights]));
+      const corr = await bc.correct(variant);
+      assert.equal(corr.size, ws.length);
+      // a variant that changes no target's weight needs no correction
+      assert.equal((await bc.correct(new Map())).size, 0);
+      const holdout = await loadDatasetSpec(HOLDOUT);
+      const base = (await evaluateModel(bytes, holdout, 'original')).top1;
+      const plain = (await evaluateModel(substituteWeights(bytes, variant), holdout, 'k=8')).top1;
+      const fixed = (await evaluateModel(substituteWeights(bytes, new Map([...variant, ...corr])), holdout, 'k=8 corrected')).top1;
+      // measured: 92.5 % → 67.2 % plain → 89.2 % corrected
+      assert.ok(base - plain > 0.05, `plain k=8 loses ${(base - plain) * 100} points`);
+      assert.ok(base - fixed < (base - plain) / 3, `corrected loss ${(base - fixed) * 100} vs plain ${(base - plain) * 100}`);
+      // corrected biases differ from the original ones by the measured shift, nothing else
+      const orig = m.float32(m.graph.initializer.find((t) => t.name === bc.targets[0]!.bias)!);
+      assert.equal(corr.get(bc.targets[0]!.bias)!.length, orig.length);
+      assert.ok(corr.get(bc.targets[0]!.bias)!.some((v, i) => v !== orig[i]));
+    } finally {
+      await bc.dispose();
+    }
+  });
+
+  it('is written by applySpecs overrides, and stops on abort', async () => {
+    const m = await loadModel(MODEL);
+    const specs = new Map(listWeights(m).filter((w) => w.compressible).map((w) => [w.name, K8]));
+    const data = { spec: await loadDatasetSpec(SEARCH), source: 'search' };
+    const bytes = readFileSync(MODEL);
+    const corr = await planBiasCorrections(bytes, () => loadModel(MODEL), specs, undefined, data);
+    assert.equal(corr.size, specs.size);
+    const out = await loadModel(MODEL);
+    applySpecs(out, specs, { overrides: corr, compact: false });
+    const [name, values] = [...corr][3]!;
+    assert.deepEqual(Array.from(out.float32(out.graph.initializer.find((t) => t.name === name)!)), Array.from(values));
+    // the encoded model still runs
+    assert.ok((await evaluateModel(encodeModel(out.proto), data.spec, 'x', { limit: 100 })).top1 > 0.5);
+    const ac = new AbortController();
+    ac.abort();
+    await rejectsWith(planBiasCorrections(bytes, () => loadModel(MODEL), specs, undefined, data, { signal: ac.signal }), 'E_CANCELLED');
+  });
+});
