@@ -838,7 +838,10 @@ export class VariantEvaluator {
    * (weights not pre-packed or folded). The other way is tried only when it can win: feed when the
    * session is > 2 % of a rebuilt variant, rebuild when the fed session's creation is < 20 % of a
    * fed variant (only weights no convolution reads are fed first: pre-packing a Gemm / MatMul weight
-   * gains less than that). With both measured, feed is kept
+   * gains less than that). When every fed tensor is one onnxruntime laid out itself (`layoutFeed.ts`,
+   * e.g. NCHWc-reordered convolution weights) feed is kept at once: its kernels are a rebuilt
+   * session's, so a rebuild could only win by noise in one variant's timing (measured on ResNet-8's
+   * first convolutions under load, it did). With both measured, feed is kept
    * once it is cheaper, rebuild once it is cheaper by 20 %; in between rebuilding goes on with the
    * fed session kept, and the choice is made again after every variant (a loaded machine can make
    * session creation several times slower).
@@ -856,7 +859,7 @@ export class VariantEvaluator {
       if (c.rebuildCreate! <= 0.02 * rebuild) this.chosen = 'rebuild';
       else this.next = 'feed';
     } else if (feed !== undefined) {
-      if (c.feedCreate! >= 0.2 * feed) this.chosen = 'feed';
+      if (c.feedCreate! >= 0.2 * feed || this.layout?.inputs.every((d) => d.map !== undefined)) this.chosen = 'feed';
       else this.next = 'rebuild';
     }
     if (this.chosen === 'rebuild') {
