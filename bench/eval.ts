@@ -4,9 +4,15 @@
  * samples) vs {@link VariantEvaluator} (one shared pass, split graph, cached activations, weights fed
  * or session rebuilt on the suffix). Overhead = wall time ÷ time inside `session.run`.
  *
- * The workload is a sensitivity sweep as `analyze` runs it: for every layer (at most 10, spread over
- * the model), the weight rounded to 8, 7, …, 1 bits (uniform per tensor), mildest first, one
- * evaluator per layer. The evaluator runs it three ways:
+ * The workload is a sensitivity sweep as `analyze` runs it with its default techniques: for every
+ * layer (at most 10 of the compressible layers `analyze` lists, spread over the model), the layer
+ * compressed at every default level of every technique family that applies to it (`levels.ts`:
+ * 6 share, 4 prune, 7 quant, 6 bf16 and, where the low-rank rewrite applies, 5 low-rank levels, in
+ * analyze's column order, without its calibrated rounding), minus the levels analyze skips as not
+ * smaller than the original layer (it also skips levels dominated by a measured level that changed
+ * nothing; not modelled), one evaluator per layer: so the per-layer set-up amortizes over as many
+ * variants as in `analyze`. `--uniform` runs the earlier workload instead (the weight rounded to 8,
+ * 7, …, 1 bits, uniform per tensor; 8 variants per layer). The evaluator runs it three ways:
  * - all samples: every variant on all 1000 samples (exact losses);
  * - screen: `stopOn: 'over'` against 5 points (analyze's screen budget): decisively-bad variants stop
  *   early, every other variant gets its exact loss;
@@ -27,14 +33,45 @@ import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { openDataset } from '../src/engine/eval/dataset';
 import { loadDatasetSpec, type DatasetSpec } from '../src/engine/eval/datasetSpec';
+import { chooseEncoding } from '../src/engine/encode/choose';
+import { compressWeight } from '../src/engine/encode/apply';
 import { ClassificationAccumulator } from '../src/engine/eval/metrics';
 import { classesOf, createSession, runDataset, sessionInputs, sessionOutputs, toOrtFeeds, type SessionOptions } from '../src/engine/eval/session';
 import { VariantEvaluator, type ActivationStore, type EvaluateOptions } from '../src/engine/eval/variantEvaluator';
 import { substituteWeights } from '../src/engine/eval/weightsAsInputs';
-import { decodeModel } from '../src/engine/onnx/codec';
+import { TECHNIQUE_FAMILIES, defaultLevels, levelUnsupported } from '../src/engine/explore/levels';
+import { listWeights, loadModel, type OnnxModel, type WeightInfo } from '../src/engine/onnx';
 import type { Bench } from './main';
 
 const BITS = [8, 7, 6, 5, 4, 3, 2, 1];
+
+/** One variant of the workload: `data` replaces weight `name`; `level` names it. */
+interface Variant {
+  name: string;
+  level: string;
+  data: Float32Array;
+}
+
+/**
+ * The variants of layer `w` (see the module comment): analyze's default levels that apply to it and
+ * make it smaller, compressed as analyze compresses them (uncalibrated); `uniform`: 8..1-bit rounding.
+ */
+function variantsOf(model: OnnxModel, w: WeightInfo, uniform: boolean): Variant[] {
+  if (uniform) return BITS.map((b) => ({ name: w.name, level: `uniform ${b} bit`, data: quantize(model.float32(w.tensor), b) }));
+  const out: Variant[] = [];
+  for (const level of defaultLevels(TECHNIQUE_FAMILIES)) {
+    if (levelUnsupported(model, w, level)) continue;
+    const ct = compressWeight(model, w, level.spec);
+    let bytes: number;
+    try {
+      bytes = ct.storage.kind === 'lowrank' ? (ct.storage.left.length + ct.storage.right.length) * 4 : chooseEncoding(w.name, w.shape, ct).bytes;
+    } catch {
+      continue; // no ONNX encoding for this level: analyze marks the cell unsupported
+    }
+    if (bytes < w.bytes) out.push({ name: w.name, level: level.id, data: ct.weights });
+  }
+  return out;
+}
 const MAX_LAYERS = 10;
 
 /** The ways the evaluator is run (see the module comment). */
@@ -102,7 +139,7 @@ interface Tally {
 const tally = (): Tally => ({ wallMs: 0, inferMs: 0, evalWallMs: 0, samples: 0, variants: 0, perLayer: [] });
 
 /** Naive: a new session on the full model for one variant, the dataset re-read, all samples. */
-async function naive(bytes: Uint8Array, spec: DatasetSpec, v: { name: string; data: Float32Array }, session: Partial<SessionOptions>, t: Tally) {
+async function naive(bytes: Uint8Array, spec: DatasetSpec, v: Variant, session: Partial<SessionOptions>, t: Tally) {
   const t0 = performance.now();
   const s = await createSession(substituteWeights(bytes, new Map([[v.name, v.data]])), session);
   try {
@@ -124,7 +161,7 @@ async function naive(bytes: Uint8Array, spec: DatasetSpec, v: { name: string; da
  * variants interleaved one by one — naive, then each mode on the same variant — so that a
  * machine whose load drifts disturbs every way alike.
  */
-async function layerSweep(bytes: Uint8Array, spec: DatasetSpec, store: ActivationStore, layer: string, variants: { name: string; data: Float32Array }[], session: Partial<SessionOptions>, nv: Tally, modes: Tally[]) {
+async function layerSweep(bytes: Uint8Array, spec: DatasetSpec, store: ActivationStore, layer: string, variants: Variant[], session: Partial<SessionOptions>, nv: Tally, modes: Tally[]) {
   const evs: VariantEvaluator[] = [];
   const per = MODES.map(() => ({ wall: 0, infer: 0, samples: 0 }));
   try {
@@ -151,7 +188,8 @@ async function layerSweep(bytes: Uint8Array, spec: DatasetSpec, store: Activatio
       t.perLayer.push(
         `${layer}: ${ev.mode}/${ev.strategy}, ${ev.nodes.perVariant}/${ev.nodes.total} nodes; ${(per[i]!.wall / n).toFixed(0)} ms per variant ` +
           `(${(per[i]!.infer / n).toFixed(0)} in run, ${(per[i]!.samples / n).toFixed(0)} samples); measured ms/sample rebuild ${c.rebuildPerSample?.toFixed(3) ?? '-'} ` +
-          `(+ ${c.rebuildCreate?.toFixed(0) ?? '-'} create), feed ${c.feedPerSample?.toFixed(3) ?? '-'}`,
+          `(+ ${c.rebuildCreate?.toFixed(0) ?? '-'} create), feed ${c.feedPerSample?.toFixed(3) ?? '-'}${ev.layoutFed ? " in onnxruntime's layout" : ''} ` +
+          `(session ${c.feedCreate?.toFixed(0) ?? '-'} ms once); ${n} variants`,
       );
       t.evalWallMs += per[i]!.wall;
       t.inferMs += per[i]!.infer;
@@ -169,9 +207,10 @@ async function layerSweep(bytes: Uint8Array, spec: DatasetSpec, store: Activatio
 
 /**
  * The whole comparison, interleaved variant by variant (see {@link layerSweep}). The evaluator's
- * shared pass runs once; its time is added to every mode.
+ * shared pass runs once; its time is added to every mode. A layer's variants are made (untimed)
+ * just before its sweep, so that only one layer's are held.
  */
-async function sweep(bytes: Uint8Array, spec: DatasetSpec, layers: string[], variants: { name: string; data: Float32Array }[], session: Partial<SessionOptions>) {
+async function sweep(bytes: Uint8Array, spec: DatasetSpec, layers: string[], variantsFor: (layer: string) => Variant[], session: Partial<SessionOptions>) {
   const nv = tally();
   const modes = MODES.map(() => tally());
   const s = await createSession(bytes, session);
@@ -184,7 +223,7 @@ async function sweep(bytes: Uint8Array, spec: DatasetSpec, layers: string[], var
   const t0 = performance.now();
   const store = await VariantEvaluator.prepare(bytes, layers.map((l) => [l]), ds, { batchSize: 100, ...session });
   const prepareMs = performance.now() - t0;
-  for (const layer of layers) await layerSweep(bytes, spec, store, layer, variants.filter((v) => v.name === layer), session, nv, modes);
+  for (const layer of layers) await layerSweep(bytes, spec, store, layer, variantsFor(layer), session, nv, modes);
   for (const m of modes) m.wallMs += prepareMs;
   return { nv, modes, prepareMs, passMs: store.passMs };
 }
@@ -217,24 +256,29 @@ export async function runEvalBench(args: string[]): Promise<void> {
       if (r) models.push(r);
     }
   }
+  const uniform = args.includes('--uniform');
   for (const file of models) {
     const bytes = readFileSync(file);
-    const m = decodeModel(bytes);
-    const weights = m.graph!.initializer.filter((t) => t.dims.length >= 2 && t.dataType === 1).map((t) => t.name);
-    const n = Math.min(MAX_LAYERS, weights.length);
-    const pick = Array.from({ length: n }, (_, i) => weights[n === 1 ? 0 : Math.round((i * (weights.length - 1)) / (n - 1))]!);
-    const variants = pick.flatMap((name) => {
-      const t = m.graph!.initializer.find((x) => x.name === name)!;
-      const data = new Float32Array(new Uint8Array(t.rawData).buffer.slice(0));
-      return BITS.map((b) => ({ name, data: quantize(data, b) }));
-    });
+    const model = await loadModel(resolve(file));
+    // The layers analyze measures (compressible float32 weights), at most MAX_LAYERS spread over them.
+    const layers = listWeights(model).filter((w) => w.compressible && w.dataType === 1);
+    const n = Math.min(MAX_LAYERS, layers.length);
+    const pick = Array.from({ length: n }, (_, i) => layers[n === 1 ? 0 : Math.round((i * (layers.length - 1)) / (n - 1))]!);
+    const counts: number[] = [];
+    const variantsFor = (name: string) => {
+      const v = variantsOf(model, pick.find((w) => w.name === name)!, uniform);
+      counts.push(v.length);
+      return v;
+    };
     console.log(
-      `### ${file} (${(bytes.length / 1e6).toFixed(1)} MB, ${weights.length} weight tensors; ${pick.length} layers × ${BITS.length} levels = ${variants.length} variants; ` +
-        `threads ${session.intraOpNumThreads ?? 'all'}, ${session.allowSpinning ? '' : 'no '}spinning; load average ${load()})`,
+      `### ${file} (${(bytes.length / 1e6).toFixed(1)} MB, ${layers.length} compressible layers; ${pick.length} layers × ` +
+        (uniform ? `${BITS.length} uniform rounding levels` : `analyze's default levels that apply (of ${defaultLevels(TECHNIQUE_FAMILIES).length})`) +
+        `; threads ${session.intraOpNumThreads ?? 'all'}, ${session.allowSpinning ? '' : 'no '}spinning; load average ${load()})`,
     );
     const b = await baseline(bytes, spec, session);
     console.log(`session create ${ms(b.createMs)} (median of 3); one pass over 1000 images: ${ms(b.inferMs)} inside run, ${ms(b.passWallMs)} wall`);
-    const r = await sweep(bytes, spec, pick, variants, session);
+    const r = await sweep(bytes, spec, pick.map((w) => w.name), variantsFor, session);
+    console.log(`${counts.reduce((a, c) => a + c, 0)} variants (per layer: ${counts.join(', ')})`);
     const rate = (t: Tally) => (t.variants / t.wallMs) * 1000;
     console.log(`naive (new session per variant, all 1000): ${rate(r.nv).toFixed(2)} variants/s; overhead ${(r.nv.wallMs / r.nv.inferMs).toFixed(2)}`);
     console.log(`evaluator shared pass (once, counted in every mode below): ${ms(r.prepareMs)}, ${(r.prepareMs / b.passWallMs).toFixed(2)}× one plain pass`);

@@ -837,8 +837,8 @@ export class VariantEvaluator {
    * far. Rebuild pays a session per variant and feed runs the same graph with slower kernels
    * (weights not pre-packed or folded). The other way is tried only when it can win: feed when the
    * session is > 2 % of a rebuilt variant, rebuild when the fed session's creation is < 20 % of a
-   * fed variant (only weights no convolution reads are fed first: pre-packing a Gemm / MatMul weight
-   * gains less than that). When every fed tensor is one onnxruntime laid out itself (`layoutFeed.ts`,
+   * fed variant (without `layoutFeed` only weights no convolution reads are fed first: pre-packing a
+   * Gemm / MatMul weight gains less than that). When every fed tensor is one onnxruntime laid out itself (`layoutFeed.ts`,
    * e.g. NCHWc-reordered convolution weights) feed is kept at once: its kernels are a rebuilt
    * session's, so a rebuild could only win by noise in one variant's timing (measured on ResNet-8's
    * first convolutions under load, it did). With both measured, feed is kept
