@@ -24,7 +24,7 @@ import { decodeModel } from '../onnx/codec.js';
 import type { ModelProto } from '../onnx/proto.js';
 import { mulberry32 } from '../util/random.js';
 import { SequentialTest, type StopDecision } from './earlyStop.js';
-import { layoutFeed, layoutFeeds, type LayoutFeed } from './layoutFeed.js';
+import { layoutFeed, type LayoutFeed } from './layoutFeed.js';
 import { ClassificationAccumulator, FidelityAccumulator, fidelityFromSums, logSumExpRow, topK, type Fidelity } from './metrics.js';
 import type { ReferenceOutputs } from './referenceCache.js';
 import { createSession, effectiveBatchSize, pickSessionOptions, type SessionOptions } from './session.js';
@@ -767,7 +767,7 @@ export class VariantEvaluator {
       }
       const times: RunTimes = { perSample: [], firstMs: 0, firstSamples: 0 };
       // Gathering a variant into onnxruntime's layout is part of the variant's wall time.
-      r = await this.loop(this.feedSession, this.layout ? layoutFeeds(this.layout, variant, this.weights) : wfeeds, opts, times);
+      r = await this.loop(this.feedSession, this.layout ? this.layout.feeds(variant, this.weights) : wfeeds, opts, times);
       r.timing.wallMs = performance.now() - t0;
       // The median batch: the session's first run (its allocations) is paid once, not per variant.
       sums.feedPerSample += medianPerSample(times);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { openDataset } from '../../../src/engine/eval/dataset';
 import { loadDatasetSpec } from '../../../src/engine/eval/datasetSpec';
-import { layoutFeed, layoutFeeds } from '../../../src/engine/eval/layoutFeed';
+import { layoutFeed } from '../../../src/engine/eval/layoutFeed';
 import { createSession } from '../../../src/engine/eval/session';
 import { modelIo, VariantEvaluator } from '../../../src/engine/eval/variantEvaluator';
 import { substituteWeights, type WeightTensor } from '../../../src/engine/eval/weightsAsInputs';
@@ -48,7 +48,7 @@ describe('eval/layoutFeed', () => {
     const x = input();
     for (const [i, changed] of [[], ['conv2.weight'], names].entries()) {
       const variant = new Map(changed.map((n, k) => [n, perturb(weights.get(n)!.data, 10 * i + k)]));
-      const got = await run(lf.bytes, x, layoutFeeds(lf, variant, weights), 'disabled');
+      const got = await run(lf.bytes, x, lf.feeds(variant, weights), 'disabled');
       const want = await run(substituteWeights(bytes, variant), x);
       assert.equal(got.length, want.length);
       for (let k = 0; k < got.length; k++) assert.ok(Math.abs(got[k]! - want[k]!) < 1e-5, `${changed.join('+') || 'original'}: y[${k}] ${got[k]} vs ${want[k]}`);
