@@ -88,10 +88,11 @@ export class LayoutFeed {
 const MAX_PROBE = 2 ** 24 - 1;
 
 /**
- * Largest model (bytes) optimized twice here: 512 MiB. Each optimization writes the model and reads
- * it back, so memory holds several copies of it; larger models feed their weights plainly.
+ * Largest model (bytes) fed in layout: 256 MiB. Each optimization writes the model and reads it
+ * back, and a {@link LayoutFeed} keeps the optimized model, a buffer per derived tensor and an
+ * index per element (up to 3× the model's size); larger models feed their weights plainly.
  */
-const MAX_MODEL_BYTES = 2 ** 29;
+const MAX_MODEL_BYTES = 2 ** 28;
 
 /** The model optimized by onnxruntime as it would run it, decoded. */
 async function optimize(bytes: Uint8Array, options: Partial<SessionOptions>): Promise<ModelProto> {
