@@ -144,8 +144,8 @@ function candidates(name: string, dims: readonly number[], ct: CompressedTensor)
     const o = { dims, codebook, k, axis: null, bits: bitsFor(k) };
     out.push(sized('distinct', codebookDecoder(name, { ...o, indices: NO_CODES }), packedLength(n, o.bits), () => codebookDecoder(name, { ...o, indices: distinctIndices(w, distinct) })));
   }
-  if (halfExact(w)) out.push(sized('fp16', castDecoder(name, [0], DataType.FLOAT16, new Uint16Array(0)), 2 * n, () => castDecoder(name, dims, DataType.FLOAT16, Uint16Array.from(w, floatToHalf))));
-  else if (bfloat16Exact(w)) out.push(sized('bf16', castDecoder(name, [0], DataType.BFLOAT16, new Uint16Array(0)), 2 * n, () => castDecoder(name, dims, DataType.BFLOAT16, Uint16Array.from(w, floatToBfloat16))));
+  if (halfExact(w)) out.push(sized('fp16', castDecoder(name, [0], DataType.FLOAT16, new Uint16Array(0)), 2 * n, () => castDecoder(name, dims, DataType.FLOAT16, toUint16(w, floatToHalf))));
+  else if (bfloat16Exact(w)) out.push(sized('bf16', castDecoder(name, [0], DataType.BFLOAT16, new Uint16Array(0)), 2 * n, () => castDecoder(name, dims, DataType.BFLOAT16, toUint16(w, floatToBfloat16))));
   out.push(sized('dense', denseDecoder(name, [0], new Float32Array(0)), 4 * n, () => denseDecoder(name, dims, w)));
   return out.sort((a, b) => a.bytes - b.bytes);
 }
@@ -178,6 +178,16 @@ export function chooseEncoding(name: string, dims: readonly number[], ct: Compre
       return (graph ??= best.build());
     },
   };
+}
+
+/**
+ * `Uint16Array.from(w, f)` as a plain loop: `from` with a map function goes through an iterator
+ * and boxed numbers (a 38 M-weight layer: 12 s and 1.3 GiB more memory, instead of 0.3 s).
+ */
+function toUint16(w: Float32Array, f: (v: number) => number): Uint16Array {
+  const out = new Uint16Array(w.length);
+  for (let i = 0; i < w.length; i++) out[i] = f(w[i]!);
+  return out;
 }
 
 /** Index of each value of `w` in `distinct` (its sorted distinct values), by bit pattern. */
