@@ -59,6 +59,11 @@ export interface ApplyOptions {
    * as all its compressed weights (2.25 GiB for the 9-layer benchmark model), held to the end.
    */
   keepReconstructions: boolean;
+  /**
+   * Called with each layer's reconstruction as soon as it is made, kept or not (e.g. to write it
+   * to disk, `eval/diskVariant.ts`, and let it go). Default none.
+   */
+  onReconstruction: ((name: string, weights: Float32Array) => void) | undefined;
   /** Layers whose plan entry came from `default` (skipped, not failed, when the technique cannot apply). */
   fromDefault: ReadonlySet<string>;
   /** Progress after each layer: done / total. */
@@ -122,7 +127,7 @@ export function compressWeight(model: OnnxModel, w: WeightInfo, spec: TechniqueS
  * @throws E_PLAN when a technique cannot be applied to a layer the plan names explicitly.
  */
 export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, TechniqueSpec>, options: Partial<ApplyOptions> = {}): ApplyResult {
-  const o: ApplyOptions = { encode: true, keepReconstructions: true, fromDefault: new Set(), onProgress: undefined, signal: undefined, compress: {}, compact: true, calibration: undefined, overrides: undefined, ...options };
+  const o: ApplyOptions = { encode: true, keepReconstructions: true, onReconstruction: undefined, fromDefault: new Set(), onProgress: undefined, signal: undefined, compress: {}, compact: true, calibration: undefined, overrides: undefined, ...options };
   const weights = new Map(listWeights(model).map((w) => [w.name, w]));
   const result: ApplyResult = { layers: [], skipped: [], reconstructions: new Map() };
   let done = 0;
@@ -154,6 +159,7 @@ export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, Techniqu
       if (o.encode) replaceWeight(model, w, c.graph);
     }
     if (o.keepReconstructions) result.reconstructions.set(name, ct.weights);
+    o.onReconstruction?.(name, ct.weights);
     result.layers.push({ name, spec, label: specLabel(spec), params: w.params, originalBytes: w.bytes, bits: ct.bits, encoding, onnxBytes, sse: ct.sse });
     o.onProgress?.(++done, specs.size, name);
   }

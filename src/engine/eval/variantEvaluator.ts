@@ -23,6 +23,7 @@ import { fail, throwIfAborted } from '../errors.js';
 import { decodeModel } from '../onnx/codec.js';
 import type { ModelProto } from '../onnx/proto.js';
 import { mulberry32 } from '../util/random.js';
+import { DiskVariantLayout, type DiskVariant } from './diskVariant.js';
 import { SequentialTest, type StopDecision } from './earlyStop.js';
 import { layoutFeed, type LayoutFeed } from './layoutFeed.js';
 import { ClassificationAccumulator, FidelityAccumulator, fidelityFromSums, logSumExpRow, topK, type Fidelity } from './metrics.js';
@@ -573,6 +574,8 @@ export class VariantEvaluator {
   private splicer: WeightSplicer | undefined;
   /** The fed session's model when the weights are fed in onnxruntime's layout. */
   private layout: LayoutFeed | undefined;
+  private originals: Map<string, WeightTensor> | undefined;
+  private diskLayout: DiskVariantLayout | undefined;
   /** The strategy decided on for good (forced, or `'auto'` once one way is clearly cheaper). */
   private chosen: 'feed' | 'rebuild' | undefined;
   /** With `'auto'` before the choice, the way of the next variant. */
@@ -585,7 +588,9 @@ export class VariantEvaluator {
     private readonly makeFeedBytes: () => Uint8Array,
     private readonly makeBakedBytes: () => Uint8Array,
     private readonly batches: readonly CachedBatch[],
-    private readonly weights: Map<string, WeightTensor>,
+    /** Names of the variable weights. */
+    readonly variableWeightNames: readonly string[],
+    private readonly readWeights: () => Map<string, WeightTensor>,
     private readonly store: ActivationStore,
     private readonly sc: Scoring,
     private readonly opts: VariantEvaluatorOptions,
@@ -696,7 +701,7 @@ export class VariantEvaluator {
 
     let makeFeed: () => Uint8Array;
     let makeBaked: () => Uint8Array;
-    let weights: Map<string, WeightTensor>;
+    let weights: () => Map<string, WeightTensor>;
     let feedNames: readonly string[];
     let consumerOps: readonly string[];
     if (split) {
@@ -705,14 +710,15 @@ export class VariantEvaluator {
       const shapes = new Map(sp.frontier.map((f) => [f, ['N', ...store.columns.get(f)!.sampleDims]] as const));
       makeFeed = () => sp.suffix(shapes);
       makeBaked = () => sp.suffixBaked(shapes);
-      weights = sp.readWeights();
+      // Read when first needed: an evaluator of variants on disk never needs them.
+      weights = () => sp.readWeights();
       feedNames = sp.frontier;
       consumerOps = sp.consumerOps;
     } else {
       const w = weightsAsInputs(modelBytes, variableWeightNames, o.externalDataFolder);
       makeFeed = () => w.bytes;
       makeBaked = () => modelBytes;
-      weights = w.weights;
+      weights = () => w.weights;
       feedNames = store.inputs.map((i) => i.name);
       consumerOps = w.consumerOps;
     }
@@ -729,12 +735,50 @@ export class VariantEvaluator {
     }
     if (batches.length === 0) fail('E_DATASET', `The dataset has ${N} samples, fewer than the model's fixed batch size ${bs}.`);
     const nodes = { perVariant: split ? split.suffixNodes : store.nodes, total: store.nodes };
-    return new VariantEvaluator(makeFeed, makeBaked, batches, weights, store, sc, o, split ? 'split' : 'inputs', nodes, performance.now() - t0, consumerOps);
+    return new VariantEvaluator(makeFeed, makeBaked, batches, variableWeightNames, weights, store, sc, o, split ? 'split' : 'inputs', nodes, performance.now() - t0, consumerOps);
   }
 
-  /** Original values of the variable weights. */
+  /** Original values of the variable weights (read on first use). */
   originalWeights(): ReadonlyMap<string, WeightTensor> {
     return this.weights;
+  }
+
+  private get weights(): Map<string, WeightTensor> {
+    return (this.originals ??= this.readWeights());
+  }
+
+  /**
+   * Starts a variant written to disk as it is made, for models too large to hold a variant and
+   * feed it (`diskVariant.ts`): {@link DiskVariant.set} each new weight, then
+   * {@link VariantEvaluator.evaluateOnDisk}; dispose it in a `finally`. Its data file (as large as
+   * the variable weights plus the graph's other external tensors) goes in `folder`. The original
+   * weights are never read into memory.
+   */
+  diskVariant(folder: string): DiskVariant {
+    this.diskLayout ??= new DiskVariantLayout(this.makeBakedBytes(), this.variableWeightNames, this.opts.externalDataFolder);
+    return this.diskLayout.open(folder);
+  }
+
+  /**
+   * Evaluates a variant from {@link VariantEvaluator.diskVariant} (weights it did not set keep their
+   * original values) in a session created on its files and released before returning: the same
+   * results as {@link VariantEvaluator.evaluate} with the same weights, give or take onnxruntime's
+   * kernels for baked instead of fed weights. Does not count towards the `'auto'` strategy's costs.
+   */
+  async evaluateOnDisk(variant: DiskVariant, options: Partial<EvaluateOptions> = {}): Promise<VariantResult> {
+    const opts: EvaluateOptions = { budget: undefined, stopOn: 'both', keepOutputs: false, signal: undefined, ...options };
+    const t0 = performance.now();
+    const bytes = variant.finish(opts.signal ?? this.opts.signal);
+    // Like a rebuilt variant's session: a few batches, no memory pattern.
+    const s = await createSession(bytes, { ...pickSessionOptions(this.opts), externalDataFolder: variant.folder, enableMemPattern: false }, 'variant model (on disk)');
+    let r: VariantResult;
+    try {
+      r = await this.loop(s, {}, opts, { perSample: [], firstMs: 0, firstSamples: 0 });
+    } finally {
+      await s.release();
+    }
+    r.timing.wallMs = performance.now() - t0;
+    return r;
   }
 
   /**
@@ -961,9 +1005,11 @@ export class VariantEvaluator {
     return result;
   }
 
-  /** Releases the session. */
+  /** Releases the session and lets go of the original weights (read again if used again). */
   async dispose(): Promise<void> {
     await this.feedSession?.release();
     this.feedSession = undefined;
+    this.originals = undefined;
+    this.splicer = undefined;
   }
 }
