@@ -20,10 +20,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { TechniqueSpec } from '../compress';
 import { fail, throwIfAborted } from '../errors';
-import { applySpecs, compressWeight } from '../encode/apply';
+import { applySpecs, compressWeight, type ApplyOptions, type ApplyResult } from '../encode/apply';
 import { packArchive } from '../encode/archive';
 import { chooseEncoding } from '../encode/choose';
-import { listWeights, loadModel, saveModel, savedSize, type WeightInfo } from '../onnx';
+import { listWeights, loadModel, saveModel, savedSize, type OnnxModel, type WeightInfo } from '../onnx';
 import { writeFileAtomic } from '../util/atomicWrite';
 import { writeCompressReports } from '../report';
 import { FILES, makeAnalyzeOptions, runSensitivity } from './analyze';
@@ -31,6 +31,7 @@ import { parseTechniques, type TechniqueFamily } from './levels';
 import { CALIBRATION_SAMPLES, calibrationApplies, ensureCalibration } from './calibrate';
 import { collectHessians } from '../eval/calibration';
 import type { LayerHessian } from '../compress/gptq';
+import type { VariantEvaluator, VariantResult } from '../eval/variantEvaluator';
 import { resolvePlan, specToLayerPlan, type PlanFile } from './plan';
 import { isotonic, LossPredictor, minBytesUnderLoss, pairedLossBounds, minLossUnderBytes, paretoFront, SAFE_LADDER, safeChoice, totals, type LayerOption, type SearchLayer } from './search';
 import { acquireLock, fileSha256, openEvaluator, prepareModel, resultsDirFor, TOOL, type DataInput, type PreparedModel, RUN_DEFAULTS, type RunOptions } from './workspace';
@@ -84,7 +85,18 @@ export interface CompressModelOptions extends RunOptions {
   holdoutTries: number;
   /** Export the chosen candidate (ONNX + archive) and write the reports. Default true. */
   export: boolean;
+  /**
+   * Evaluate candidates from disk (`eval/diskVariant.ts`): each reconstructed weight is written to a
+   * temporary data file in the results folder as soon as it is made, and onnxruntime loads the
+   * candidate from there, so memory holds its weights once instead of three times (originals,
+   * reconstructions, onnxruntime's copy of the fed weights). Slower per candidate (a session each).
+   * `'auto'` (default): when the compressible weights take at least {@link DISK_VARIANTS_ABOVE} bytes.
+   */
+  variantsOnDisk: boolean | 'auto';
 }
+
+/** Compressible weights (bytes) from which `variantsOnDisk: 'auto'` evaluates candidates from disk: 256 MiB. */
+export const DISK_VARIANTS_ABOVE = 256 * 2 ** 20;
 
 /** Merges {@link CompressModelOptions} defaults. */
 export function makeCompressModelOptions(o: Partial<CompressModelOptions> & Pick<CompressModelOptions, 'model' | 'data'>): CompressModelOptions {
@@ -106,6 +118,7 @@ export function makeCompressModelOptions(o: Partial<CompressModelOptions> & Pick
     confidence: 0.8,
     holdoutTries: 4,
     export: true,
+    variantsOnDisk: 'auto',
     ...RUN_DEFAULTS,
     ...o,
   };
@@ -230,6 +243,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
     const layers = searchLayers(pm, sf, { combine: o.combine && o.method === 'fast', maxCombos: o.maxCombos, comboLossLimit: o.maxLoss ?? 0.02, signal: o.signal });
     const data = await openEvaluator(pm, o.data, [pm.layers.map((w) => w.name)], { limit: o.limit, threads: o.threads, batchSize: o.batchSize, signal: o.signal });
     const evaluator = await data.evaluatorFor(pm.layers.map((w) => w.name));
+    const onDisk = o.variantsOnDisk === 'auto' ? pm.layers.reduce((s, w) => s + w.bytes, 0) >= DISK_VARIANTS_ABOVE : o.variantsOnDisk;
     const candidates: Candidate[] = [];
     const byKey = new Map<string, Candidate>();
     const predictor = new LossPredictor(Math.max(o.maxLoss ?? 0.01, 1e-3) ** 2 * 2);
@@ -240,11 +254,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
       const known = byKey.get(key);
       if (known) return known;
       throwIfAborted(o.signal);
-      const model = await loadModel(pm.file);
-      const specs = specsOf(layers, choice);
-      const res = applySpecs(model, specs, { signal: o.signal, calibration });
-      const bytes = savedSize(model, exportPath(pm.file, dir));
-      const r = await evaluator.evaluate(res.reconstructions, { keepOutputs: true, signal: o.signal });
+      const { res, bytes, r } = await buildAndEvaluate(pm.file, specsOf(layers, choice), evaluator, { onDisk, dir, sizeAt: exportPath(pm.file, dir), calibration, signal: o.signal });
       const flips = data.flips(r.outputs!);
       searchEvals++;
       let theory = pm.ref.bytes;
@@ -294,9 +304,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
       const hev = await hd.evaluatorFor(pm.layers.map((w) => w.name));
       try {
         const confirm = async (c: Candidate): Promise<boolean> => {
-          const model = await loadModel(pm.file);
-          const res = applySpecs(model, resolvePlan(c.plan, listWeights(model)), { encode: false, signal: o.signal, calibration });
-          const r = await hev.evaluate(res.reconstructions, { keepOutputs: true, signal: o.signal });
+          const { r } = await buildAndEvaluate(pm.file, (model) => resolvePlan(c.plan, listWeights(model)), hev, { onDisk, dir, sizeAt: undefined, calibration, signal: o.signal });
           const flips = hd.flips(r.outputs!);
           const b = pairedLossBounds(flips, 0.975);
           c.holdout = { top1: hd.ref.labels ? r.top1 : null, loss: r.loss, samples: r.samples, ci: [b.lower, b.upper], flips };
@@ -537,6 +545,39 @@ async function greedy(layers: SearchLayer[], maxLoss: number, measure: Measure, 
   return best;
 }
 
+/**
+ * Builds a candidate (compresses every layer of `specs`, given or resolved on the loaded model) and
+ * evaluates it with `evaluator` on all its samples, outputs kept. `sizeAt`: also encode it and
+ * return the bytes a save there would write (`savedSize`), else 0 and nothing is encoded.
+ * In memory, the reconstructions are fed to the evaluator. `onDisk`, for large models: each
+ * reconstruction goes to a temp file in `dir` as soon as it is made, and the encoded model is let
+ * go before onnxruntime loads the candidate from that file (the temp file is removed in any case).
+ */
+async function buildAndEvaluate(
+  modelFile: string,
+  specs: ReadonlyMap<string, TechniqueSpec> | ((model: OnnxModel) => ReadonlyMap<string, TechniqueSpec>),
+  evaluator: VariantEvaluator,
+  o: { onDisk: boolean; dir: string; sizeAt: string | undefined; calibration: ReadonlyMap<string, LayerHessian> | undefined; signal: AbortSignal | undefined },
+): Promise<{ res: ApplyResult; bytes: number; r: VariantResult }> {
+  const build = async (extra: Partial<ApplyOptions>): Promise<{ res: ApplyResult; bytes: number }> => {
+    const model = await loadModel(modelFile);
+    const res = applySpecs(model, typeof specs === 'function' ? specs(model) : specs, { encode: o.sizeAt !== undefined, signal: o.signal, calibration: o.calibration, ...extra });
+    return { res, bytes: o.sizeAt === undefined ? 0 : savedSize(model, o.sizeAt) };
+  };
+  if (!o.onDisk) {
+    const { res, bytes } = await build({});
+    return { res, bytes, r: await evaluator.evaluate(res.reconstructions, { keepOutputs: true, signal: o.signal }) };
+  }
+  const v = evaluator.diskVariant(o.dir);
+  try {
+    // `build` returns without the model: its payloads can be collected before the session loads.
+    const { res, bytes } = await build({ keepReconstructions: false, onReconstruction: (name, w) => v.set(name, w) });
+    return { res, bytes, r: await evaluator.evaluateOnDisk(v, { keepOutputs: true, signal: o.signal }) };
+  } finally {
+    v.dispose();
+  }
+}
+
 /** What {@link exportCandidate} wrote. */
 export interface ExportResult {
   /** The compressed ONNX file and its size. */
@@ -562,7 +603,7 @@ async function exportCandidateFrom(modelFile: string, c: Candidate, outPath: str
     const wanted = new Set(calibrated);
     calibration = await collectHessians(model, weights.filter((w) => wanted.has(w.name)), data.spec, { samples: CALIBRATION_SAMPLES });
   }
-  applySpecs(model, specs, { calibration });
+  applySpecs(model, specs, { calibration, keepReconstructions: false });
   // External data when the input had it (or past 2 GiB); the archive holds one .onnx file only.
   const saved = await saveModel(model, outPath);
   const out: ExportResult = { model: saved.modelFile, bytes: saved.modelBytes + saved.dataBytes };
