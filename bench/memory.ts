@@ -11,6 +11,11 @@
  * Target: every command ≤ 2× that.
  *
  *   node dist/bench.js memory [--techniques float] [--limit 20] [--max-size 900MiB] [--keep]
+ *                             [--layers 9] [--side 8192] [--skip info,apply,analyze]
+ *
+ * `--layers` / `--side` make a smaller model to iterate on (e.g. `--layers 6 --side 6144`, 0.84 GiB;
+ * `--max-size` then needs scaling too); `--skip` leaves out some of the commands (compress runs the
+ * sensitivity study itself when analyze did not).
  *
  * Needs ~5 GB of disk under `.tmp/bench-memory` (removed afterwards unless `--keep`) and time:
  * compressing one 67 M-weight layer at one level takes 10–60 s here, and analyze measures
@@ -77,23 +82,27 @@ export const memoryBench: Bench = {
     const techniques = flag(argv, '--techniques', 'float');
     const limit = flag(argv, '--limit', '20');
     const maxSize = flag(argv, '--max-size', '900MiB');
+    const layers = Number(flag(argv, '--layers', '9'));
+    const side = Number(flag(argv, '--side', '8192'));
+    const skip = new Set(flag(argv, '--skip', '').split(','));
     const cli = path.resolve('dist/cli.js');
     if (spawnSync('/usr/bin/time', ['true']).status !== 0) throw new Error('bench memory needs /usr/bin/time (apt-get install time).');
     fs.rmSync(DIR, { recursive: true, force: true });
     try {
       const t0 = performance.now();
-      const m = makeLargeModel(DIR);
+      const m = makeLargeModel(DIR, { layers, side });
       console.log(`generated ${m.model} + weights.bin (${gib(m.dataBytes)}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       const plan = path.join(DIR, 'plan.json');
       fs.writeFileSync(plan, JSON.stringify({ default: { technique: 'quant', bits: 8, clip: 'minmax' } }));
       const res = path.join(DIR, 'res');
       const row = (r: Run, base: Run): string => `| ${r.name} | ${r.code} | ${r.seconds.toFixed(1)} | ${gib(r.maxRssBytes)} | ${(r.maxRssBytes / base.maxRssBytes).toFixed(2)} | ${r.note.replace(/\|/g, '/')} |`;
-      const base = await timed('baseline: one onnxruntime session + one batch', ['-e', BASELINE, m.model, limit, '8192']);
+      const base = await timed('baseline: one onnxruntime session + one batch', ['-e', BASELINE, m.model, limit, String(side)]);
       console.log(`working set: peak RSS of the baseline process, ${gib(base.maxRssBytes)} (tensor data ${gib(m.dataBytes)}, largest layer ${gib(m.layerBytes)})\n`);
       console.log('| command | exit | seconds | peak RSS | × working set | note |\n|---|---|---|---|---|---|');
       console.log(row(base, base));
       const runs = [base];
       const run = async (name: string, args: string[]): Promise<void> => {
+        if (skip.has(args[1]!)) return;
         const r = await timed(name, args);
         runs.push(r);
         // Each row as soon as it is measured: a long run shows where it is.
