@@ -54,11 +54,15 @@ export class LayoutFeed {
     readonly bytes: Uint8Array,
     readonly inputs: readonly DerivedInput[],
   ) {
-    this.gathers = inputs.map((d) => {
-      if (!d.map) return { buffer: new Float32Array(0), dst: undefined, src: new Int32Array(0) };
-      const at = Int32Array.from(d.map.keys()).filter((j) => d.map![j] !== 0);
+    this.gathers = inputs.map(({ map }) => {
+      if (!map) return { buffer: new Float32Array(0), dst: undefined, src: new Int32Array(0) };
+      let n = 0;
+      for (let j = 0; j < map.length; j++) if (map[j] !== 0) n++;
+      const dst = new Int32Array(n);
+      const src = new Int32Array(n);
+      for (let j = 0, k = 0; j < map.length; j++) if (map[j] !== 0) (dst[k] = j), (src[k++] = map[j]! - 1);
       // Padding positions stay 0 in the reused buffer; without padding the positions are 0..n-1.
-      return { buffer: new Float32Array(d.map.length), dst: at.length === d.map.length ? undefined : at, src: Int32Array.from(at, (j) => d.map![j]! - 1) };
+      return { buffer: new Float32Array(map.length), dst: n === map.length ? undefined : dst, src };
     });
   }
 
@@ -154,6 +158,8 @@ export async function layoutFeed(bakedBytes: Uint8Array, weights: ReadonlyMap<st
   for (const t of rg.initializer) {
     if (t.dataType !== 1) continue;
     const p = probeInits.get(t.name)!;
+    // Same stored bytes: not derived from the weights (a byte compare: most initializers are this).
+    if (p.rawData.length > 0 && Buffer.from(p.rawData.buffer, p.rawData.byteOffset, p.rawData.length).equals(t.rawData)) continue;
     const a = tensorToFloat32(p);
     const b = tensorToFloat32(t);
     if (a.length === b.length && a.every((x, i) => Object.is(x, b[i]))) continue;
