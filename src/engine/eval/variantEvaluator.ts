@@ -8,8 +8,9 @@
  * per-sample copies). Per layer (a group of variable weights): the graph is split at
  * the first node that reads one of them ({@link planSplit}) and only the suffix runs per variant,
  * on zero-copy views of the cached activations, either in one session where the weights are inputs
- * (`'feed'`) or in a new session per variant on the suffix with the weights baked in (`'rebuild'`;
- * the weights are spliced into the encoded bytes, no re-encoding). When a graph cannot be split
+ * (`'feed'`; by default in onnxruntime's own layout, `layoutFeed.ts`, so fed convolutions keep its
+ * NCHWc kernels) or in a new session per variant on the suffix with the weights baked in
+ * (`'rebuild'`; the weights are spliced into the encoded bytes, no re-encoding). When a graph cannot be split
  * (control flow, non-float or batch-shaped activations, activations above `maxCacheBytes`) the
  * whole graph runs. `'auto'` picks the cheaper of the two from running costs (see `decide`).
  * Classifier outputs are scored in one walk per row, against the reference kept in sample order.
@@ -55,10 +56,10 @@ export interface VariantEvaluatorOptions extends SessionOptions {
    */
   strategy: 'auto' | 'feed' | 'rebuild';
   /**
-   * Feed the weights in onnxruntime's own layout (`layoutFeed.ts`: the model optimized once, the
-   * tensors onnxruntime derives from the weights — e.g. NCHWc-reordered convolution weights — fed
-   * instead), so fed convolutions run onnxruntime's fastest kernels; plain weight inputs when that
-   * is not possible. Default true.
+   * Feed weights that a convolution reads in onnxruntime's own layout (`layoutFeed.ts`: the model
+   * optimized once, the tensors onnxruntime derives from the weights — e.g. NCHWc-reordered
+   * convolution weights — fed instead), so fed convolutions run onnxruntime's fastest kernels;
+   * plain weight inputs when that is not possible. Default true.
    */
   layoutFeed: boolean;
   /** Largest in-memory cache of activations and inputs, in bytes. Default 1 GiB. */
@@ -574,6 +575,8 @@ export class VariantEvaluator {
   private splicer: WeightSplicer | undefined;
   /** The fed session's model when the weights are fed in onnxruntime's layout. */
   private layout: LayoutFeed | undefined;
+  /** A convolution reads a variable weight (only then can onnxruntime lay a weight out anew). */
+  private readonly readByConv: boolean;
   private originals: Map<string, WeightTensor> | undefined;
   private diskLayout: DiskVariantLayout | undefined;
   /** The strategy decided on for good (forced, or `'auto'` once one way is clearly cheaper). */
@@ -606,9 +609,10 @@ export class VariantEvaluator {
     if (opts.strategy !== 'auto') this.chosen = opts.strategy;
     // A rebuilt session would re-read the suffix's external weights from disk per variant.
     else if (opts.externalDataFolder !== undefined) this.chosen = 'feed';
+    this.readByConv = consumerOps.some((op) => op === 'Conv' || op === 'ConvTranspose');
     // A plainly fed convolution weight misses onnxruntime's NCHWc layout (1.1–20× slower kernels):
     // rebuild first there unless the weights are fed in onnxruntime's layout.
-    this.next = !opts.layoutFeed && consumerOps.some((op) => op === 'Conv' || op === 'ConvTranspose') ? 'rebuild' : 'feed';
+    this.next = !opts.layoutFeed && this.readByConv ? 'rebuild' : 'feed';
   }
 
   /**
@@ -858,12 +862,14 @@ export class VariantEvaluator {
 
   /**
    * The fed session: on onnxruntime's optimized model with the weights in its layout when
-   * {@link VariantEvaluatorOptions.layoutFeed} allows and that works (then {@link layout} is set),
-   * else on the model with the weights as plain inputs.
+   * {@link VariantEvaluatorOptions.layoutFeed} allows, a convolution reads them and that works (then
+   * {@link layout} is set), else on the model with the weights as plain inputs. Weights that no
+   * convolution reads (Gemm, MatMul) are used by onnxruntime as they are — nothing to lay out: on
+   * the fixtures their layout maps were the identity — and the two optimizations are not worth it.
    */
   private async createFeedSession(): Promise<ort.InferenceSession> {
     const so = pickSessionOptions(this.opts);
-    if (this.opts.layoutFeed) {
+    if (this.opts.layoutFeed && this.readByConv) {
       this.layout = await layoutFeed(this.makeBakedBytes(), this.weights, so);
       if (this.layout) {
         try {

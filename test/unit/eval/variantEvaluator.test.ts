@@ -299,7 +299,8 @@ describe('eval/VariantEvaluator on LeNet-5 (strategy, scoring)', () => {
         // the way measured first has its costs; for feed the session's creation is set-up
         if (first === 'feed') assert.ok(ev.costs.feedPerSample! > 0 && ev.costs.feedCreate! > 0 && ev.costs.rebuildPerSample === undefined);
         else assert.ok(ev.costs.rebuildPerSample! > 0 && ev.costs.rebuildCreate! > 0 && ev.costs.feedPerSample === undefined);
-        assert.equal(ev.layoutFed, layoutFeed, `${name}: fed in onnxruntime's layout`);
+        // only convolution weights are laid out anew by onnxruntime (Gemm weights are fed as they are)
+        assert.equal(ev.layoutFed, layoutFeed && name === 'conv2.weight', `${name}: fed in onnxruntime's layout`);
       } finally {
         await ev.dispose();
       }
