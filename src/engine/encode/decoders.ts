@@ -43,7 +43,13 @@ class FunctionBuilder {
     return `t${this.counter++}`;
   }
 
+  /**
+   * An int64 constant. Scalars and 1-D values use Constant's `value_int` / `value_ints` (opset ≥ 12:
+   * varints, a few bytes, where a `value` tensor spends 8 bytes per element plus its header).
+   */
   int64(values: readonly number[], dims: readonly number[] = [values.length]): string {
+    if (dims.length === 0) return this.op('Constant', [], [attr.int('value_int', values[0]!)]);
+    if (dims.length === 1) return this.op('Constant', [], [attr.ints('value_ints', values)]);
     const t = makeTensor({ name: '', dataType: DataType.INT64, dims, raw: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) });
     return this.op('Constant', [], [attr.tensor('value', t)]);
   }
@@ -66,7 +72,6 @@ class FunctionBuilder {
       output: [output],
       node: this.nodes,
       opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(MIN_DECODE_OPSET) })],
-      docString: 'onnx-compress weight decoder; see docs/encodings.md',
     });
   }
 }
