@@ -17,7 +17,8 @@
  * `--max-size` then needs scaling too); `--skip` leaves out some of the commands (compress runs the
  * sensitivity study itself when analyze did not).
  *
- * Needs ~5 GB of disk under `.tmp/bench-memory` (removed afterwards unless `--keep`) and time:
+ * Needs ~6.5 GB of disk under `.tmp/bench-memory` (compress's candidates go through a temp data
+ * file as large as the weights; all removed afterwards unless `--keep`) and time:
  * compressing one 67 M-weight layer at one level takes 10–60 s here, and analyze measures
  * layers × levels cells (9 × 6 with `float`). Never run by tests.
  */
