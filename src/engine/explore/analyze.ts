@@ -14,7 +14,8 @@ import type { VariantEvaluator } from '../eval/variantEvaluator';
 import { writeFileAtomic } from '../util/atomicWrite';
 import { sensitivityCsv } from '../report/csv';
 import { defaultLevels, levelUnsupported, parseTechniques, type TechniqueFamily } from './levels';
-import { calibratedLevels, calibrationApplies, ensureCalibration } from './calibrate';
+import { calibratedLevels, calibrationApplies, ensureCalibration, makeBiasCorrector } from './calibrate';
+import { biasTargets, type BiasCorrector } from '../eval/biasCorrection';
 import { acquireLock, openEvaluator, prepareModel, resultsDirFor, TOOL, type DataInput, type OpenedEvaluator, type PreparedModel, RUN_DEFAULTS, type RunOptions } from './workspace';
 import type { LayerRow, LevelDef, SensitivityCell, SensitivityFile } from './types';
 
@@ -147,14 +148,19 @@ export async function runSensitivity(pm: PreparedModel, dir: string, o: AnalyzeO
   const levelKey = new Map(levels.map((l) => [l.id, JSON.stringify(l.spec)]));
   const oldLevels = new Map((old?.levels ?? []).map((l) => [l.id, JSON.stringify(l.spec)]));
   const layerNames = new Set(layers.map((r) => r.name));
-  const kept = (old?.cells ?? []).filter((c) => layerNames.has(c.layer) && levelKey.has(c.level) && levelKey.get(c.level) === oldLevels.get(c.level));
+  // Cells measured with (or without) bias correction do not resume a study without (or with) it.
+  const sameCorrection = (old?.biasCorrection ?? false) === calibrate;
+  const kept = (old?.cells ?? []).filter((c) => sameCorrection && layerNames.has(c.layer) && levelKey.has(c.level) && levelKey.get(c.level) === oldLevels.get(c.level));
   const have = new Set(kept.map((c) => `${c.layer}\u0000${c.level}`));
   const needed = total - layers.reduce((s, r) => s + levels.filter((l) => !r.unsupported?.[l.id] && have.has(`${r.name}\u0000${l.id}`)).length, 0);
 
   emit({ type: 'phase', phase: 'setup', message: `Preparing the evaluator (${o.data.source})` });
   let opened: OpenedEvaluator | undefined;
+  // With bias correction a layer's variant is its weight and its bias.
+  const biasOf = new Map(calibrate ? biasTargets(pm.model, pm.layers).map((t) => [t.weight, t.bias]) : []);
+  const groupOf = (w: WeightInfo): string[] => [w.name, ...(biasOf.has(w.name) ? [biasOf.get(w.name)!] : [])];
   const openIt = async (): Promise<OpenedEvaluator> =>
-    (opened ??= await openEvaluator(pm, o.data, pm.layers.map((w) => [w.name]), { limit: sensitivityLimit(o.limit, pm.layers.reduce((s, w) => s + w.params, 0)), threads: o.threads, batchSize: o.batchSize, signal: o.signal }));
+    (opened ??= await openEvaluator(pm, o.data, pm.layers.map(groupOf), { limit: sensitivityLimit(o.limit, pm.layers.reduce((s, w) => s + w.params, 0)), threads: o.threads, batchSize: o.batchSize, signal: o.signal }));
   // The dataset reference must match to resume; opening the evaluator tells us what it is.
   const ev = needed > 0 || !old ? await openIt() : undefined;
   const datasetRef = ev?.ref ?? old!.dataset;
@@ -172,6 +178,7 @@ export async function runSensitivity(pm: PreparedModel, dir: string, o: AnalyzeO
     baseline: ev ? { top1: ev.top1, samples: ev.ref.samples } : old!.baseline,
     levels,
     layers,
+    biasCorrection: calibrate,
     cells: kept,
     complete: needed === 0,
     started: old?.started ?? now,
@@ -194,25 +201,27 @@ export async function runSensitivity(pm: PreparedModel, dir: string, o: AnalyzeO
   emit({ type: 'phase', phase: 'sensitivity', message: `Measuring ${needed} cells (${layers.length} layers × ${levels.length} levels) on ${ev.ref.samples} samples` });
   let done = total - needed;
   let lastProgress = 0;
+  let corrector: BiasCorrector | undefined;
   try {
     await save(true);
     if (calibrate) {
       // after the first write: a run killed while collecting still leaves a resumable folder
       emit({ type: 'log', message: 'Collecting layer input statistics for calibrated rounding' });
       await ensureCalibration(pm, o.data, { signal: o.signal, threads: o.threads });
+      corrector = await makeBiasCorrector(pm.bytes, pm.model, pm.layers, o.data, { threads: o.threads, signal: o.signal, ...(pm.model.externalFiles.length ? { externalDataFolder: path.dirname(pm.file) } : {}) });
     }
     for (const w of pm.layers) {
       const row = layers.find((r) => r.name === w.name)!;
       if (levels.every((l) => row.unsupported?.[l.id] || have.has(`${w.name}\u0000${l.id}`))) continue;
       // One evaluator (one session) alive at a time: only the layers after this one run per variant.
-      const layerEval = await ev.evaluatorFor([w.name]);
+      const layerEval = await ev.evaluatorFor(groupOf(w));
       try {
       for (const level of levels) {
         if (row.unsupported?.[level.id]) continue;
         if (have.has(`${w.name}\u0000${level.id}`)) continue;
         throwIfAborted(o.signal);
         const layerCells = sf.cells.filter((c) => c.layer === w.name);
-        const cell = await measureCell(pm, w, level, layerEval, ev.ref.labels, o.screenAbove, o.signal, (bytes) => skipReason(w, level, bytes, layerCells, sf.levels));
+        const cell = await measureCell(pm, w, level, layerEval, corrector, ev.ref.labels, o.screenAbove, o.signal, (bytes) => skipReason(w, level, bytes, layerCells, sf.levels));
         if (typeof cell === 'string') {
           // The encoder cannot write this level for this layer, or it is pruned (skipReason): it
           // becomes an unsupported column of this row.
@@ -236,6 +245,7 @@ export async function runSensitivity(pm: PreparedModel, dir: string, o: AnalyzeO
     sf.complete = true;
     emit({ type: 'progress', done: total, total, message: 'sensitivity complete' });
   } finally {
+    await corrector?.dispose();
     await save(true);
     await writeCsv();
   }
@@ -257,8 +267,8 @@ export function skipReason(w: { bytes: number }, level: LevelDef, bytes: number,
   return free ? `dominated: ${bytes} bytes, while ${free.level} takes ${free.onnxBytes} bytes and changes no prediction` : undefined;
 }
 
-/** Compresses layer `w` alone at `level` and evaluates it (screened: stops once decisively above `screen`); a string = not measured (why). */
-async function measureCell(pm: PreparedModel, w: WeightInfo, level: LevelDef, evaluator: VariantEvaluator, labels: boolean, screen: number, signal: AbortSignal | undefined, skip: (bytes: number) => string | undefined): Promise<SensitivityCell | string> {
+/** Compresses layer `w` alone at `level` (its bias corrected with `corrector`) and evaluates it (screened: stops once decisively above `screen`); a string = not measured (why). */
+async function measureCell(pm: PreparedModel, w: WeightInfo, level: LevelDef, evaluator: VariantEvaluator, corrector: BiasCorrector | undefined, labels: boolean, screen: number, signal: AbortSignal | undefined, skip: (bytes: number) => string | undefined): Promise<SensitivityCell | string> {
   const t0 = performance.now();
   if (level.spec.technique === 'lowrank') {
     // A low-rank level's exact bytes follow from the layer's decomposition (shared by its levels):
@@ -283,6 +293,7 @@ async function measureCell(pm: PreparedModel, w: WeightInfo, level: LevelDef, ev
   let norm = 0;
   for (let i = 0; i < orig.length; i++) norm += orig[i]! * orig[i]!;
   const variant = new Map([[w.name, ct.weights]]);
+  if (corrector) for (const [b, v] of await corrector.correct(variant, signal)) variant.set(b, v);
   const r = await evaluator.evaluate(variant, { budget: screen, stopOn: 'over', signal });
   return {
     layer: w.name,

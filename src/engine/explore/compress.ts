@@ -28,7 +28,8 @@ import { writeFileAtomic } from '../util/atomicWrite';
 import { writeCompressReports } from '../report';
 import { FILES, makeAnalyzeOptions, runSensitivity } from './analyze';
 import { parseTechniques, type TechniqueFamily } from './levels';
-import { CALIBRATION_SAMPLES, calibrationApplies, ensureCalibration } from './calibrate';
+import { CALIBRATION_SAMPLES, calibrationApplies, ensureCalibration, makeBiasCorrector, planBiasCorrections } from './calibrate';
+import type { BiasCorrector } from '../eval/biasCorrection';
 import { collectHessians } from '../eval/calibration';
 import type { LayerHessian } from '../compress/gptq';
 import type { VariantEvaluator, VariantResult } from '../eval/variantEvaluator';
@@ -241,9 +242,15 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
     emit({ type: 'phase', phase: 'search', message: `Searching (${o.method}) under ${o.maxLoss !== undefined ? `a loss of ${(o.maxLoss * 100).toFixed(2)} points` : `${o.maxSize} bytes`}` });
     const calibration = calibrationApplies(o.calibrate, o.data) ? await ensureCalibration(pm, o.data, { signal: o.signal, threads: o.threads }) : undefined;
     const layers = searchLayers(pm, sf, { combine: o.combine && o.method === 'fast', maxCombos: o.maxCombos, comboLossLimit: o.maxLoss ?? 0.02, signal: o.signal });
-    const data = await openEvaluator(pm, o.data, [pm.layers.map((w) => w.name)], { limit: o.limit, threads: o.threads, batchSize: o.batchSize, signal: o.signal });
-    const evaluator = await data.evaluatorFor(pm.layers.map((w) => w.name));
     const onDisk = o.variantsOnDisk === 'auto' ? pm.layers.reduce((s, w) => s + w.bytes, 0) >= DISK_VARIANTS_ABOVE : o.variantsOnDisk;
+    // Bias correction goes with calibration, in memory only (it feeds the reconstructions).
+    const externalDataFolder = pm.model.externalFiles.length ? path.dirname(pm.file) : undefined;
+    const corrector = calibration && !onDisk ? await makeBiasCorrector(pm.bytes, pm.model, pm.layers, o.data, { threads: o.threads, signal: o.signal, externalDataFolder }) : undefined;
+    const group = [...pm.layers.map((w) => w.name), ...(corrector?.targets.map((t) => t.bias) ?? [])];
+    const data = await openEvaluator(pm, o.data, [group], { limit: o.limit, threads: o.threads, batchSize: o.batchSize, signal: o.signal });
+    const evaluator = await data.evaluatorFor(group);
+    /** Corrected biases of each measured candidate (by id), for the held-out check and the export. */
+    const corrections = new Map<string, ReadonlyMap<string, Float32Array>>();
     const candidates: Candidate[] = [];
     const byKey = new Map<string, Candidate>();
     const predictor = new LossPredictor(Math.max(o.maxLoss ?? 0.01, 1e-3) ** 2 * 2);
@@ -254,7 +261,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
       const known = byKey.get(key);
       if (known) return known;
       throwIfAborted(o.signal);
-      const { res, bytes, r } = await buildAndEvaluate(pm.file, specsOf(layers, choice), evaluator, { onDisk, dir, sizeAt: exportPath(pm.file, dir), calibration, signal: o.signal });
+      const { res, bytes, r, biases } = await buildAndEvaluate(pm.file, specsOf(layers, choice), evaluator, { onDisk, dir, sizeAt: exportPath(pm.file, dir), calibration, corrector, signal: o.signal });
       const flips = data.flips(r.outputs!);
       searchEvals++;
       let theory = pm.ref.bytes;
@@ -262,7 +269,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
       const sum = totals(layers, choice).loss;
       const c: Candidate = {
         id: `c${candidates.length + 1}`,
-        plan: planOf(layers, choice),
+        plan: corrector ? { ...planOf(layers, choice), biasCorrection: true } : planOf(layers, choice),
         bytes,
         ratio: pm.ref.bytes / bytes,
         theoreticalBytes: theory,
@@ -277,6 +284,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
         feasible: false,
       };
       c.feasible = feasible(c);
+      if (biases) corrections.set(c.id, biases);
       predictor.add(sum, r.loss);
       candidates.push(c);
       byKey.set(key, c);
@@ -291,6 +299,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
       else chosen = await fastUnderSize(layers, o.maxSize!, pm.ref.bytes - pm.layers.reduce((s, w) => s + w.bytes, 0), measure, o);
     } finally {
       await evaluator.dispose();
+      await corrector?.dispose();
     }
     const front = paretoFront(candidates);
     candidates.forEach((c, i) => (c.pareto = front.has(i)));
@@ -300,11 +309,11 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
     let movedByHoldout = false;
     if (chosen && o.holdout) {
       emit({ type: 'phase', phase: 'holdout', message: `Confirming ${chosen.id} on held-out data (${o.holdout.source})` });
-      const hd = await openEvaluator(pm, o.holdout, [pm.layers.map((w) => w.name)], { limit: undefined, threads: o.threads, batchSize: o.batchSize, signal: o.signal });
-      const hev = await hd.evaluatorFor(pm.layers.map((w) => w.name));
+      const hd = await openEvaluator(pm, o.holdout, [group], { limit: undefined, threads: o.threads, batchSize: o.batchSize, signal: o.signal });
+      const hev = await hd.evaluatorFor(group);
       try {
         const confirm = async (c: Candidate): Promise<boolean> => {
-          const { r } = await buildAndEvaluate(pm.file, (model) => resolvePlan(c.plan, listWeights(model)), hev, { onDisk, dir, sizeAt: undefined, calibration, signal: o.signal });
+          const { r } = await buildAndEvaluate(pm.file, (model) => resolvePlan(c.plan, listWeights(model)), hev, { onDisk, dir, sizeAt: undefined, calibration, biases: corrections.get(c.id), signal: o.signal });
           const flips = hd.flips(r.outputs!);
           const b = pairedLossBounds(flips, 0.975);
           c.holdout = { top1: hd.ref.labels ? r.top1 : null, loss: r.loss, samples: r.samples, ci: [b.lower, b.upper], flips };
@@ -365,7 +374,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
     };
     if (o.export && chosen) {
       emit({ type: 'phase', phase: 'export', message: `Exporting ${chosen.id}` });
-      const r = await exportCandidateFrom(pm.file, chosen, exportPath(pm.file, dir), true, calibration);
+      const r = await exportCandidateFrom(pm.file, chosen, exportPath(pm.file, dir), true, calibration, o.data, corrections.get(chosen.id));
       cf.outputs.model = path.basename(r.model);
       if (r.archive) {
         cf.outputs.archive = path.basename(r.archive);
@@ -557,8 +566,17 @@ async function buildAndEvaluate(
   modelFile: string,
   specs: ReadonlyMap<string, TechniqueSpec> | ((model: OnnxModel) => ReadonlyMap<string, TechniqueSpec>),
   evaluator: VariantEvaluator,
-  o: { onDisk: boolean; dir: string; sizeAt: string | undefined; calibration: ReadonlyMap<string, LayerHessian> | undefined; signal: AbortSignal | undefined },
-): Promise<{ res: ApplyResult; bytes: number; r: VariantResult }> {
+  o: {
+    onDisk: boolean;
+    dir: string;
+    sizeAt: string | undefined;
+    calibration: ReadonlyMap<string, LayerHessian> | undefined;
+    /** Corrects the biases of the compressed layers (in memory only), unless `biases` gives them. */
+    corrector?: BiasCorrector | undefined;
+    biases?: ReadonlyMap<string, Float32Array> | undefined;
+    signal: AbortSignal | undefined;
+  },
+): Promise<{ res: ApplyResult; bytes: number; r: VariantResult; biases: ReadonlyMap<string, Float32Array> | undefined }> {
   const build = async (extra: Partial<ApplyOptions>): Promise<{ res: ApplyResult; bytes: number }> => {
     const model = await loadModel(modelFile);
     const res = applySpecs(model, typeof specs === 'function' ? specs(model) : specs, { encode: o.sizeAt !== undefined, signal: o.signal, calibration: o.calibration, ...extra });
@@ -566,13 +584,16 @@ async function buildAndEvaluate(
   };
   if (!o.onDisk) {
     const { res, bytes } = await build({});
-    return { res, bytes, r: await evaluator.evaluate(res.reconstructions, { keepOutputs: true, signal: o.signal }) };
+    const biases = o.biases ?? (await o.corrector?.correct(res.reconstructions, o.signal));
+    const variant = biases ? new Map([...res.reconstructions, ...biases]) : res.reconstructions;
+    return { res, bytes, r: await evaluator.evaluate(variant, { keepOutputs: true, signal: o.signal }), biases };
   }
   const v = evaluator.diskVariant(o.dir);
   try {
     // `build` returns without the model: its payloads can be collected before the session loads.
     const { res, bytes } = await build({ keepReconstructions: false, onReconstruction: (name, w) => v.set(name, w) });
-    return { res, bytes, r: await evaluator.evaluateOnDisk(v, { keepOutputs: true, signal: o.signal }) };
+    for (const [name, b] of o.biases ?? []) v.set(name, b);
+    return { res, bytes, r: await evaluator.evaluateOnDisk(v, { keepOutputs: true, signal: o.signal }), biases: o.biases };
   } finally {
     v.dispose();
   }
@@ -593,7 +614,15 @@ function exportPath(modelFile: string, dir: string): string {
   return path.join(dir, `${path.basename(modelFile).replace(/\.onnx$/i, '')}.compressed.onnx`);
 }
 
-async function exportCandidateFrom(modelFile: string, c: Candidate, outPath: string, archive: boolean, calibration?: ReadonlyMap<string, LayerHessian>, data?: DataInput): Promise<ExportResult> {
+async function exportCandidateFrom(
+  modelFile: string,
+  c: Candidate,
+  outPath: string,
+  archive: boolean,
+  calibration?: ReadonlyMap<string, LayerHessian>,
+  data?: DataInput,
+  biases?: ReadonlyMap<string, Float32Array>,
+): Promise<ExportResult> {
   const model = await loadModel(modelFile);
   const weights = listWeights(model);
   const specs = resolvePlan(c.plan, weights, `candidate ${c.id}`);
@@ -603,7 +632,11 @@ async function exportCandidateFrom(modelFile: string, c: Candidate, outPath: str
     const wanted = new Set(calibrated);
     calibration = await collectHessians(model, weights.filter((w) => wanted.has(w.name)), data.spec, { samples: CALIBRATION_SAMPLES });
   }
-  applySpecs(model, specs, { calibration, keepReconstructions: false });
+  if (c.plan.biasCorrection && !biases) {
+    if (!data) fail('E_BAD_ARGUMENT', `Candidate ${c.id} corrects biases: exporting it needs the search data it was made with (give the dataset).`);
+    biases = await planBiasCorrections(fs.readFileSync(modelFile), () => loadModel(modelFile), specs, calibration, data, model.externalFiles.length ? { externalDataFolder: path.dirname(modelFile) } : {});
+  }
+  applySpecs(model, specs, { calibration, keepReconstructions: false, overrides: biases });
   // External data when the input had it (or past 2 GiB); the archive holds one .onnx file only.
   const saved = await saveModel(model, outPath);
   const out: ExportResult = { model: saved.modelFile, bytes: saved.modelBytes + saved.dataBytes };

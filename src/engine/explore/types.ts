@@ -102,6 +102,11 @@ export interface SensitivityFile {
   baseline: { top1: number | null; samples: number };
   levels: LevelDef[];
   layers: LayerRow[];
+  /**
+   * The cells' compressed layers had their bias corrected (`eval/biasCorrection.ts`; with
+   * calibration on real data). Absent in files from earlier versions: false.
+   */
+  biasCorrection?: boolean;
   /** Measured cells (any order); a missing cell has not been measured yet. */
   cells: SensitivityCell[];
   complete: boolean;

@@ -45,9 +45,9 @@ describe('eval/biasCorrection', function () {
       // a variant that changes no target's weight needs no correction
       assert.equal((await bc.correct(new Map())).size, 0);
       const holdout = await loadDatasetSpec(HOLDOUT);
-      const base = (await evaluateModel(bytes, holdout, 'original')).top1;
-      const plain = (await evaluateModel(substituteWeights(bytes, variant), holdout, 'k=8')).top1;
-      const fixed = (await evaluateModel(substituteWeights(bytes, new Map([...variant, ...corr])), holdout, 'k=8 corrected')).top1;
+      const base = (await evaluateModel(bytes, holdout, 'original')).top1!;
+      const plain = (await evaluateModel(substituteWeights(bytes, variant), holdout, 'k=8')).top1!;
+      const fixed = (await evaluateModel(substituteWeights(bytes, new Map([...variant, ...corr])), holdout, 'k=8 corrected')).top1!;
       // measured: 92.5 % → 67.2 % plain → 89.2 % corrected
       assert.ok(base - plain > 0.05, `plain k=8 loses ${(base - plain) * 100} points`);
       assert.ok(base - fixed < (base - plain) / 3, `corrected loss ${(base - fixed) * 100} vs plain ${(base - plain) * 100}`);
@@ -72,7 +72,7 @@ describe('eval/biasCorrection', function () {
     const [name, values] = [...corr][3]!;
     assert.deepEqual(Array.from(out.float32(out.graph.initializer.find((t) => t.name === name)!)), Array.from(values));
     // the encoded model still runs
-    assert.ok((await evaluateModel(encodeModel(out.proto), data.spec, 'x', { limit: 100 })).top1 > 0.5);
+    assert.ok((await evaluateModel(encodeModel(out.proto), data.spec, 'x', { limit: 100 })).top1! > 0.5);
     const ac = new AbortController();
     ac.abort();
     await rejectsWith(planBiasCorrections(bytes, () => loadModel(MODEL), specs, undefined, data, { signal: ac.signal }), 'E_CANCELLED');

@@ -109,6 +109,8 @@ describe('explore (LeNet-5, Fashion-MNIST)', function () {
     assert.equal(c.holdout!.passed, c.holdout!.loss <= 0.005);
     assert.equal(cf.selection!.holdoutUsedForChoice, cf.selection!.holdoutChecked.length > 1 && c.holdout!.passed === true);
     assert.ok(c.ratio > 4, `ratio ${c.ratio}`);
+    // real data: calibrated rounding and bias correction; the export below must apply both to match
+    assert.equal(c.plan.biasCorrection, true);
     assert.ok(c.holdout && c.holdout.samples === 1000);
     assert.ok(cf.candidates.some((x) => x.pareto));
     for (const f of [cf.outputs.model!, cf.outputs.archive!, 'candidates.json', 'candidates.csv', 'report.md', 'report.html', 'plan.json']) assert.ok(existsSync(join(dir, f)), f);
