@@ -20,10 +20,12 @@ import { decodeModel, encodeModel } from '../onnx/codec.js';
 import { rawByteLength } from '../onnx/dtype.js';
 import { readFully } from '../onnx/externalData.js';
 import { externalInfo, resolveExternalPath } from '../onnx/io.js';
-import { StringStringEntryProtoSchema, TensorProto_DataLocation, type ModelProto, type TensorProto } from '../onnx/proto.js';
+import { StringStringEntryProtoSchema, TensorProto_DataLocation, TensorProtoSchema, type ModelProto, type TensorProto } from '../onnx/proto.js';
 import { dimsOf, elementCount, isExternal, rawBytes, tensorToFloat32 } from '../onnx/tensor.js';
 import { forEachTensor } from '../onnx/walk.js';
 import { ioError, removeStaleTemps, tempPathFor } from '../util/atomicWrite.js';
+
+const FLOAT = 1;
 
 /** Alignment of slots in the data file (a page on every platform, so onnxruntime may map them). */
 const SLOT_ALIGN = 2 ** 16;
@@ -43,9 +45,10 @@ interface Slot {
 }
 
 /**
- * The data-file layout of variants of one graph (see the module comment): `modelBytes` is the graph
- * to run with the weights baked in (external ones resolved against `externalDataFolder`), and
- * `variable` the float32 initializers a variant may replace.
+ * The data-file layout of variants of one graph (see the module comment): `graphBytes` is the graph
+ * to run with the float32 weights `variable` as graph inputs (`weightsAsInputs.ts`, a split's
+ * suffix), `modelBytes` the original model they come from (inline originals are read as views of
+ * it, not copied; external ones, here and in the graph, are resolved against `externalDataFolder`).
  */
 export class DiskVariantLayout {
   private readonly model: ModelProto;
@@ -54,40 +57,44 @@ export class DiskVariantLayout {
   /** Bytes of the data file. */
   readonly dataBytes: number;
 
-  constructor(modelBytes: Uint8Array, variable: readonly string[], externalDataFolder: string | undefined) {
-    this.model = decodeModel(modelBytes);
-    const wanted = new Set(variable);
-    const inits = new Set(this.model.graph?.initializer ?? []);
-    let end = 0;
+  constructor(graphBytes: Uint8Array, modelBytes: Uint8Array, variable: readonly string[], externalDataFolder: string | undefined) {
+    this.model = decodeModel(graphBytes);
+    const g = this.model.graph!;
     const source = path.join(externalDataFolder ?? '.', '(model)');
-    forEachTensor(this.model, (t) => {
-      const isVariable = inits.has(t) && wanted.has(t.name);
-      if (!isVariable && !isExternal(t)) return;
-      let original: Original;
-      let length: number;
-      if (isExternal(t)) {
-        if (externalDataFolder === undefined) fail('E_BAD_ARGUMENT', `Tensor '${t.name}' is stored as external data; give the model's folder (externalDataFolder).`);
-        const info = externalInfo(t, source);
-        length = info.length ?? rawByteLength(t.dataType, elementCount(dimsOf(t)));
-        original = { kind: 'file', file: resolveExternalPath(source, info.location, t.name), offset: info.offset, location: info.location };
-      } else {
-        // An inline variable weight (float32, checked by the evaluator) moves to the data file.
-        const raw = rawBytes(t) ?? new Uint8Array(tensorToFloat32(t).buffer);
-        length = raw.length;
-        original = { kind: 'bytes', bytes: raw };
-      }
-      const count = isVariable ? elementCount(dimsOf(t)) : undefined;
-      if (count !== undefined && length !== count * 4) fail('E_TENSOR_DATA', `Weight '${t.name}' has ${length} bytes of data, its shape [${dimsOf(t).join(',')}] needs ${count * 4}.`);
+    const fromFile = (t: TensorProto): Original & { length: number } => {
+      if (externalDataFolder === undefined) fail('E_BAD_ARGUMENT', `Tensor '${t.name}' is stored as external data; give the model's folder (externalDataFolder).`);
+      const info = externalInfo(t, source);
+      const length = info.length ?? rawByteLength(t.dataType, elementCount(dimsOf(t)));
+      return { kind: 'file', file: resolveExternalPath(source, info.location, t.name), offset: info.offset, location: info.location, length };
+    };
+    let end = 0;
+    const add = (t: TensorProto, original: Original & { length: number }, count: number | undefined): Slot => {
       const offset = Math.ceil(end / SLOT_ALIGN) * SLOT_ALIGN;
-      end = offset + length;
-      const slot: Slot = { tensor: t, offset, length, count, original };
+      end = offset + original.length;
+      const slot: Slot = { tensor: t, offset, length: original.length, count, original };
       this.slots.set(t, slot);
-      if (isVariable) this.byName.set(t.name, slot);
-      t.rawData = new Uint8Array(0);
-      t.floatData = [];
-      t.dataLocation = TensorProto_DataLocation.EXTERNAL;
+      return slot;
+    };
+    // The variable weights become initializers again, with their data in the file.
+    const originals = new Map(decodeModel(modelBytes).graph!.initializer.map((t) => [t.name, t]));
+    const wanted = new Set(variable);
+    g.input = g.input.filter((i) => !wanted.has(i.name));
+    for (const n of variable) {
+      const o = originals.get(n);
+      if (!o || o.dataType !== FLOAT) fail('E_BAD_ARGUMENT', `'${n}' is not a float32 initializer of the model.`);
+      const t = create(TensorProtoSchema, { name: n, dataType: FLOAT, dims: o.dims, dataLocation: TensorProto_DataLocation.EXTERNAL });
+      g.initializer.push(t);
+      const count = elementCount(dimsOf(o));
+      // An inline original is a view of `modelBytes` (float_data, rare for large weights, a copy).
+      const original = isExternal(o) ? fromFile(o) : { kind: 'bytes' as const, bytes: rawBytes(o) ?? new Uint8Array(tensorToFloat32(o).buffer), length: count * 4 };
+      if (original.length !== count * 4) fail('E_TENSOR_DATA', `Weight '${n}' has ${original.length} bytes of data, its shape [${dimsOf(o).join(',')}] needs ${count * 4}.`);
+      this.byName.set(n, add(t, original, count));
+    }
+    // The graph's other external tensors are copied into the file too: it is the only data folder.
+    forEachTensor(this.model, (t) => {
+      if (this.slots.has(t) || !isExternal(t)) return;
+      add(t, fromFile(t), undefined);
     });
-    for (const n of variable) if (!this.byName.has(n)) fail('E_BAD_ARGUMENT', `'${n}' is not an initializer of the graph the variant runs.`);
     this.dataBytes = end;
   }
 

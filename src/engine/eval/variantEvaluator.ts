@@ -590,6 +590,7 @@ export class VariantEvaluator {
   private constructor(
     private readonly makeFeedBytes: () => Uint8Array,
     private readonly makeBakedBytes: () => Uint8Array,
+    private readonly makeDiskLayout: () => DiskVariantLayout,
     private readonly batches: readonly CachedBatch[],
     /** Names of the variable weights. */
     readonly variableWeightNames: readonly string[],
@@ -739,7 +740,9 @@ export class VariantEvaluator {
     }
     if (batches.length === 0) fail('E_DATASET', `The dataset has ${N} samples, fewer than the model's fixed batch size ${bs}.`);
     const nodes = { perVariant: split ? split.suffixNodes : store.nodes, total: store.nodes };
-    return new VariantEvaluator(makeFeed, makeBaked, batches, variableWeightNames, weights, store, sc, o, split ? 'split' : 'inputs', nodes, performance.now() - t0, consumerOps);
+    // Built from the weights-as-inputs graph: inline originals stay views of `modelBytes`.
+    const makeDiskLayout = () => new DiskVariantLayout(makeFeed(), modelBytes, variableWeightNames, o.externalDataFolder);
+    return new VariantEvaluator(makeFeed, makeBaked, makeDiskLayout, batches, variableWeightNames, weights, store, sc, o, split ? 'split' : 'inputs', nodes, performance.now() - t0, consumerOps);
   }
 
   /** Original values of the variable weights (read on first use). */
@@ -759,7 +762,7 @@ export class VariantEvaluator {
    * weights are never read into memory.
    */
   diskVariant(folder: string): DiskVariant {
-    this.diskLayout ??= new DiskVariantLayout(this.makeBakedBytes(), this.variableWeightNames, this.opts.externalDataFolder);
+    this.diskLayout ??= this.makeDiskLayout();
     return this.diskLayout.open(folder);
   }
 

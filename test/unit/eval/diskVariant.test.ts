@@ -1,14 +1,17 @@
 import { strict as assert } from 'node:assert';
-import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TechniqueSpec } from '../../../src/engine/compress';
 import { applySpecs } from '../../../src/engine/encode/apply';
 import { isCancellationError } from '../../../src/engine/errors';
-import { loadDatasetSpec } from '../../../src/engine/eval/datasetSpec';
-import type { VariantEvaluator, VariantResult } from '../../../src/engine/eval/variantEvaluator';
+import { openDataset } from '../../../src/engine/eval/dataset';
+import { loadDatasetSpec, type DatasetSpec } from '../../../src/engine/eval/datasetSpec';
+import { classesOf, sessionInputs, sessionOutputs, withSession } from '../../../src/engine/eval/session';
+import { VariantEvaluator, type VariantResult } from '../../../src/engine/eval/variantEvaluator';
 import { openEvaluator, prepareModel, type OpenedEvaluator, type PreparedModel } from '../../../src/engine/explore/workspace';
 import { loadModel, saveModel } from '../../../src/engine/onnx';
-import { tempDir } from './helpers';
+import { mulberry32 } from '../../../src/engine/util/random';
+import { DATA as EVAL_DATA, tempDir } from './helpers';
 
 const FIX = join(__dirname, '../../fixtures');
 const DATA = join(FIX, 'data/fmnist-test-1000.dataset.json');
@@ -95,6 +98,34 @@ describe('eval/diskVariant: variants evaluated from a temp data file', function 
       assert.deepEqual(readdirSync(work), []);
     });
   }
+
+  it('a whole-graph evaluator (no split): the same numbers as fed, for every subset of the weights', async () => {
+    const bytes = readFileSync(join(EVAL_DATA, 'tiny.onnx'));
+    const spec: DatasetSpec = { format: 'npy', inputs: join(EVAL_DATA, 'tiny-x.npy'), labels: join(EVAL_DATA, 'tiny-y.npy') };
+    const ds = await withSession(bytes, {}, async (s) => openDataset(spec, sessionInputs(s), { numClasses: classesOf(sessionOutputs(s)[0]) }));
+    const ev = await VariantEvaluator.create(bytes, ['conv.w', 'fc.w', 'fc.b'], ds, { mode: 'inputs' });
+    const work = tempDir();
+    try {
+      assert.equal(ev.mode, 'inputs');
+      const rand = mulberry32(7);
+      const noisy = (n: string) => Float32Array.from(ev.originalWeights().get(n)!.data, (x) => x + (rand() - 0.5) * 0.3);
+      for (const names of [['conv.w'], ['fc.w', 'fc.b'], ['conv.w', 'fc.w', 'fc.b']]) {
+        const variant = new Map(names.map((n) => [n, noisy(n)]));
+        const v = ev.diskVariant(work);
+        let disk: VariantResult;
+        try {
+          for (const [n, w] of variant) v.set(n, w);
+          disk = await ev.evaluateOnDisk(v, { keepOutputs: true });
+        } finally {
+          v.dispose();
+        }
+        sameResult(disk, await ev.evaluate(variant, { keepOutputs: true }));
+      }
+    } finally {
+      await ev.dispose();
+    }
+    assert.deepEqual(readdirSync(work), []);
+  });
 
   it('a cancelled evaluation and refused weights leave no temp file', async () => {
     const file = await lenet(true);
