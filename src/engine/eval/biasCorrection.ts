@@ -16,15 +16,19 @@
  *
  * Cost per variant: one pass over the calibration samples per corrected layer, each only through
  * the layer's prefix. One session serves every variant: the corrected layers' weights and biases
- * are graph inputs.
+ * are graph inputs. A variant that changes one layer only (a sensitivity cell) needs no pass: the
+ * layer is linear in its weights, so its mean output shift is exactly (Ŵ − W) applied to the mean of
+ * its input patches, which one pass over the original model gives for every layer at once (the
+ * mean input feature map, summed over each kernel offset's window, zero padding included).
  */
 import * as ort from 'onnxruntime-node';
 import { fail, throwIfAborted } from '../errors';
-import type { OnnxModel, WeightInfo } from '../onnx';
+import type { NodeProto, OnnxModel, WeightInfo } from '../onnx';
 import { openDataset } from './dataset';
 import type { DatasetSpec } from './datasetSpec';
 import { createSession, sessionInputs, toOrtFeeds, type SessionOptions } from './session';
 import type { FeedTensor } from './types';
+import { modelIo } from './variantEvaluator';
 import { weightsAsInputs, withExtraOutputs, type WeightTensor } from './weightsAsInputs';
 
 const FLOAT = 1;
@@ -34,6 +38,35 @@ export interface BiasTarget {
   readonly weight: string;
   readonly bias: string;
   readonly output: string;
+  /** The layer's data input (for the analytic single-layer correction). */
+  readonly input: string;
+  /** How the weight meets its input, when the analytic correction supports it. */
+  readonly geometry: Geometry | undefined;
+}
+
+/** 2-D Conv with explicit pads, or Gemm (transA 0, alpha = beta = 1). */
+type Geometry =
+  | { kind: 'conv'; group: number; strides: number[]; pads: number[]; dilations: number[] }
+  | { kind: 'gemm'; transB: boolean };
+
+function ints(n: NodeProto, name: string, fallback: number[]): number[] {
+  const a = n.attribute.find((x) => x.name === name);
+  return a && a.ints.length ? a.ints.map(Number) : fallback;
+}
+function num(n: NodeProto, name: string, fallback: number): number {
+  const a = n.attribute.find((x) => x.name === name);
+  return a === undefined ? fallback : a.type === 1 ? a.f : Number(a.i);
+}
+
+function geometryOf(n: NodeProto, weightDims: readonly number[]): Geometry | undefined {
+  if (n.opType === 'Gemm') {
+    if (num(n, 'alpha', 1) !== 1 || num(n, 'beta', 1) !== 1 || weightDims.length !== 2) return undefined;
+    return { kind: 'gemm', transB: num(n, 'transB', 0) !== 0 };
+  }
+  const autoPad = n.attribute.find((x) => x.name === 'auto_pad');
+  const ap = autoPad?.s ? new TextDecoder().decode(autoPad.s) : 'NOTSET';
+  if ((ap !== 'NOTSET' && ap !== 'VALID') || weightDims.length !== 4) return undefined;
+  return { kind: 'conv', group: num(n, 'group', 1), strides: ints(n, 'strides', [1, 1]), pads: ap === 'VALID' ? [0, 0, 0, 0] : ints(n, 'pads', [0, 0, 0, 0]), dilations: ints(n, 'dilations', [1, 1]) };
 }
 
 /**
@@ -55,7 +88,8 @@ export function biasTargets(model: OnnxModel, weights: readonly WeightInfo[]): B
     if (n.opType === 'Gemm' && n.attribute.some((a) => a.name === 'transA' && Number(a.i) !== 0)) continue;
     const bt = inits.get(b);
     if (!bt || bt.dataType !== FLOAT || bt.dims.length !== 1) continue;
-    out.push({ weight: w, bias: b, output: n.output[0]! });
+    const wt = inits.get(w);
+    out.push({ weight: w, bias: b, output: n.output[0]!, input: n.input[0]!, geometry: wt ? geometryOf(n, wt.dims.map(Number)) : undefined });
   }
   return out;
 }
@@ -89,6 +123,45 @@ function addChannelMeans(t: ort.Tensor, acc: Float64Array): void {
   }
 }
 
+/** Sums over samples of a [N, ...] tensor's values per position (the rest of its dims), into `acc`. */
+function addSampleSums(data: Float32Array, n: number, acc: Float64Array): void {
+  const per = data.length / n;
+  if (per !== acc.length) fail('E_INTERNAL', `bias correction: input of ${per} values per sample, expected ${acc.length}.`);
+  for (let i = 0; i < n; i++) for (let j = 0, off = i * per; j < per; j++) acc[j]! += data[off + j]!;
+}
+
+/**
+ * Mean input patch of a 2-D convolution: for input channel c and kernel offset (kh, kw), the mean
+ * over output positions of the mean feature map at (oh·s + kh·d − pad), zero outside (padding).
+ */
+function patchMeans(map: Float64Array, dims: readonly number[], kernel: readonly number[], g: Extract<Geometry, { kind: 'conv' }>): Float64Array {
+  const [c, h, w] = dims as [number, number, number];
+  const [kh, kw] = kernel as [number, number];
+  const [sh, sw] = g.strides as [number, number];
+  const [dh, dw] = g.dilations as [number, number];
+  const [pt, pl, pb, pr] = g.pads as [number, number, number, number];
+  const oh = Math.floor((h + pt + pb - dh * (kh - 1) - 1) / sh) + 1;
+  const ow = Math.floor((w + pl + pr - dw * (kw - 1) - 1) / sw) + 1;
+  const out = new Float64Array(c * kh * kw);
+  for (let ch = 0; ch < c; ch++) {
+    for (let a = 0; a < kh; a++) {
+      for (let b = 0; b < kw; b++) {
+        let sum = 0;
+        for (let y = 0; y < oh; y++) {
+          const iy = y * sh + a * dh - pt;
+          if (iy < 0 || iy >= h) continue;
+          for (let x = 0; x < ow; x++) {
+            const ix = x * sw + b * dw - pl;
+            if (ix >= 0 && ix < w) sum += map[(ch * h + iy) * w + ix]!;
+          }
+        }
+        out[(ch * kh + a) * kw + b] = sum / (oh * ow);
+      }
+    }
+  }
+  return out;
+}
+
 /** Corrects the biases of compressed variants of one model (see the module comment). */
 export class BiasCorrector {
   private constructor(
@@ -99,17 +172,22 @@ export class BiasCorrector {
     readonly targets: readonly BiasTarget[],
     private readonly originals: ReadonlyMap<string, WeightTensor>,
     private readonly originalMeans: ReadonlyMap<string, Float64Array>,
+    /** Per target weight with a supported geometry: the mean input patch (conv) or row (gemm). */
+    private readonly inputMeans: ReadonlyMap<string, Float64Array>,
   ) {}
 
   /**
    * Reads the first `samples` samples of `spec` into memory, builds one session where the targets'
-   * weights and biases are inputs and their outputs extra outputs, and measures the original means.
+   * weights and biases are inputs and their outputs extra outputs, and measures the original output
+   * means and the mean input patches.
    */
   static async create(modelBytes: Uint8Array, targets: readonly BiasTarget[], spec: DatasetSpec, options: Partial<BiasCorrectorOptions> = {}): Promise<BiasCorrector> {
     const o: BiasCorrectorOptions = { samples: 256, batchSize: 64, session: {}, externalDataFolder: undefined, signal: undefined, ...options };
     const names = targets.flatMap((t) => [t.weight, t.bias]);
     const wi = weightsAsInputs(modelBytes, names, o.externalDataFolder);
-    const bytes = withExtraOutputs(wi.bytes, targets.map((t) => t.output));
+    const graphInputs = new Set(modelIo(wi.bytes).inputs.map((i) => i.name));
+    const fetchedInputs = [...new Set(targets.filter((t) => t.geometry && !graphInputs.has(t.input)).map((t) => t.input))];
+    const bytes = withExtraOutputs(wi.bytes, [...targets.map((t) => t.output), ...fetchedInputs]);
     const session = await createSession(bytes, { ...o.session, ...(o.externalDataFolder ? { externalDataFolder: o.externalDataFolder } : {}) }, 'model for bias correction');
     try {
       const inputs = sessionInputs(session).filter((i) => !wi.weights.has(i.name));
@@ -121,44 +199,110 @@ export class BiasCorrector {
         count += b.count;
       }
       if (count === 0) fail('E_DATASET', `${spec.format} data: no samples for bias correction.`);
-      const bc = new BiasCorrector(session, batches, count, targets, wi.weights, new Map());
-      const means = await bc.means(new Map(), targets.map((t) => t.output), o.signal);
-      return new BiasCorrector(session, batches, count, targets, wi.weights, means);
+      const bc = new BiasCorrector(session, batches, count, targets, wi.weights, new Map(), new Map());
+      const maps = new Map<string, { sum: Float64Array; dims: number[] }>();
+      const means = await bc.means(new Map(), targets.map((t) => t.output), o.signal, fetchedInputs, (name, t) => {
+        const dims = t.dims.slice(1);
+        let m = maps.get(name);
+        if (!m) maps.set(name, (m = { sum: new Float64Array(dims.reduce((a, b) => a * b, 1)), dims }));
+        addSampleSums(t.data as Float32Array, t.dims[0]!, m.sum);
+      });
+      for (const m of maps.values()) for (let i = 0; i < m.sum.length; i++) m.sum[i]! /= count;
+      const inputMeans = new Map<string, Float64Array>();
+      for (const t of targets) {
+        const m = maps.get(t.input);
+        const g = t.geometry;
+        if (!m || !g) continue;
+        const wd = wi.weights.get(t.weight)!.dims;
+        if (g.kind === 'gemm' && m.dims.length === 1) inputMeans.set(t.weight, m.sum);
+        if (g.kind === 'conv' && m.dims.length === 3) inputMeans.set(t.weight, patchMeans(m.sum, m.dims, wd.slice(2), g));
+      }
+      return new BiasCorrector(session, batches, count, targets, wi.weights, means, inputMeans);
     } catch (e) {
       await session.release();
       throw e;
     }
   }
 
-  /** Mean per channel of `outputs` over the calibration samples with `values` replacing originals. */
-  private async means(values: ReadonlyMap<string, Float32Array>, outputs: readonly string[], signal: AbortSignal | undefined): Promise<Map<string, Float64Array>> {
+  /**
+   * Mean per channel of `outputs` over the calibration samples with `values` replacing originals;
+   * `also` are fetched too and handed to `onTensor` per batch (graph inputs come from the feeds).
+   */
+  private async means(
+    values: ReadonlyMap<string, Float32Array>,
+    outputs: readonly string[],
+    signal: AbortSignal | undefined,
+    also: readonly string[] = [],
+    onTensor?: (name: string, t: { data: ort.Tensor['data']; dims: readonly number[] }) => void,
+  ): Promise<Map<string, Float64Array>> {
     const weights: Record<string, ort.Tensor> = {};
     for (const [n, w] of this.originals) weights[n] = new ort.Tensor('float32', values.get(n) ?? w.data, w.dims as number[]);
     const sums = new Map<string, Float64Array>();
     for (const t of this.targets) if (outputs.includes(t.output)) sums.set(t.output, new Float64Array(this.originals.get(t.bias)!.data.length));
+    const fromFeeds = onTensor ? [...new Set(this.targets.filter((t) => t.geometry).map((t) => t.input))] : [];
     for (const feeds of this.batches) {
       throwIfAborted(signal);
-      const r = await this.session.run({ ...toOrtFeeds(feeds), ...weights }, [...outputs]);
+      const r = await this.session.run({ ...toOrtFeeds(feeds), ...weights }, [...outputs, ...also]);
       for (const name of outputs) addChannelMeans(r[name]!, sums.get(name)!);
+      for (const name of also) onTensor!(name, r[name]!);
+      for (const name of fromFeeds) if (feeds[name]) onTensor!(name, feeds[name]);
     }
     for (const s of sums.values()) for (let c = 0; c < s.length; c++) s[c]! /= this.samples;
     return sums;
   }
 
+  /** The output mean shift of target `t` alone changed to `w` (upstream original): (Ŵ − W)·mean input. */
+  private shiftAlone(t: BiasTarget, w: Float32Array): Float64Array | undefined {
+    const mu = this.inputMeans.get(t.weight);
+    const g = t.geometry;
+    if (!mu || !g) return undefined;
+    const orig = this.originals.get(t.weight)!;
+    const rows = this.originals.get(t.bias)!.data.length;
+    const shift = new Float64Array(rows);
+    if (g.kind === 'gemm') {
+      const k = mu.length;
+      for (let n = 0; n < rows; n++) {
+        let s = 0;
+        for (let j = 0; j < k; j++) {
+          const at = g.transB ? n * k + j : j * rows + n;
+          s += (w[at]! - orig.data[at]!) * mu[j]!;
+        }
+        shift[n] = s;
+      }
+      return shift;
+    }
+    const per = orig.data.length / rows; // Cg·kh·kw
+    const groupRows = rows / g.group;
+    for (let c = 0; c < rows; c++) {
+      const base = Math.floor(c / groupRows) * per;
+      let s = 0;
+      for (let j = 0, at = c * per; j < per; j++, at++) s += (w[at]! - orig.data[at]!) * mu[base + j]!;
+      shift[c] = s;
+    }
+    return shift;
+  }
+
   /**
    * Corrected biases for a variant (weight name → compressed values): one entry per target whose
-   * weight the variant changes, in graph order, each measured with the corrections before it.
+   * weight the variant changes, in graph order, each measured with the corrections before it. A
+   * variant of one target weight alone is corrected without a pass (see the module comment).
    */
-  async correct(variant: ReadonlyMap<string, Float32Array>, signal?: AbortSignal): Promise<Map<string, Float32Array>> {
+  async correct(variant: ReadonlyMap<string, Float32Array>, signal?: AbortSignal, o: { analytic?: boolean } = {}): Promise<Map<string, Float32Array>> {
     const values = new Map(variant);
     const out = new Map<string, Float32Array>();
+    const alone = variant.size === 1 && o.analytic !== false ? this.targets.find((t) => variant.has(t.weight)) : undefined;
     for (const t of this.targets) {
       if (!variant.has(t.weight)) continue;
-      const m = (await this.means(values, [t.output], signal)).get(t.output)!;
-      const ref = this.originalMeans.get(t.output)!;
+      throwIfAborted(signal);
+      let shift: ArrayLike<number> | undefined = t === alone ? this.shiftAlone(t, variant.get(t.weight)!) : undefined;
+      if (!shift) {
+        const m = (await this.means(values, [t.output], signal)).get(t.output)!;
+        const ref = this.originalMeans.get(t.output)!;
+        shift = m.map((x, c) => x - ref[c]!);
+      }
       const b = values.get(t.bias) ?? this.originals.get(t.bias)!.data;
       const nb = new Float32Array(b.length);
-      for (let c = 0; c < b.length; c++) nb[c] = b[c]! - (m[c]! - ref[c]!);
+      for (let c = 0; c < b.length; c++) nb[c] = b[c]! - shift[c]!;
       values.set(t.bias, nb);
       out.set(t.bias, nb);
     }

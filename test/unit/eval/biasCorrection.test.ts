@@ -60,6 +60,32 @@ describe('eval/biasCorrection', function () {
     }
   });
 
+  it('one layer alone: the correction from the mean input patch equals the measured one (every layer of the three fixtures)', async () => {
+    for (const name of ['lenet5', 'resnet8', 'mobilenet']) {
+      const file = join(FIX, `${name}.onnx`);
+      const m = await loadModel(file);
+      const ws = listWeights(m).filter((w) => w.compressible);
+      const bc = await BiasCorrector.create(readFileSync(file), biasTargets(m, ws), await loadDatasetSpec(SEARCH), { samples: 64 });
+      try {
+        for (const w of ws) {
+          const t = bc.targets.find((x) => x.weight === w.name);
+          if (!t) continue;
+          assert.ok(t.geometry, `${name} ${w.name}: analytic geometry`);
+          const variant = new Map([[w.name, compressWeight(m, w, { technique: 'share', k: 4, perChannel: false }).weights]]);
+          const fast = (await bc.correct(variant)).get(t.bias)!;
+          const measured = (await bc.correct(variant, undefined, { analytic: false })).get(t.bias)!;
+          const orig = m.float32(m.graph.initializer.find((x) => x.name === t.bias)!);
+          let scale = 0;
+          for (let c = 0; c < orig.length; c++) scale = Math.max(scale, Math.abs(measured[c]! - orig[c]!));
+          assert.ok(scale > 0, `${name} ${w.name}: k=4 shifts the mean`);
+          for (let c = 0; c < orig.length; c++) assert.ok(Math.abs(fast[c]! - measured[c]!) <= 1e-3 * scale + 1e-6, `${name} ${w.name}[${c}]: ${fast[c]} vs ${measured[c]}`);
+        }
+      } finally {
+        await bc.dispose();
+      }
+    }
+  });
+
   it('is written by applySpecs overrides, and stops on abort', async () => {
     const m = await loadModel(MODEL);
     const specs = new Map(listWeights(m).filter((w) => w.compressible).map((w) => [w.name, K8]));
