@@ -24,10 +24,11 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { equals } from '@bufbuild/protobuf';
 import * as ort from 'onnxruntime-node';
 import { decodeModel, encodeModel } from '../onnx/codec.js';
-import type { ModelProto, NodeProto } from '../onnx/proto.js';
-import { dimsOf, tensorToFloat32 } from '../onnx/tensor.js';
+import { TensorProtoSchema, type ModelProto, type NodeProto } from '../onnx/proto.js';
+import { dimsOf, isExternal, tensorToFloat32 } from '../onnx/tensor.js';
 import type { SessionOptions } from './session.js';
 import { tensorValueInfo, WeightSplicer, type WeightTensor } from './weightsAsInputs.js';
 
@@ -154,12 +155,19 @@ export async function layoutFeed(bakedBytes: Uint8Array, weights: ReadonlyMap<st
   if (rg.node.length !== pg.node.length || rg.node.some((n, i) => nodeKey(n) !== nodeKey(pg.node[i]!))) return undefined;
   const probeInits = new Map(pg.initializer.map((t) => [t.name, t]));
   if (probeInits.size !== rg.initializer.length || rg.initializer.some((t) => !probeInits.has(t.name))) return undefined;
+  // Everything is read from the decoded bytes: a tensor onnxruntime wrote as external data is gone.
+  if ([...rg.initializer, ...pg.initializer].some(isExternal)) return undefined;
   const inputs: DerivedInput[] = [];
   for (const t of rg.initializer) {
-    if (t.dataType !== 1) continue;
     const p = probeInits.get(t.name)!;
     // Same stored bytes: not derived from the weights (a byte compare: most initializers are this).
     if (p.rawData.length > 0 && Buffer.from(p.rawData.buffer, p.rawData.byteOffset, p.rawData.length).equals(t.rawData)) continue;
+    // Only float tensors can be gathered from the weights: another one that the values changed
+    // (stored bytes that differ, or typed fields) means the graph depends on them in another way.
+    if (t.dataType !== 1) {
+      if (p.rawData.length > 0 || !equals(TensorProtoSchema, p, t)) return undefined;
+      continue;
+    }
     const a = tensorToFloat32(p);
     const b = tensorToFloat32(t);
     if (a.length === b.length && a.every((x, i) => Object.is(x, b[i]))) continue;
