@@ -50,9 +50,10 @@ export interface VariantEvaluatorOptions extends SessionOptions {
    * `layoutFeed` off: with rebuilding when a convolution reads the weights, whose fed kernel is
    * 1.1–20× slower), tries the other way on the second variant only when it can win — feed when the
    * rebuilt session took > 2 % of the variant, rebuild when the fed session's creation is < 20 % of
-   * a fed variant — and then keeps the cheaper way (running means of session creation + time per
-   * sample, see `decide`). Models with external data always feed. Rebuilt sessions run without
-   * onnxruntime's memory pattern (planned on a first run, it pays off only over many).
+   * a fed variant and the weights are not all fed in onnxruntime's layout — and then keeps the
+   * cheaper way (running means of session creation + time per sample, see `decide`). Models with
+   * external data always feed. Rebuilt sessions run without onnxruntime's memory pattern (planned on
+   * a first run, it pays off only over many).
    */
   strategy: 'auto' | 'feed' | 'rebuild';
   /**
