@@ -10,7 +10,7 @@ import { specLabel } from '../explore/plan';
 import { chooseEncoding } from './choose';
 import { clone, create } from '@bufbuild/protobuf';
 import { FunctionProtoSchema, OperatorSetIdProtoSchema, type FunctionProto } from '../onnx/proto';
-import { DECODE_DOMAIN, denseDecoder, MIN_DECODE_OPSET, MIN_FUNCTION_IR, type DecodeGraph } from './decoders';
+import { DECODE_DOMAIN, denseDecoder, MIN_DECODE_OPSET, MIN_FUNCTION_IR, specializedDecoder, type DecodeGraph } from './decoders';
 import { applyLowRank, lowRankUnsupported } from './lowRank';
 import { compactGraph } from '../onnx/compact';
 import type { LayerHessian } from '../compress/gptq';
@@ -167,10 +167,38 @@ export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, Techniqu
     const cut = name.lastIndexOf('::');
     return cut > 0 && specs.has(name.slice(0, cut));
   };
+  if (o.encode) specializeSingleWidth(model);
   if (o.encode) for (const [name, data] of o.overrides ?? []) model.setFloat32(name, data);
   if (o.encode) shareDecodeConstants(model, isPayload);
   if (o.encode && o.compact) compactGraph(model, specs.keys(), isPayload, new Map([...specs.keys()].map((n) => [n, weights.get(n)!.shape] as const)));
   return result;
+}
+
+/**
+ * When every width-generic decoder call of the model (`Codebook`, `Quant`, ...: unpack table last)
+ * unpacks the same width, call the per-width functions instead and drop the tables
+ * ({@link specializedDecoder}); with several widths the one generic function is smaller.
+ */
+function specializeSingleWidth(model: OnnxModel): void {
+  const g = model.graph;
+  const calls = g.node.filter((n) => n.domain === DECODE_DOMAIN && specializedDecoder(n.opType, 1) !== undefined);
+  if (calls.length === 0) return;
+  const tables = new Map(g.initializer.map((t) => [t.name, t] as const));
+  const widths = new Set(calls.map((n) => tables.get(n.input[n.input.length - 1]!)?.rawData[0]));
+  if (widths.size !== 1) return;
+  const bits = [...widths][0];
+  if (bits === undefined) return;
+  const dropped = new Set<string>();
+  const generic = new Set(calls.map((n) => n.opType));
+  for (const n of calls) {
+    const f = specializedDecoder(n.opType, bits)!;
+    dropped.add(n.input.pop()!);
+    n.opType = f.name;
+    addFunction(model, f);
+  }
+  const stillRead = new Set(g.node.flatMap((n) => n.input));
+  for (const name of dropped) if (!stillRead.has(name)) model.removeInitializer(name);
+  model.proto.functions = model.proto.functions.filter((f) => f.domain !== DECODE_DOMAIN || !generic.has(f.name));
 }
 
 /** Integer payloads that decoders of different layers may share (shapes, offsets, shifts). */

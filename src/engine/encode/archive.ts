@@ -116,19 +116,26 @@ const WHOLE_FILE_MAX = 1 << 20;
 /**
  * Finds the packed code streams of an ONNX file: uint8 initializers that a decoding function call
  * (`onnx_compress` domain) reads as packed codes ({@link packedInputBits}: the width comes from the
- * function's name, the count from the length), and uint8 tensors (any graph) with the older
+ * function's name, or for the width-generic functions from their unpack table; the count from the length), and uint8 tensors (any graph) with the older
  * `parsePackedDocString` marker; each must be where the file says and re-pack to the same bytes.
  * Sorted by offset.
  */
 export function findPackedStreams(onnx: Uint8Array, source = 'model'): Array<Stream> {
   const model = decodeModel(onnx, source);
   const widths = new Map<string, number>();
+  const tables = new Map((model.graph?.initializer ?? []).filter((t) => t.dataType === DataType.UINT8).map((t) => [t.name, t.rawData] as const));
   for (const n of model.graph?.node ?? []) {
     if (n.domain !== DECODE_DOMAIN) continue;
     packedInputBits(n.opType)?.forEach((bits, i) => {
       const input = n.input[i];
       if (input) widths.set(input, bits);
     });
+    // Width-generic decoders (`Codebook`, `Quant`, ...): the width is the first byte of the unpack
+    // table, their last input.
+    if (/^(?:Codebook|Quant)(?:PC|S)?$/.test(n.opType)) {
+      const bits = tables.get(n.input[n.input.length - 1]!)?.[0];
+      if (bits !== undefined && n.input[0]) widths.set(n.input[0], bits);
+    }
   }
   const main = new Set(model.graph?.initializer ?? []);
   const found: Stream[] = [];

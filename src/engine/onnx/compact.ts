@@ -16,8 +16,8 @@
  * Models with subgraphs (If/Loop/Scan) only lose node names and doc strings: their bodies may read
  * outer values by name. Functions are left as they are.
  */
-import { toBinary } from '@bufbuild/protobuf';
-import { AttributeProto_AttributeType as AT, AttributeProtoSchema, type AttributeProto, type GraphProto, type NodeProto } from './proto';
+import { clearField, toBinary } from '@bufbuild/protobuf';
+import { AttributeProto_AttributeType as AT, AttributeProtoSchema, NodeProtoSchema, type AttributeProto, type GraphProto, type NodeProto } from './proto';
 import type { OnnxModel } from './model';
 
 /** What {@link compactGraph} did. */
@@ -110,8 +110,10 @@ export function compactGraph(
   const dimsOf = (name: string): readonly number[] | undefined => initDims.get(name) ?? dims.get(name);
   for (const n of g.node) {
     result.namesRemoved += n.name.length + n.docString.length;
-    n.name = '';
-    n.docString = '';
+    // Cleared, not set to '': ONNX fields have explicit presence, so an empty string still costs
+    // 2 bytes each (4 per node).
+    clearField(n, NodeProtoSchema.field.name);
+    clearField(n, NodeProtoSchema.field.docString);
     result.defaultAttributes += dropDefaults(n, dimsOf);
   }
   if (hasSubgraphs(g)) return result;

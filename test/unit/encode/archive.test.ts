@@ -128,6 +128,28 @@ describe('encode/archive: pack and unpack compressed models byte for byte', () =
     });
   }
 
+  it('several code widths share one width-generic decoder; one width gets the per-width function', async () => {
+    const m = modelFromBytes(lenet, 'fixture');
+    const ws = listWeights(m).filter((w) => w.compressible);
+    const mixed: TechniqueSpec[] = [share(8, false), share(32, false), share(4, false), { technique: 'quant', bits: 3, symmetric: true, perChannel: true, clip: 'minmax' }, { technique: 'share', k: 64, perChannel: false, scaled: true }];
+    const res = applySpecs(m, new Map(ws.map((w, i) => [w.name, mixed[i]!] as const)));
+    const onnx = encodeModel(m.proto);
+    const fns = m.proto.functions.map((f) => f.name).sort();
+    assert.deepEqual(fns, ['Codebook', 'CodebookS', 'Quant']);
+    // every layer's stream is found with its width (from the unpack table)
+    assert.deepEqual(findPackedStreams(onnx).map((x) => x.bits).sort(), [2, 3, 3, 5, 6]);
+    assert.deepEqual(Buffer.from(unpackArchive(packArchive(onnx))), Buffer.from(onnx));
+    // decodes to the reconstructions: same outputs as the original graph with them substituted
+    const plain = modelFromBytes(lenet, 'fixture');
+    for (const [name, w] of res.reconstructions) plain.setFloat32(name, w);
+    assert.deepEqual(await runs(onnx, 'input', [2, 1, 28, 28]), await runs(encodeModel(plain.proto), 'input', [2, 1, 28, 28]));
+    // one width: the per-width function, no table
+    const one = modelFromBytes(lenet, 'fixture');
+    applySpecs(one, new Map(ws.map((w) => [w.name, share(8, false)] as const)));
+    assert.deepEqual(one.proto.functions.map((f) => f.name), ['Codebook3']);
+    assert.ok(one.graph.node.every((n) => n.opType !== 'Codebook'));
+  });
+
   it('lenet5 with 16-cluster sharing: streams coded below their order-0 entropy, archive ≤ 0.125 × the original', () => {
     const onnx = compressed(lenet, share(16, false));
     const { archive, stats } = packArchiveWithStats(onnx, { wholeFile: false });
