@@ -10,6 +10,7 @@ import { evalBench } from './eval';
 import { exploreBench } from './explore';
 import { memoryBench } from './memory';
 import { onnxIoBench, onnxIoChild } from './onnxio';
+import { qualityBench } from './quality';
 
 /** A benchmark: `run` prints its own report. */
 export interface Bench {
@@ -19,7 +20,7 @@ export interface Bench {
 }
 
 /** Registered benchmarks, in run order. Add new modules here. */
-const BENCHES: Bench[] = [onnxIoBench, compressBench, evalBench, archiveBench, calibrationBench, exploreBench, memoryBench];
+const BENCHES: Bench[] = [onnxIoBench, compressBench, evalBench, archiveBench, calibrationBench, exploreBench, qualityBench, memoryBench];
 const CHILDREN: Record<string, (args: string[]) => Promise<void>> = { onnxio: onnxIoChild };
 
 async function main(argv: string[]): Promise<void> {
