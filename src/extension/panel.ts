@@ -289,7 +289,8 @@ export class ResultsPanel {
       if (level) layers[l.name] = specToLayerPlan(level.spec);
     }
     if (Object.keys(layers).length === 0) throw new Error('Nothing selected: click a heatmap cell to choose a level for a layer first.');
-    return { layers };
+    // The cells were measured with corrected biases: export what was measured.
+    return this.results.sensitivity?.biasCorrection ? { layers, biasCorrection: true } : { layers };
   }
 
   private runState(): RunState {

@@ -20,7 +20,7 @@ import { listWeights, loadModel, saveModel } from '../onnx';
 import { writeFileAtomic } from '../util/atomicWrite';
 import type { ExploreEvent } from '../explore/types';
 import { collectHessians } from '../eval/calibration';
-import { CALIBRATION_SAMPLES } from '../explore/calibrate';
+import { CALIBRATION_SAMPLES, planBiasCorrections } from '../explore/calibrate';
 import type { FromWorkerMessage, ToWorkerMessage, WorkerRunOptions } from './protocol';
 
 const port = parentPort;
@@ -73,7 +73,12 @@ async function exportPlan(model: string, plan: PlanFile, outPath: string, archiv
     if (!data || data.spec.format === 'synthetic') fail('E_BAD_ARGUMENT', `The plan uses calibrated rounding on ${calibrated.size} layer(s): exporting it needs the model's dataset (run "Configure Dataset").`);
     calibration = await collectHessians(m, weights.filter((w) => calibrated.has(w.name)), data.spec, { samples: CALIBRATION_SAMPLES });
   }
-  applySpecs(m, specs, { calibration });
+  let overrides;
+  if (plan.biasCorrection) {
+    if (!data || data.spec.format === 'synthetic') fail('E_BAD_ARGUMENT', 'The plan corrects biases ("biasCorrection": true): exporting it needs the model\'s dataset (run "Configure Dataset").');
+    overrides = await planBiasCorrections(fs.readFileSync(model), () => loadModel(model), specs, calibration, data, m.externalFiles.length ? { externalDataFolder: dirname(model) } : {});
+  }
+  applySpecs(m, specs, { calibration, overrides });
   const saved = await saveModel(m, outPath, { externalData: 'none' });
   const reply: FromWorkerMessage = { type: 'exported', outPath: saved.modelFile, bytes: saved.modelBytes };
   if (archive) {
