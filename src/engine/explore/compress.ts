@@ -249,6 +249,8 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
     const group = [...pm.layers.map((w) => w.name), ...(corrector?.targets.map((t) => t.bias) ?? [])];
     const data = await openEvaluator(pm, o.data, [group], { limit: o.limit, threads: o.threads, batchSize: o.batchSize, signal: o.signal });
     const evaluator = await data.evaluatorFor(group);
+    /** The search choice of each measured candidate (by id). */
+    const choiceOf = new Map<string, readonly number[]>();
     /** Corrected biases of each measured candidate (by id), for the held-out check and the export. */
     const corrections = new Map<string, ReadonlyMap<string, Float32Array>>();
     const candidates: Candidate[] = [];
@@ -285,6 +287,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
       };
       c.feasible = feasible(c);
       if (biases) corrections.set(c.id, biases);
+      choiceOf.set(c.id, choice);
       predictor.add(sum, r.loss);
       candidates.push(c);
       byKey.set(key, c);
@@ -293,59 +296,74 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
       return c;
     };
     let chosen: Candidate | undefined;
+    let holdoutEvals = 0;
+    let holdoutRef = null;
+    const checked: string[] = [];
+    let movedByHoldout = false;
+    // The search's evaluator stays open through the held-out check: a failed check may search on.
     try {
       if (o.method === 'greedy') chosen = await greedy(layers, o.maxLoss!, measure, o.signal);
       else if (o.maxLoss !== undefined) chosen = await fastUnderLoss(layers, o.maxLoss, predictor, measure, o, (message) => emit({ type: 'log', message }));
       else chosen = await fastUnderSize(layers, o.maxSize!, pm.ref.bytes - pm.layers.reduce((s, w) => s + w.bytes, 0), measure, o);
+      if (chosen && o.holdout) {
+        emit({ type: 'phase', phase: 'holdout', message: `Confirming ${chosen.id} on held-out data (${o.holdout.source})` });
+        const hd = await openEvaluator(pm, o.holdout, [group], { limit: undefined, threads: o.threads, batchSize: o.batchSize, signal: o.signal });
+        const hev = await hd.evaluatorFor(group);
+        try {
+          const confirm = async (c: Candidate): Promise<boolean> => {
+            const { r } = await buildAndEvaluate(pm.file, (model) => resolvePlan(c.plan, listWeights(model)), hev, { onDisk, dir, sizeAt: undefined, calibration, biases: corrections.get(c.id), signal: o.signal });
+            const flips = hd.flips(r.outputs!);
+            const b = pairedLossBounds(flips, 0.975);
+            c.holdout = { top1: hd.ref.labels ? r.top1 : null, loss: r.loss, samples: r.samples, ci: [b.lower, b.upper], flips };
+            if (o.maxLoss !== undefined) c.holdout.passed = r.loss <= o.maxLoss + 1e-12;
+            holdoutEvals++;
+            checked.push(c.id);
+            emit({ type: 'log', message: `${c.id} on held-out data: loss ${(r.loss * 100).toFixed(2)} points (95 % CI ${(b.lower * 100).toFixed(2)}…${(b.upper * 100).toFixed(2)})` });
+            return c.holdout.passed !== false;
+          };
+          let ok = await confirm(chosen);
+          if (!ok && o.maxLoss !== undefined) {
+            // Walk back: larger feasible candidates with a lower search loss than every failure.
+            const failed = [chosen];
+            const next = candidates.filter((c) => c.feasible && c.bytes >= chosen!.bytes && c !== chosen).sort((a, b) => a.bytes - b.bytes || a.loss - b.loss);
+            for (const c of next) {
+              if (checked.length >= o.holdoutTries) break;
+              if (!failed.every((f) => c.loss < f.loss)) continue;
+              ok = await confirm(c);
+              if (ok) {
+                chosen = c;
+                movedByHoldout = true;
+                break;
+              }
+              failed.push(c);
+            }
+            // None of the measured candidates passed: the search data is optimistic for this model.
+            // Search on with the knapsack's budget cut below the first failure's, and confirm each
+            // plan that meets the budget on the search data with a lower loss than every failure.
+            const s0 = totals(layers, choiceOf.get(failed[0]!.id)!).loss;
+            for (const f of [0.6, 0.35, 0.2]) {
+              if (ok || checked.length >= o.holdoutTries || o.method !== 'fast') break;
+              const c = await measure(minBytesUnderLoss(layers, s0 * f));
+              if (!c.feasible || checked.includes(c.id) || !failed.every((x) => c.loss < x.loss)) continue;
+              ok = await confirm(c);
+              if (ok) {
+                chosen = c;
+                movedByHoldout = true;
+              } else failed.push(c);
+            }
+            if (!ok) emit({ type: 'log', message: `No confirmed candidate is within the budget on the held-out data; keeping ${chosen.id}.` })
+          }
+        } finally {
+          await hev.dispose();
+        }
+        holdoutRef = hd.ref;
+      }
     } finally {
       await evaluator.dispose();
       await corrector?.dispose();
     }
     const front = paretoFront(candidates);
     candidates.forEach((c, i) => (c.pareto = front.has(i)));
-    let holdoutEvals = 0;
-    let holdoutRef = null;
-    const checked: string[] = [];
-    let movedByHoldout = false;
-    if (chosen && o.holdout) {
-      emit({ type: 'phase', phase: 'holdout', message: `Confirming ${chosen.id} on held-out data (${o.holdout.source})` });
-      const hd = await openEvaluator(pm, o.holdout, [group], { limit: undefined, threads: o.threads, batchSize: o.batchSize, signal: o.signal });
-      const hev = await hd.evaluatorFor(group);
-      try {
-        const confirm = async (c: Candidate): Promise<boolean> => {
-          const { r } = await buildAndEvaluate(pm.file, (model) => resolvePlan(c.plan, listWeights(model)), hev, { onDisk, dir, sizeAt: undefined, calibration, biases: corrections.get(c.id), signal: o.signal });
-          const flips = hd.flips(r.outputs!);
-          const b = pairedLossBounds(flips, 0.975);
-          c.holdout = { top1: hd.ref.labels ? r.top1 : null, loss: r.loss, samples: r.samples, ci: [b.lower, b.upper], flips };
-          if (o.maxLoss !== undefined) c.holdout.passed = r.loss <= o.maxLoss + 1e-12;
-          holdoutEvals++;
-          checked.push(c.id);
-          emit({ type: 'log', message: `${c.id} on held-out data: loss ${(r.loss * 100).toFixed(2)} points (95 % CI ${(b.lower * 100).toFixed(2)}…${(b.upper * 100).toFixed(2)})` });
-          return c.holdout.passed !== false;
-        };
-        let ok = await confirm(chosen);
-        if (!ok && o.maxLoss !== undefined) {
-          // Walk back: larger feasible candidates with a lower search loss than every failure.
-          const failed = [chosen];
-          const next = candidates.filter((c) => c.feasible && c.bytes >= chosen!.bytes && c !== chosen).sort((a, b) => a.bytes - b.bytes || a.loss - b.loss);
-          for (const c of next) {
-            if (checked.length >= o.holdoutTries) break;
-            if (!failed.every((f) => c.loss < f.loss)) continue;
-            ok = await confirm(c);
-            if (ok) {
-              chosen = c;
-              movedByHoldout = true;
-              break;
-            }
-            failed.push(c);
-          }
-          if (!ok) emit({ type: 'log', message: `No confirmed candidate is within the budget on the held-out data; keeping ${chosen.id}.` })
-        }
-      } finally {
-        await hev.dispose();
-      }
-      holdoutRef = hd.ref;
-    }
     const selection: Selection = {
       rule: o.maxLoss !== undefined ? 'upper-bound' : 'size',
       confidence: o.confidence,
