@@ -91,16 +91,16 @@ export async function applyCommand(argv: string[], signal: AbortSignal): Promise
   }
   const samples = values['calibration-samples'] === undefined ? 256 : Number(values['calibration-samples']);
   if (!Number.isSafeInteger(samples) || samples < 1) throw new UsageError(`--calibration-samples must be a positive integer, got '${values['calibration-samples']}'`);
+  const data = calibrated.length > 0 || plan.biasCorrection ? await dataFromArgs({ data: values.data, labels: values.labels }) : undefined;
   let calibration: Map<string, LayerHessian> | undefined;
-  if (calibrated.length > 0) {
-    const data = await dataFromArgs({ data: values.data, labels: values.labels });
+  if (calibrated.length > 0 && data) {
     const wanted = new Set(calibrated);
     calibration = await collectHessians(model, weights.filter((w) => wanted.has(w.name)), data.spec, { samples, signal });
     const plain = calibrated.filter((n) => !calibration!.has(n));
     if (plain.length > 0 && !values.json) process.stderr.write(`note: calibrated rounding does not support ${plain.join(', ')} (consumer); plain rounding used there\n`);
   }
-  const overrides = plan.biasCorrection
-    ? await planBiasCorrections(fs.readFileSync(file), () => loadModel(file, { signal }), specs, calibration, await dataFromArgs({ data: values.data, labels: values.labels }), {
+  const overrides = plan.biasCorrection && data
+    ? await planBiasCorrections(fs.readFileSync(file), () => loadModel(file, { signal }), specs, calibration, data, {
         signal,
         ...(model.externalFiles.length ? { externalDataFolder: path.dirname(file) } : {}),
       })

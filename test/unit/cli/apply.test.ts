@@ -48,6 +48,32 @@ describe('cli: apply, info, pack/unpack end to end', function () {
     assert.ok(Math.abs(result['true']!.bytes - result['false']!.bytes) < 64, JSON.stringify(result));
   });
 
+  it('apply --data with "biasCorrection": true: MobileNet shared at k=8 plainly loses far less with corrected biases, same bytes; no --data is a user error', async () => {
+    const MOBILENET = path.resolve('test/fixtures/mobilenet.onnx');
+    const data = path.resolve('test/fixtures/data/fmnist-test-1000.dataset.json');
+    const holdout = path.resolve('test/fixtures/data/fmnist-holdout-1000.dataset.json');
+    const result: Record<string, { bytes: number; top1: number }> = {};
+    for (const corrected of [false, true]) {
+      const plan = path.join(dir, `bc-${corrected}.json`);
+      fs.writeFileSync(plan, JSON.stringify({ default: { technique: 'share', k: 8 }, ...(corrected ? { biasCorrection: true } : {}) }));
+      const out = path.join(dir, `mb-${corrected}.onnx`);
+      const r = cli(['apply', MOBILENET, '--plan', plan, '--out', out, '--json', ...(corrected ? ['--data', data] : [])]);
+      assert.equal(r.code, 0, r.stderr);
+      const e = cli(['eval', out, '--data', holdout, '--json']);
+      assert.equal(e.code, 0, e.stderr);
+      result[String(corrected)] = { bytes: JSON.parse(r.stdout).total.onnxBytes, top1: JSON.parse(e.stdout).top1 };
+      if (corrected) {
+        const missing = cli(['apply', MOBILENET, '--plan', plan, '--out', path.join(dir, 'y.onnx')]);
+        assert.equal(missing.code, 2);
+        assert.match(missing.stderr, /biasCorrection.*--data/);
+        assert.ok(!fs.existsSync(path.join(dir, 'y.onnx')));
+      }
+    }
+    // measured: 67.2 % plain, 89.2 % corrected (original 92.5 %)
+    assert.ok(result['true']!.top1 - result['false']!.top1 > 0.1, JSON.stringify(result));
+    assert.equal(result['true']!.bytes, result['false']!.bytes);
+  });
+
   it('apply --archive on a model with external data is a user error naming the data file; --out alone works', async () => {
     const ext = path.join(dir, 'lenet-ext.onnx');
     await saveModel(await loadModel(LENET), ext, { externalData: { location: 'lenet-ext.bin', threshold: 1024 } });
