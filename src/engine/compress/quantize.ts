@@ -3,23 +3,27 @@
  *
  * For one group (the tensor, or one channel), with round(·) = round half to even (as ONNX
  * QuantizeLinear) and clip ratio α (1 for `minmax`):
- * - symmetric: qmax = 2^(b-1) - 1, scale = fround(α·max|w| / qmax), zero point 0,
+ * - symmetric: qmax = 2^(b-1) - 1, scale = s(α·max|w| / qmax), zero point 0,
  *   code = clamp(round(w / scale), -qmax, qmax).
  * - asymmetric: lo = α·min(min w, 0), hi = α·max(max w, 0) (0 is always in range so it is exact),
- *   scale = fround((hi - lo) / (2^b - 1)), zp = clamp(round(-lo / scale), 0, 2^b - 1),
+ *   scale = s((hi - lo) / (2^b - 1)), zp = clamp(round(-lo / scale), 0, 2^b - 1),
  *   code = clamp(round(w / scale) + zp, 0, 2^b - 1).
  * - reconstruction: ŵ = fround(scale · (code - zp)) (what DequantizeLinear computes in float32).
+ * - s(x): fround(x) at 8 bits; below, the nearest float16 when x is in its normal range (stored
+ *   as float16 by the packed decoder: half the bytes), else fround(x).
  * - a group whose range is 0 (all zeros) gets scale 1, zero point 0, codes 0 — exact.
  * - `mse` clipping tries α = 1 - i/100 for i = 0…79 and keeps the α with the least Σ(w - ŵ)²
  *   (the first one on ties), separately per group. Each candidate's error is computed exactly from
  *   the sorted group and prefix sums (the codes of a sorted group form runs), O(2^b log n) per α.
  *
- * Bits: indices n·b; params G·32 (scales) + G·b (zero points, asymmetric only) for G groups;
+ * Bits: indices n·b; params G·16 below 8 bits when every scale is a float16 (else G·32) + G·b
+ * (zero points, asymmetric only) for G groups;
  * entropy-coded indices: Huffman over the 2^b codes.
  * With pruning first (`prune+quant`), ranges come from the kept weights only and pruned weights
  * get the code of exact 0 (0, or zp).
  */
 import { fail, throwIfAborted } from '../errors';
+import { isHalfExact, roundToHalf } from '../util/half';
 import { huffmanBits } from './huffman';
 import { pruneMask, validatePruneSpec } from './prune';
 import { makeBits } from './storage';
@@ -68,6 +72,21 @@ export function validateQuantSpec(spec: QuantSpec, t?: WeightTensor): void {
   }
 }
 
+/** Smallest normal float16 (2^-14): below it float16 loses precision, so scales stay float32. */
+const HALF_MIN_NORMAL = 2 ** -14;
+
+/**
+ * A scale as stored: below 8 bits, the nearest float16 when it is in float16's normal range (the
+ * packed decoder then stores scales in half the bytes, relative change ≤ 2^-11, and the codes are
+ * chosen for the rounded scale, so ŵ is exact); 8 bits keep float32 (DequantizeLinear's scale type
+ * is its output's).
+ */
+function storedScale(x: number, bits: number): number {
+  const f = Math.fround(x);
+  if (bits >= 8 || !(f >= HALF_MIN_NORMAL && f <= 65504)) return f;
+  return roundToHalf(f);
+}
+
 /** Scale and zero point of one group for a clip ratio. */
 function groupParams(
   lo: number,
@@ -79,13 +98,13 @@ function groupParams(
 ): { scale: number; zp: number } {
   if (symmetric) {
     const qmax = 2 ** (bits - 1) - 1;
-    const scale = Math.fround((alpha * maxAbs) / qmax);
+    const scale = storedScale((alpha * maxAbs) / qmax, bits);
     return scale > 0 && Number.isFinite(scale) ? { scale, zp: 0 } : { scale: 1, zp: 0 };
   }
   const qmax = 2 ** bits - 1;
   const l = alpha * Math.min(lo, 0);
   const h = alpha * Math.max(hi, 0);
-  const scale = Math.fround((h - l) / qmax);
+  const scale = storedScale((h - l) / qmax, bits);
   if (!(scale > 0) || !Number.isFinite(scale)) return { scale: 1, zp: 0 };
   return { scale, zp: Math.min(qmax, Math.max(0, roundHalfEven(-l / scale))) };
 }
@@ -281,7 +300,7 @@ function quantCore(
     storage,
     bits: makeBits({
       indices: n * bits,
-      params: groups * 32 + (symmetric ? 0 : groups * bits),
+      params: groups * (isHalfExact(scale) && bits < 8 ? 16 : 32) + (symmetric ? 0 : groups * bits),
       entropyIndices: huffmanBits(counts).total,
     }),
     sse: sumSquaredError(data, weights),

@@ -228,8 +228,9 @@ function quantFunction(bits: number | 'table', masked: boolean): FunctionProto {
     } else {
       codes = bits === 'table' ? unpackWithTable(f, 'packed', 'table', n) : unpack(f, 'packed', bits, n);
     }
-    const q = f.op('Sub', [f.op('Reshape', [codes, shape]), 'shift']);
-    const value = f.op('Mul', [f.op('Cast', [q], [attr.int('to', DataType.FLOAT)]), 'scale']);
+    // shift: int64 in files of earlier versions, narrower now; scale: float16 or float32 (no-op Casts).
+    const q = f.op('Sub', [f.op('Reshape', [codes, shape]), f.op('Cast', ['shift'], [attr.int('to', DataType.INT64)])]);
+    const value = f.op('Mul', [f.op('Cast', [q], [attr.int('to', DataType.FLOAT)]), f.op('Cast', ['scale'], [attr.int('to', DataType.FLOAT)])]);
     if (masked) {
       const keep = f.op('Cast', [f.op('Reshape', [m, shape])], [attr.int('to', DataType.BOOL)]);
       f.op('Where', [keep, value, f.float(0)], [], 'w');
@@ -310,11 +311,16 @@ class Payload {
     return `${this.weight}::${role}`;
   }
 
-  /** A codebook: float16 when that is exact (half the bytes), else float32. */
-  codebook(values: Float32Array): string {
-    if (!isHalfExact(values)) return this.float('codebook', values, [values.length]);
+  /** Float values as float16 when that is exact (half the bytes), else float32. */
+  halfOrFloat(role: string, values: Float32Array, dims: readonly number[]): string {
+    if (!isHalfExact(values)) return this.float(role, values, dims);
     const raw = new Uint8Array(Uint16Array.from(values, floatToHalf).buffer);
-    return this.add('codebook', { dataType: DataType.FLOAT16, dims: [values.length], raw });
+    return this.add(role, { dataType: DataType.FLOAT16, dims, raw });
+  }
+
+  /** A codebook: float16 when that is exact, else float32. */
+  codebook(values: Float32Array): string {
+    return this.halfOrFloat('codebook', values, [values.length]);
   }
 
   call(f: FunctionProto, inputs: string[]): DecodeGraph {
@@ -461,10 +467,17 @@ function quantLayout(o: QuantDecode): { minCode: number; bShape: number[] } {
   return { minCode: o.codes instanceof Int8Array ? -(2 ** (o.bits - 1) - 1) : 0, bShape: o.axis !== null ? axisShape(o.dims.length, o.axis, o.scale.length) : [] };
 }
 
+/**
+ * shift (code offset of 0 per channel): one uint8 scalar when every channel has the same (always
+ * with symmetric codes), else uint8 per channel; scale: float16 when exact (`compress/quantize.ts`
+ * rounds scales below 8 bits to float16), else float32.
+ */
 function quantParams(p: Payload, o: QuantDecode, minCode: number, bShape: number[]): string[] {
+  const shift = Uint8Array.from(o.zeroPoint, (z) => z - minCode);
+  const uniform = shift.every((v) => v === shift[0]);
   return [
-    p.int64('shift', Array.from(o.zeroPoint, (z) => z - minCode), bShape),
-    p.float('scale', o.scale, bShape),
+    p.add('shift', { dataType: DataType.UINT8, dims: uniform ? [] : bShape, raw: uniform ? shift.subarray(0, 1) : shift }),
+    p.halfOrFloat('scale', o.scale, bShape),
     p.shape(o.dims),
   ];
 }

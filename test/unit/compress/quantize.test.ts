@@ -5,6 +5,7 @@ import {
   roundHalfEven,
 } from '../../../src/engine/compress/quantize';
 import type { QuantSpec } from '../../../src/engine/compress/types';
+import { roundToHalf } from '../../../src/engine/util/half';
 import { expectError, tensor, trainedLike } from './helpers';
 
 const q = (
@@ -19,6 +20,9 @@ const q = (
   perChannel,
   clip,
 });
+
+/** A scale as the quantizer stores it: float16 below 8 bits (in float16's normal range), else float32. */
+const stored = (x: number, bits: number): number => (bits < 8 && Math.fround(x) >= 2 ** -14 && Math.fround(x) <= 65504 ? roundToHalf(Math.fround(x)) : Math.fround(x));
 
 describe('compress/quantize', () => {
   it('rounds half to even', () => {
@@ -39,7 +43,7 @@ describe('compress/quantize', () => {
     assert.deepEqual(Array.from(r.weights), [-3, -2, 0, 2, 3]);
     assert.equal(r.sse, 0.25 + 0.25 + 0.25);
     assert.equal(r.bits.indices, 5 * 3);
-    assert.equal(r.bits.params, 32);
+    assert.equal(r.bits.params, 16, 'one float16 scale');
   });
 
   it('asymmetric closed form: range includes 0, integer zero point', () => {
@@ -49,7 +53,7 @@ describe('compress/quantize', () => {
     assert.equal(a.storage.zeroPoint[0], 1);
     assert.deepEqual(Array.from(a.storage.codes), [0, 1, 2, 3]);
     assert.equal(a.sse, 0);
-    assert.equal(a.bits.params, 32 + 2);
+    assert.equal(a.bits.params, 16 + 2);
     // All-positive data: lo is clamped to 0, so zp = 0 and 0.5 (a tie) rounds to code 0.
     const b = quantizeWeights(tensor(Float32Array.of(0.5, 1, 3)), q(2, false));
     assert.ok(b.storage.kind === 'quant');
@@ -72,7 +76,7 @@ describe('compress/quantize', () => {
           const expected = symmetric
             ? Math.max(-lo, hi) / (2 ** (bits - 1) - 1)
             : (hi - lo) / (2 ** bits - 1);
-          assert.equal(s.scale[c], Math.fround(expected));
+          assert.equal(s.scale[c], stored(expected, bits));
           for (let i = 0; i < 50; i++) {
             const p = c * 50 + i;
             assert.ok(Math.abs(data[p]! - r.weights[p]!) <= s.scale[c]! * 0.5 * (1 + 1e-6) + 1e-12);
@@ -80,7 +84,7 @@ describe('compress/quantize', () => {
           }
         }
         assert.equal(r.bits.indices, 300 * bits);
-        assert.equal(r.bits.params, 6 * 32 + (symmetric ? 0 : 6 * bits));
+        assert.equal(r.bits.params, 6 * (bits < 8 ? 16 : 32) + (symmetric ? 0 : 6 * bits));
       });
     }
   }
@@ -99,14 +103,14 @@ describe('compress/quantize', () => {
         let sse = 0;
         if (symmetric) {
           const qmax = 2 ** (bits - 1) - 1;
-          const scale = Math.fround((alpha * Math.max(-lo, hi)) / qmax);
+          const scale = stored((alpha * Math.max(-lo, hi)) / qmax, bits);
           for (const w of data) {
             const c = Math.max(-qmax, Math.min(qmax, roundHalfEven(w / scale)));
             sse += (w - Math.fround(scale * c)) ** 2;
           }
         } else {
           const qmax = 2 ** bits - 1;
-          const scale = Math.fround((alpha * hi - alpha * lo) / qmax);
+          const scale = stored((alpha * hi - alpha * lo) / qmax, bits);
           const zp = Math.max(0, Math.min(qmax, roundHalfEven((-alpha * lo) / scale)));
           for (const w of data) {
             const c = Math.max(0, Math.min(qmax, roundHalfEven(w / scale) + zp));
