@@ -2,9 +2,10 @@
  * Bias correction (empirical and sequential; Nagel et al. 2019, "Data-Free Quantization Through
  * Weight Equalization and Bias Correction", §4.2). Compressing a layer's weights shifts the mean of
  * its outputs: the rounding errors do not average out over real inputs, and the shifts of earlier
- * layers pass through the nonlinearities. A layer's bias can take that shift back for free (it
- * stays a float32 tensor of the same size), so a compressed model with corrected biases costs the
- * same bytes and loses less.
+ * layers pass through the nonlinearities. A layer's bias can take that shift back for free (a
+ * tensor of the same size), so a compressed model with corrected biases costs no more bytes and
+ * loses less. Corrected biases are rounded to float16 values (the rounding is far below the
+ * shifts), so the exported model stores them in half the bytes and computes exactly what was measured.
  *
  * For the compressed layers that have a bias, in graph order: run the model with the compressed
  * weights (and the corrections made so far) on the calibration samples, fetching only this layer's
@@ -28,6 +29,7 @@ import { openDataset } from './dataset';
 import type { DatasetSpec } from './datasetSpec';
 import { createSession, sessionInputs, toOrtFeeds, type SessionOptions } from './session';
 import type { FeedTensor } from './types';
+import { roundedToHalf } from '../util/half';
 import { modelIo } from './variantEvaluator';
 import { weightsAsInputs, withExtraOutputs, type WeightTensor } from './weightsAsInputs';
 
@@ -286,6 +288,9 @@ export class BiasCorrector {
    * Corrected biases for a variant (weight name → compressed values): one entry per target whose
    * weight the variant changes, in graph order, each measured with the corrections before it. A
    * variant of one target weight alone is corrected without a pass (see the module comment).
+   * Each corrected bias is rounded to float16 values (`roundedToHalf`; near-zero values become
+   * subnormal halves, within 2^-25), unless one of its values is beyond the half range: then it
+   * stays as computed. The encoder stores such biases as FLOAT16 (`encode/narrow.ts`), bit for bit.
    */
   async correct(variant: ReadonlyMap<string, Float32Array>, signal?: AbortSignal, o: { analytic?: boolean } = {}): Promise<Map<string, Float32Array>> {
     const values = new Map(variant);
@@ -301,8 +306,10 @@ export class BiasCorrector {
         shift = m.map((x, c) => x - ref[c]!);
       }
       const b = values.get(t.bias) ?? this.originals.get(t.bias)!.data;
-      const nb = new Float32Array(b.length);
-      for (let c = 0; c < b.length; c++) nb[c] = b[c]! - shift[c]!;
+      const exact = new Float32Array(b.length);
+      for (let c = 0; c < b.length; c++) exact[c] = b[c]! - shift[c]!;
+      // Rounded before the next layer's pass, so that pass measures (and corrects) what is stored.
+      const nb = roundedToHalf(exact) ?? exact;
       values.set(t.bias, nb);
       out.set(t.bias, nb);
     }

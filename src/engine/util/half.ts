@@ -62,3 +62,23 @@ export function isHalfExact(values: ArrayLike<number>): boolean {
   }
   return true;
 }
+
+/** The largest finite float16 value. */
+const MAX_HALF = 65504;
+
+/**
+ * `values` rounded to the nearest float16 values (ties to even), as float32, so they can be stored
+ * as FLOAT16 losing nothing more; `undefined` when a value is not finite or beyond the half range
+ * (|x| > 65504). Values below the smallest normal half (2^-14) become subnormal halves, an absolute
+ * error ≤ 2^-25: below that of any normal value ≥ 2^-13, which is what matters for an additive
+ * value such as a bias (a scale, whose relative error matters, should not use this).
+ */
+export function roundedToHalf(values: ArrayLike<number>): Float32Array | undefined {
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (!(Math.abs(v) <= MAX_HALF)) return undefined;
+    out[i] = halfToFloat(floatToHalf(v));
+  }
+  return out;
+}
