@@ -13,6 +13,7 @@ import { FunctionProtoSchema, OperatorSetIdProtoSchema, type FunctionProto } fro
 import { DECODE_DOMAIN, denseDecoder, MIN_DECODE_OPSET, MIN_FUNCTION_IR, specializedDecoder, type DecodeGraph } from './decoders';
 import { applyLowRank, lowRankUnsupported } from './lowRank';
 import { compactGraph } from '../onnx/compact';
+import { narrowBiases, type NarrowOptions } from './narrow';
 import type { LayerHessian } from '../compress/gptq';
 
 /** What happened to one layer. */
@@ -75,9 +76,16 @@ export interface ApplyOptions {
   calibration: ReadonlyMap<string, LayerHessian> | undefined;
   /**
    * Shorten activation names, drop node names and doc strings, merge equal constants
-   * (`onnx/compact.ts`; graph inputs, outputs and weight names are kept). Default true; only with `encode`.
+   * (`onnx/compact.ts`; graph inputs, outputs and weight names are kept), and when a layer was
+   * compressed, store the biases that are float16 values as float16 ({@link narrowBiases}).
+   * Default true; only with `encode`.
    */
   compact: boolean;
+  /**
+   * How `compact` stores the biases that are float16 values: as float16, bit for bit, in the
+   * layout of `narrow.ts` (`auto`, the default, picks the smaller), or `off` (float32 as they were).
+   */
+  narrowBiases: NarrowOptions['layout'] | 'off';
   /**
    * New values for float32 initializers that are not compressed (corrected biases,
    * `eval/biasCorrection.ts`): set before the graph is compacted. Default none.
@@ -127,7 +135,7 @@ export function compressWeight(model: OnnxModel, w: WeightInfo, spec: TechniqueS
  * @throws E_PLAN when a technique cannot be applied to a layer the plan names explicitly.
  */
 export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, TechniqueSpec>, options: Partial<ApplyOptions> = {}): ApplyResult {
-  const o: ApplyOptions = { encode: true, keepReconstructions: true, onReconstruction: undefined, fromDefault: new Set(), onProgress: undefined, signal: undefined, compress: {}, compact: true, calibration: undefined, overrides: undefined, ...options };
+  const o: ApplyOptions = { encode: true, keepReconstructions: true, onReconstruction: undefined, fromDefault: new Set(), onProgress: undefined, signal: undefined, compress: {}, compact: true, narrowBiases: 'auto', calibration: undefined, overrides: undefined, ...options };
   const weights = new Map(listWeights(model).map((w) => [w.name, w]));
   const result: ApplyResult = { layers: [], skipped: [], reconstructions: new Map() };
   let done = 0;
@@ -170,7 +178,13 @@ export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, Techniqu
   if (o.encode) specializeSingleWidth(model);
   if (o.encode) for (const [name, data] of o.overrides ?? []) model.setFloat32(name, data);
   if (o.encode) shareDecodeConstants(model, isPayload);
-  if (o.encode && o.compact) compactGraph(model, specs.keys(), isPayload, new Map([...specs.keys()].map((n) => [n, weights.get(n)!.shape] as const)));
+  if (o.encode && o.compact) {
+    const layout = o.narrowBiases;
+    const narrowed = layout !== 'off' && result.layers.length > 0 ? narrowBiases(model, isPayload, { layout }) : { names: [], payloads: [] };
+    const payloads = new Set(narrowed.payloads);
+    const keep = [...specs.keys(), ...narrowed.names];
+    compactGraph(model, keep, (name) => isPayload(name) || payloads.has(name), new Map([...specs.keys()].map((n) => [n, weights.get(n)!.shape] as const)));
+  }
   return result;
 }
 

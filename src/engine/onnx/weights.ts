@@ -124,10 +124,22 @@ export function inputRole(node: NodeProto, index: number, rank: number): { role:
 }
 
 /**
+ * The 1-D tensor a Split node cuts into pieces after a Cast, as biases narrowed to float16 are
+ * stored (`encode/narrow.ts`), or `undefined` for any other node. Its pieces are looked through
+ * like a Cast, so the packed tensor is listed as the bias of the layers that read the pieces.
+ */
+function packedSplit(n: NodeProto, passThrough: ReadonlyMap<string, string>, tensors: ReadonlyMap<string, { t: TensorProto }>): string | undefined {
+  if (n.opType !== 'Split' || (n.domain !== '' && n.domain !== 'ai.onnx') || n.input[0] === undefined) return undefined;
+  const src = passThrough.get(n.input[0]);
+  return src !== undefined && tensors.get(src)?.t.dims.length === 1 ? src : undefined;
+}
+
+/**
  * Lists weights in graph order (main graph first, then subgraphs; within a graph, by first
  * consumer's position, then unused tensors). Casts, Identity and DequantizeLinear between a weight
  * and its consumer are looked through, so fp16 models (`Cast` to float) and QDQ models (already
- * quantized, reported with `quantized: true`) are described by the layer that really uses them.
+ * quantized, reported with `quantized: true`) are described by the layer that really uses them;
+ * so is a Split of a Cast 1-D tensor (biases packed as float16 by `encode/narrow.ts`).
  */
 export function listWeights(model: OnnxModel, options: Partial<ListWeightsOptions> = {}): WeightInfo[] {
   const o: ListWeightsOptions = { minParams: 128, includeAll: true, ...options };
@@ -158,6 +170,8 @@ function listWeightsOf(model: OnnxModel, o: ListWeightsOptions): WeightInfo[] {
         const src = passThrough.get(n.input[0]) ?? n.input[0];
         if (tensors.has(src)) passThrough.set(n.output[0], src);
       }
+      const packed = packedSplit(n, passThrough, tensors);
+      if (packed !== undefined) for (const o of n.output) passThrough.set(o, packed);
       n.input.forEach((name, idx) => {
         const src = passThrough.get(name) ?? name;
         const entry = tensors.get(src);
@@ -167,6 +181,8 @@ function listWeightsOf(model: OnnxModel, o: ListWeightsOptions): WeightInfo[] {
             if (n.opType === 'DequantizeLinear') markQuantized(src);
             return;
           }
+        } else if (packed !== undefined && idx === 0) {
+          return;
         } else if (QUANT_OPS.has(n.opType) && idx === 0) markQuantized(src);
         const c = consumers.get(src) ?? { order: i, list: [], quantized: false };
         const rank = entry.t.dims.length;
