@@ -308,6 +308,7 @@ async function measureCell(pm: PreparedModel, w: WeightInfo, level: LevelDef, ev
     entropyBits: ct.bits.entropyTotal,
     onnxBytes,
     relError: ct.sse / Math.max(norm, 1e-30),
+    kl: r.fidelity.klSoftmax,
     seconds: (performance.now() - t0) / 1000,
   };
 }

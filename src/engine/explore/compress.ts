@@ -3,11 +3,12 @@
  * loss budget (or the loss under a size budget), from the sensitivity study plus a few real
  * evaluations of combined candidates.
  *
- * Fast search (default): each layer's options are its measured levels (losses smoothed along each
- * technique's ladder, {@link isotonic}) plus a few prune+share / prune+quant combinations (loss
- * predicted as the sum of the two single-technique losses). An exact multiple-choice knapsack
+ * Fast search (default): each layer's options are its measured levels (cost: the cell's output
+ * divergence, smoothed along each technique's ladder by {@link isotonic} and scaled to loss units,
+ * see {@link searchLayers}) plus a few prune+share / prune+quant combinations (cost predicted as
+ * the sum of the two single-technique costs). An exact multiple-choice knapsack
  * ({@link minBytesUnderLoss}) picks the smallest combination whose predicted loss
- * `α · Σ lossᵢ` fits the budget; the best few are built with the encoder, measured for real on the
+ * `α · Σ costᵢ` fits the budget; the best few are built with the encoder, measured for real on the
  * whole search data, α is refitted from every measurement ({@link LossPredictor}), and this repeats
  * until a measured candidate meets the budget and the next round gains less than `tolerance` in size.
  *
@@ -36,7 +37,7 @@ import type { VariantEvaluator, VariantResult } from '../eval/variantEvaluator';
 import { resolvePlan, specToLayerPlan, type PlanFile } from './plan';
 import { isotonic, LossPredictor, minBytesUnderLoss, pairedLossBounds, minLossUnderBytes, paretoFront, SAFE_LADDER, safeChoice, totals, type LayerOption, type SearchLayer } from './search';
 import { acquireLock, fileSha256, openEvaluator, prepareModel, resultsDirFor, TOOL, type DataInput, type PreparedModel, RUN_DEFAULTS, type RunOptions } from './workspace';
-import type { Candidate, CandidatesFile, Selection, SensitivityFile } from './types';
+import type { Candidate, CandidatesFile, Selection, SensitivityCell, SensitivityFile } from './types';
 
 /** Options of {@link compressModel}. Give exactly one of `maxLoss` and `maxSize`. */
 export interface CompressModelOptions extends RunOptions {
@@ -127,14 +128,40 @@ export function makeCompressModelOptions(o: Partial<CompressModelOptions> & Pick
 
 /**
  * Weight of a cell's top-1 disagreement (1 − agreement) added to its smoothed loss in the
- * search's per-layer cost: flips that cancel out on the search data still make the loss uncertain
- * (they widen {@link pairedLossBounds}) and tend to show up as loss on new data.
+ * search's per-layer cost when the study has no output divergences (files of older versions):
+ * flips that cancel out on the search data still make the loss uncertain (they widen
+ * {@link pairedLossBounds}) and tend to show up as loss on new data.
  */
 export const DISAGREEMENT_WEIGHT = 0.1;
 
-/** The per-layer options of the search, from a sensitivity study (see the module comment). */
+/** Loss per nat of output divergence ({@link klScale}) when too few cells lose measurably. */
+export const DEFAULT_KL_SCALE = 0.25;
+
+/**
+ * Loss (fraction) per nat of mean output KL divergence, from the cells whose loss is clearly
+ * measured (0.5–5 points, all samples run): the median of loss / KL. It puts the divergence-based
+ * costs of {@link searchLayers} in loss units, so the loss predictor's α starts near 1.
+ */
+export function klScale(cells: readonly SensitivityCell[]): number {
+  const r = cells.filter((c) => c.kl !== undefined && c.kl > 0 && !c.stoppedEarly && c.loss >= 0.005 && c.loss <= 0.05).map((c) => c.loss / c.kl!).sort((a, b) => a - b);
+  return r.length >= 3 ? r[Math.floor(r.length / 2)]! : DEFAULT_KL_SCALE;
+}
+
+/**
+ * The per-layer options of the search, from a sensitivity study (see the module comment).
+ *
+ * A measured option's cost is its cell's mean output KL divergence from the original model,
+ * smoothed along the technique's ladder and scaled to loss units ({@link klScale}). Divergences add
+ * up over layers (on the MobileNet fixture the divergence of share plans was 1.0–1.25 × the sum of
+ * their cells'), and every sample contributes to them, where a cell's top-1 loss counts a handful
+ * of flips: on 1000 samples nearly every mild cell measures a loss of 0 ± 0.5 points, so summed
+ * losses cannot tell a plan at 6× from one at 8×. Studies written before cells carried `kl` use the
+ * smoothed loss plus {@link DISAGREEMENT_WEIGHT} × the disagreement.
+ */
 export function searchLayers(pm: PreparedModel, sf: SensitivityFile, o: { combine: boolean; maxCombos: number; comboLossLimit: number; signal?: AbortSignal | undefined }): SearchLayer[] {
   const cells = new Map(sf.cells.map((c) => [`${c.layer}\u0000${c.level}`, c]));
+  const byKl = sf.cells.length > 0 && sf.cells.every((c) => c.kl !== undefined && Number.isFinite(c.kl));
+  const kappa = byKl ? klScale(sf.cells) : 0;
   return pm.layers.map((w) => {
     const options: LayerOption[] = [{ key: 'none', spec: null, bytes: w.bytes, bits: w.bytes * 8, loss: 0 }];
     const byFamily = new Map<string, LayerOption[]>();
@@ -143,11 +170,15 @@ export function searchLayers(pm: PreparedModel, sf: SensitivityFile, o: { combin
         const c = cells.get(`${w.name}\u0000${l.id}`);
         return c ? [{ l, c }] : [];
       });
-      const smooth = isotonic(measured.map((m) => m.c.loss));
-      // A cell's net loss is noise for mild levels (often ≤ 0); its disagreement grows reliably.
-      // A small share of it keeps "free" options apart and makes the knapsack's budget a fine dial.
-      const dis = isotonic(measured.map((m) => 1 - m.c.agreement));
-      const opts = measured.map((m, i): LayerOption => ({ key: m.l.id, spec: m.l.spec, bytes: m.c.onnxBytes, bits: m.c.bits, loss: Math.max(0, smooth[i]!) + DISAGREEMENT_WEIGHT * Math.max(0, dis[i]!), relError: m.c.relError }));
+      let cost: number[];
+      if (byKl) cost = isotonic(measured.map((m) => m.c.kl!)).map((k) => kappa * Math.max(0, k));
+      else {
+        const smooth = isotonic(measured.map((m) => m.c.loss));
+        // A cell's net loss is noise for mild levels (often ≤ 0); its disagreement grows reliably.
+        const dis = isotonic(measured.map((m) => 1 - m.c.agreement));
+        cost = smooth.map((x, i) => Math.max(0, x) + DISAGREEMENT_WEIGHT * Math.max(0, dis[i]!));
+      }
+      const opts = measured.map((m, i): LayerOption => ({ key: m.l.id, spec: m.l.spec, bytes: m.c.onnxBytes, bits: m.c.bits, loss: cost[i]!, relError: m.c.relError }));
       byFamily.set(family, opts);
       options.push(...opts);
     }
@@ -278,6 +309,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
         top1: data.ref.labels ? r.top1 : null,
         loss: r.loss,
         flips,
+        kl: r.fidelity.klSoftmax,
         lossUpper: pairedLossBounds(flips, o.confidence).upper,
         predictedLoss: predictor.predict(sum),
         holdout: null,

@@ -86,6 +86,13 @@ export interface SensitivityCell {
   onnxBytes: number;
   /** Relative weight error ‖w − ŵ‖² / ‖w‖². */
   relError: number;
+  /**
+   * Mean KL divergence of the variant's softmax output from the original's, nats per sample (on
+   * `samples`). Unlike the loss, which counts a few flipped predictions, it moves with every sample,
+   * so mild levels get a usable signal, and it adds up over layers (the search's cost). Absent in
+   * files of older versions.
+   */
+  kl?: number;
   /** Wall time of the evaluation, seconds. */
   seconds: number;
 }
@@ -135,6 +142,8 @@ export interface Candidate {
    * top-1 changes): `loss = (up − down) / samples`. Absent in files of older versions.
    */
   flips?: Flips;
+  /** Mean KL divergence of its softmax output from the original's on the search data, nats per sample (`SensitivityCell.kl`). Absent in files of older versions. */
+  kl?: number;
   /**
    * One-sided upper confidence bound on the expected loss at `CandidatesFile.selection.confidence`
    * (adjusted Wald on the flips, `pairedLossBounds`). Under a loss budget a candidate

@@ -31,10 +31,10 @@ export function sensitivityCsv(s: SensitivityFile): string {
     for (const lv of s.levels) {
       const c = byKey.get(`${l.name}\u0000${lv.id}`);
       if (!c) continue;
-      rows.push([l.name, l.op, l.kind, l.params, l.bytes, lv.id, lv.technique, lv.label, c.loss, c.ci[0], c.ci[1], c.top1, c.agreement, c.samples, c.stoppedEarly, c.bits, c.entropyBits, c.onnxBytes, c.relError, c.seconds]);
+      rows.push([l.name, l.op, l.kind, l.params, l.bytes, lv.id, lv.technique, lv.label, c.loss, c.ci[0], c.ci[1], c.top1, c.agreement, c.samples, c.stoppedEarly, c.bits, c.entropyBits, c.onnxBytes, c.relError, c.kl ?? null, c.seconds]);
     }
   }
-  return toCsv(['layer', 'op', 'kind', 'params', 'bytes', 'level', 'technique', 'label', 'loss', 'ci_lo', 'ci_hi', 'top1', 'agreement', 'samples', 'stopped_early', 'bits', 'entropy_bits', 'onnx_bytes', 'rel_error', 'seconds'], rows);
+  return toCsv(['layer', 'op', 'kind', 'params', 'bytes', 'level', 'technique', 'label', 'loss', 'ci_lo', 'ci_hi', 'top1', 'agreement', 'samples', 'stopped_early', 'bits', 'entropy_bits', 'onnx_bytes', 'rel_error', 'kl', 'seconds'], rows);
 }
 
 /** `candidates.csv`: one row per candidate; `plan` is the plan JSON. */

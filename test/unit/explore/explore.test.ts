@@ -62,6 +62,8 @@ describe('explore (LeNet-5, Fashion-MNIST)', function () {
     const cell = (l: string, k: number) => sf.cells.find((c) => c.layer === l && c.level === `share:k=${k}`)!;
     // fewer clusters: more weight error on every layer and more loss on most
     for (const l of sf.layers) assert.ok(cell(l.name, 2).relError > cell(l.name, 64).relError);
+    // the output divergence (the search's cost) is measured for every cell and grows with the error
+    for (const l of sf.layers) assert.ok(cell(l.name, 64).kl! >= 0 && cell(l.name, 2).kl! > 10 * cell(l.name, 64).kl!, l.name);
     assert.ok(sf.layers.filter((l) => cell(l.name, 2).loss > cell(l.name, 64).loss).length >= 4);
     assert.ok(sf.layers.every((l) => cell(l.name, 2).onnxBytes < cell(l.name, 64).onnxBytes));
     const csv = readFileSync(join(`${model.slice(0, -5)}.compress`, 'sensitivity.csv'), 'utf8').trim().split('\n');
@@ -87,6 +89,14 @@ describe('explore (LeNet-5, Fashion-MNIST)', function () {
     assert.equal(greedy.breakdown!.cells, 0, 'the second run reuses the sensitivity matrix');
     assert.ok(fast.breakdown!.search * 5 <= greedy.breakdown!.search, `fast ${fast.breakdown!.search} vs greedy ${greedy.breakdown!.search} evaluations`);
     assert.ok(size(fast) <= 1.1 * size(greedy), `fast ${size(fast)} vs greedy ${size(greedy)} bytes`);
+    // Divergences add up over layers: a candidate's output divergence is near the sum of its
+    // cells' (the search's cost), where its summed cell losses are mostly noise.
+    const sf = JSON.parse(readFileSync(join(`${model.slice(0, -5)}.compress`, 'sensitivity.json'), 'utf8')) as SensitivityFile;
+    for (const c of fast.candidates) {
+      let sum = 0;
+      for (const [name, p] of Object.entries(c.plan.layers ?? {})) if (p.technique === 'share') sum += sf.cells.find((x) => x.layer === name && x.level === `share:k=${p.k}`)!.kl!;
+      assert.ok(c.kl! >= 0.5 * sum && c.kl! <= 2 * sum, `${c.id}: divergence ${c.kl} vs Σ cells ${sum}`);
+    }
   });
 
   it('compress meets the budget on the search data; the exported ONNX runs in onnxruntime with the measured accuracy', async () => {

@@ -1,10 +1,11 @@
 import { strict as assert } from 'node:assert';
 import { isotonic, LossPredictor, mckp, minBytesUnderLoss, normalQuantile, pairedLossBounds, paretoFront, safeChoice, totals, type SearchLayer } from '../../../src/engine/explore/search';
-import { fastUnderLoss } from '../../../src/engine/explore/compress';
+import { DEFAULT_KL_SCALE, fastUnderLoss, klScale, searchLayers } from '../../../src/engine/explore/compress';
+import type { PreparedModel } from '../../../src/engine/explore/workspace';
 import type { Candidate } from '../../../src/engine/explore/types';
 import { LARGE_MODEL_PARAMS, sensitivityLimit, skipReason } from '../../../src/engine/explore/analyze';
 import { makeLevel } from '../../../src/engine/explore/levels';
-import type { SensitivityCell } from '../../../src/engine/explore/types';
+import type { SensitivityCell, SensitivityFile } from '../../../src/engine/explore/types';
 import { mulberry32 } from '../../../src/engine/util/random';
 
 /** Every combination of one option per group (brute force). */
@@ -168,6 +169,30 @@ describe('explore/search', () => {
     assert.ok(informed.best?.feasible);
     assert.equal(informed.logs.length, 0);
     assert.ok(informed.best!.bytes <= blind.best!.bytes);
+  });
+
+  it('search costs: smoothed output divergence in loss units when cells carry it, else loss + disagreement', () => {
+    const levels = [64, 16, 4, 2].map((k) => makeLevel('share', k));
+    const mk = (layer: string, i: number, loss: number, agreement: number, kl: number | undefined): SensitivityCell => ({ layer, level: levels[i]!.id, loss, ci: [loss, loss], top1: null, agreement, samples: 1000, stoppedEarly: false, bits: 0, entropyBits: 0, onnxBytes: 400 - 100 * i, relError: 0, seconds: 0, ...(kl === undefined ? {} : { kl }) });
+    // Layer a: the mild levels' losses are noise (≤ 0, not monotone), their divergences grow; the
+    // harsh levels lose 1 and 4 points at 0.04 and 0.2 nats. Layer b: a divergence out of order.
+    const cells = [
+      mk('a', 0, 0, 0.999, 0.0005), mk('a', 1, -0.002, 0.99, 0.004), mk('a', 2, 0.01, 0.97, 0.04), mk('a', 3, 0.04, 0.9, 0.2),
+      mk('b', 0, 0.001, 1, 0.002), mk('b', 1, 0, 0.995, 0.001), mk('b', 2, 0.02, 0.95, 0.08), mk('b', 3, 0.3, 0.6, 2),
+    ];
+    // κ: median of loss/KL over the cells losing 0.5–5 points (0.25, 0.2, 0.25); 30 points is left out
+    assert.equal(klScale(cells), 0.25);
+    assert.equal(klScale(cells.slice(0, 3)), DEFAULT_KL_SCALE, 'fewer than 3 usable cells');
+    const pm = { layers: [{ name: 'a', bytes: 1000 }, { name: 'b', bytes: 1000 }] } as unknown as PreparedModel;
+    const sf = { levels, cells } as unknown as SensitivityFile;
+    const o = { combine: false, maxCombos: 0, comboLossLimit: 0.02 };
+    const [a, b] = searchLayers(pm, sf, o);
+    assert.deepEqual(a!.options.map((x) => x.loss), [0, 0.25 * 0.0005, 0.25 * 0.004, 0.25 * 0.04, 0.25 * 0.2]);
+    // isotonic along the ladder: b's first two divergences pool to their mean
+    assert.deepEqual(b!.options.map((x) => +x.loss.toFixed(9)), [0, 0.25 * 0.0015, 0.25 * 0.0015, 0.25 * 0.08, 0.25 * 2].map((x) => +x.toFixed(9)));
+    // a study without divergences (older files): smoothed loss + 0.1 × disagreement
+    const old = searchLayers(pm, { levels, cells: cells.map(({ kl: _, ...c }) => c) } as unknown as SensitivityFile, o);
+    assert.deepEqual(old[0]!.options.map((x) => +x.loss.toFixed(9)), [0, 0 + 0.1 * 0.001, 0 + 0.1 * 0.01, 0.01 + 0.1 * 0.03, 0.04 + 0.1 * 0.1].map((x) => +x.toFixed(9)));
   });
 
   it("sensitivity limit 'auto': 1000 samples, 500 above 1 M compressible parameters; numbers and undefined pass through", () => {

@@ -65,7 +65,7 @@ describe('report', () => {
     assert.equal(csvField('=1+1'), "'=1+1");
     assert.equal(csvField(null), '');
     const csv = sensitivityCsv(files().sf);
-    assert.equal(csv.split('\n')[0], 'layer,op,kind,params,bytes,level,technique,label,loss,ci_lo,ci_hi,top1,agreement,samples,stopped_early,bits,entropy_bits,onnx_bytes,rel_error,seconds');
+    assert.equal(csv.split('\n')[0], 'layer,op,kind,params,bytes,level,technique,label,loss,ci_lo,ci_hi,top1,agreement,samples,stopped_early,bits,entropy_bits,onnx_bytes,rel_error,kl,seconds');
     assert.ok(csv.includes('"<script>alert(""x"")</script>\n""q\'&|`, =1+1"'));
   });
 });
