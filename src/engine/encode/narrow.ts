@@ -9,9 +9,9 @@
  * Two layouts, sized with the payload names compaction gives them (`onnx/compact.ts`):
  * - `split`: every narrowed bias in ONE float16 initializer, one Cast and one Split whose outputs
  *   are the biases (the sizes as a `value_ints` Constant at opset ≥ 13, a varint byte per bias, else
- *   Split's `split` attribute). About 60 bytes once; each bias then saves 2 bytes per element and
+ *   Split's `split` attribute). About 100 bytes once; each bias then saves 2 bytes per element and
  *   a few of its header. The MobileNet fixture (16 biases, 1,258 values): 36,208 → 33,669 bytes.
- * - `cast`: one float16 initializer and one Cast per bias, about 28 bytes more per bias than its
+ * - `cast`: one float16 initializer and one Cast per bias, about 30 bytes more per bias than its
  *   float32 initializer: it pays from ~16 elements on, alone (MobileNet: 34,152 bytes).
  * `auto` keeps the smaller of the two, and leaves the biases alone when neither saves a byte.
  */
