@@ -23,10 +23,9 @@
  * get the code of exact 0 (0, or zp).
  */
 import { fail, throwIfAborted } from '../errors';
-import { isHalfExact, roundToHalf } from '../util/half';
 import { huffmanBits } from './huffman';
 import { pruneMask, validatePruneSpec } from './prune';
-import { makeBits } from './storage';
+import { halfScale, makeBits, scaleBits } from './storage';
 import {
   channelLayout,
   makeCompressOptions,
@@ -72,19 +71,9 @@ export function validateQuantSpec(spec: QuantSpec, t?: WeightTensor): void {
   }
 }
 
-/** Smallest normal float16 (2^-14): below it float16 loses precision, so scales stay float32. */
-const HALF_MIN_NORMAL = 2 ** -14;
-
-/**
- * A scale as stored: below 8 bits, the nearest float16 when it is in float16's normal range (the
- * packed decoder then stores scales in half the bytes, relative change ≤ 2^-11, and the codes are
- * chosen for the rounded scale, so ŵ is exact); 8 bits keep float32 (DequantizeLinear's scale type
- * is its output's).
- */
+/** A scale as stored: float16 below 8 bits ({@link halfScale}); 8 bits keep float32 (DequantizeLinear's scale type is its output's). */
 function storedScale(x: number, bits: number): number {
-  const f = Math.fround(x);
-  if (bits >= 8 || !(f >= HALF_MIN_NORMAL && f <= 65504)) return f;
-  return roundToHalf(f);
+  return bits >= 8 ? Math.fround(x) : halfScale(x);
 }
 
 /** Scale and zero point of one group for a clip ratio. */
@@ -300,7 +289,7 @@ function quantCore(
     storage,
     bits: makeBits({
       indices: n * bits,
-      params: groups * (isHalfExact(scale) && bits < 8 ? 16 : 32) + (symmetric ? 0 : groups * bits),
+      params: (bits < 8 ? scaleBits(scale) : groups * 32) + (symmetric ? 0 : groups * bits),
       entropyIndices: huffmanBits(counts).total,
     }),
     sse: sumSquaredError(data, weights),

@@ -1,6 +1,7 @@
 /**
  * Scaled weight sharing: w ≈ fround(s_c · q[index]) with one k-entry codebook q shared by the whole
- * tensor and one float32 scale s_c per output channel.
+ * tensor and one scale s_c per output channel (a float16 value when in float16's normal range, so
+ * it is stored in 2 bytes: `halfScale`).
  *
  * Per-tensor sharing wastes clusters when channels have very different magnitudes (batch norm
  * folded into convolutions multiplies each output channel by its own factor); per-channel codebooks
@@ -12,12 +13,13 @@
  * q by least squares over its weights Σ s·w / Σ s²). SSE never increases in the refits; it is
  * reported exactly for the float32 reconstruction.
  *
- * Bits: n·⌈log2 k⌉ indices + k·16 codebook (entries rounded to float16) + C·32 scales.
+ * Bits: n·⌈log2 k⌉ indices + k·16 codebook (entries rounded to float16) + C·16 scales (C·32 when
+ * one is not a float16 value).
  */
 import { fail } from '../errors';
 import { huffmanBits } from './huffman';
 import { kmeans1d, SortedWeights } from './kmeans1d';
-import { codebookEntryBits, makeBits } from './storage';
+import { codebookEntryBits, halfScale, makeBits, scaleBits } from './storage';
 import { roundToHalf } from '../util/half';
 import { channelLayout, channelOfElements, indexBits, makeCompressOptions, tensorLabel, validateTensor } from './tensor';
 import type { CompressedTensor, CompressOptions, ShareSpec, WeightTensor } from './types';
@@ -48,7 +50,7 @@ export function scaledShareWeights(tensor: WeightTensor, spec: ShareSpec, option
   const ch = channelOfElements(layout);
   const scale = new Float32Array(C);
   for (let i = 0; i < n; i++) scale[ch[i]!] = Math.max(scale[ch[i]!]!, Math.abs(w[i]!));
-  for (let c = 0; c < C; c++) scale[c] = scale[c] === 0 ? 1 : Math.fround(scale[c]!);
+  for (let c = 0; c < C; c++) scale[c] = scale[c] === 0 ? 1 : halfScale(scale[c]!);
   const v = new Float32Array(n);
   for (let i = 0; i < n; i++) v[i] = w[i]! / scale[ch[i]!]!;
   opts.signal?.throwIfAborted();
@@ -66,7 +68,7 @@ export function scaledShareWeights(tensor: WeightTensor, spec: ShareSpec, option
       num[ch[i]!] += w[i]! * qi;
       den[ch[i]!] += qi * qi;
     }
-    for (let c = 0; c < C; c++) if (den[c]! > 0 && num[c]! !== 0) scale[c] = Math.fround(num[c]! / den[c]!);
+    for (let c = 0; c < C; c++) if (den[c]! > 0 && num[c]! !== 0) scale[c] = halfScale(num[c]! / den[c]!);
     const qn = new Float64Array(k);
     const qd = new Float64Array(k);
     for (let i = 0; i < n; i++) {
@@ -100,7 +102,7 @@ export function scaledShareWeights(tensor: WeightTensor, spec: ShareSpec, option
     spec,
     weights,
     storage: { kind: 'codebook', k: kk, axis: null, codebook, indices, zeroIndex: null, scale: { axis: tensor.shape.length === 0 ? 0 : tensor.channelAxis, values: scale } },
-    bits: makeBits({ indices: n * indexBits(kk), codebook: kk * codebookEntryBits(codebook), params: C * 32, entropyIndices: huffmanBits(counts).total }),
+    bits: makeBits({ indices: n * indexBits(kk), codebook: kk * codebookEntryBits(codebook), params: scaleBits(scale), entropyIndices: huffmanBits(counts).total }),
     sse,
   };
 }

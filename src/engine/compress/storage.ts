@@ -7,7 +7,10 @@
  * - prune:  indices s·32 (kept float32 values), sparsity = mask bits (see `SparsityEncoding`).
  * - prune+share: as share; pruned weights use the exact-0 entry, so sparsity is carried by the
  *   indices (and shows in the entropy-coded size).
- * - quant:  indices n·b, params C·32 (scales) + C·b (zero points, asymmetric only).
+ * - share with per-channel scales (`scaled`): as share, plus params C·16 (float16 scales; ·32 when
+ *   one is outside float16's normal range).
+ * - quant:  indices n·b, params C·16 below 8 bits (float16 scales, else C·32) + C·b (zero points,
+ *   asymmetric only).
  * - prune+quant: as quant; pruned weights use the code of exact 0.
  * - float:  indices n·(1 + e + m), params 8 bits for the per-tensor bias of `bf16m` with a reduced
  *   exponent, else 0.
@@ -16,12 +19,30 @@
  * indices, integer codes, float bit patterns; for prune and lowrank it equals `indices`).
  */
 import { fail } from '../errors';
-import { isHalfExact } from '../util/half';
+import { isHalfExact, roundToHalf } from '../util/half';
 import type { BitBreakdown } from './types';
 
 /** Bits per codebook entry as stored: 16 when every entry is a float16 value, else 32. */
 export function codebookEntryBits(codebook: Float32Array): number {
   return isHalfExact(codebook) ? 16 : 32;
+}
+
+/** Smallest normal float16 (2^-14): below it float16 loses precision. */
+const HALF_MIN_NORMAL = 2 ** -14;
+
+/**
+ * A per-channel scale as stored: the nearest float16 when |x| is in float16's normal range (the
+ * decoders then store scales in half the bytes; relative change ≤ 2^-11, and the compressors choose
+ * codes for the rounded scale, so the reconstruction is exact), else fround(x).
+ */
+export function halfScale(x: number): number {
+  const f = Math.fround(x);
+  return Math.abs(f) >= HALF_MIN_NORMAL && Math.abs(f) <= 65504 ? roundToHalf(f) : f;
+}
+
+/** Bits of C per-channel scales as stored: 16 each when all are float16 values, else 32. */
+export function scaleBits(scales: Float32Array): number {
+  return scales.length * (isHalfExact(scales) ? 16 : 32);
 }
 
 /** Builds a {@link BitBreakdown}, computing `total` and `entropyTotal`. */

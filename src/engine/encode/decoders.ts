@@ -205,7 +205,8 @@ function codebookFunction(bits: number | 'table', perChannel: boolean, masked: b
     if (perChannel) shaped = f.op('Add', [shaped, 'offsets']);
     // Codebooks are float16 when every entry is a float16 value (exact), else float32 (no-op Cast).
     const book = f.op('Cast', ['codebook'], [attr.int('to', DataType.FLOAT)]);
-    if (scaled) f.op('Mul', [f.op('Gather', [book, shaped], [attr.int('axis', 0)]), 'scale'], [], 'w');
+    // scale: float16 or float32 (a no-op Cast), as the codebook
+    if (scaled) f.op('Mul', [f.op('Gather', [book, shaped], [attr.int('axis', 0)]), f.op('Cast', ['scale'], [attr.int('to', DataType.FLOAT)])], [], 'w');
     else f.op('Gather', [book, shaped], [attr.int('axis', 0)], 'w');
     const inputs = [...(masked ? ['mask'] : []), 'packed', 'codebook', 'shape', ...(perChannel ? ['offsets'] : scaled ? ['scale'] : []), ...(bits === 'table' ? ['table'] : [])];
     return f.build(name, inputs, 'w');
@@ -398,7 +399,7 @@ export function scaledCodebookDecoder(weight: string, o: Omit<CodebookDecode, 'a
     p.packed('indices', o.indices, o.bits),
     p.codebook(o.codebook),
     p.shape(o.dims),
-    p.float('scale', o.scale, axisShape(o.dims.length, o.scaleAxis, o.scale.length)),
+    p.halfOrFloat('scale', o.scale, axisShape(o.dims.length, o.scaleAxis, o.scale.length)),
   ];
   if (o.bits >= 8) return p.call(codebookFunction(o.bits, false, false, true), inputs);
   return p.call(codebookFunction('table', false, false, true), [...inputs, p.table(o.bits)]);

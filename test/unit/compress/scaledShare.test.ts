@@ -1,3 +1,4 @@
+import { floatToHalf, halfToFloat } from '../../../src/engine/util/half';
 import * as assert from 'node:assert/strict';
 import { compressTensor, type WeightTensor } from '../../../src/engine/compress';
 import { mulberry32, gaussian } from '../../../src/engine/util/random';
@@ -15,7 +16,7 @@ function foldedConv(seed: number): WeightTensor {
 }
 
 describe('compress/scaledShare', () => {
-  it('reconstruction is exactly fround(scale[c] · codebook[index]) and bits = n·⌈log2 k⌉ + 16k + 32C (float16 codebook)', () => {
+  it('reconstruction is exactly fround(scale[c] · codebook[index]) and bits = n·⌈log2 k⌉ + 16k + 16C (float16 codebook and scales)', () => {
     const t = foldedConv(1);
     const ct = compressTensor(t, { technique: 'share', k: 16, perChannel: false, scaled: true });
     const s = ct.storage;
@@ -26,7 +27,9 @@ describe('compress/scaledShare', () => {
       const c = Math.floor(i / 72);
       assert.equal(ct.weights[i], Math.fround(s.scale.values[c]! * s.codebook[s.indices[i]!]!));
     }
-    assert.equal(ct.bits.total, t.data.length * 4 + 16 * 16 + 16 * 32);
+    // scales are float16 values (stored in 2 bytes each)
+    for (const v of s.scale.values) assert.equal(v, halfToFloat(floatToHalf(v)));
+    assert.equal(ct.bits.total, t.data.length * 4 + 16 * 16 + 16 * 16);
     for (let j = 1; j < s.k; j++) assert.ok(s.codebook[j]! >= s.codebook[j - 1]!, 'ascending codebook');
     let sse = 0;
     for (let i = 0; i < t.data.length; i++) sse += (t.data[i]! - ct.weights[i]!) ** 2;
