@@ -28,7 +28,7 @@ import { listWeights, loadModel, saveModel, savedSize, type OnnxModel, type Weig
 import { writeFileAtomic } from '../util/atomicWrite';
 import { writeCompressReports } from '../report';
 import { FILES, makeAnalyzeOptions, runSensitivity } from './analyze';
-import { parseTechniques, type TechniqueFamily } from './levels';
+import { ladderOf, parseTechniques, type TechniqueFamily } from './levels';
 import { CALIBRATION_SAMPLES, calibrationApplies, ensureCalibration, makeBiasCorrector, planBiasCorrections } from './calibrate';
 import type { BiasCorrector } from '../eval/biasCorrection';
 import { collectHessians } from '../eval/calibration';
@@ -165,8 +165,8 @@ export function searchLayers(pm: PreparedModel, sf: SensitivityFile, o: { combin
   return pm.layers.map((w) => {
     const options: LayerOption[] = [{ key: 'none', spec: null, bytes: w.bytes, bits: w.bytes * 8, loss: 0 }];
     const byFamily = new Map<string, LayerOption[]>();
-    for (const family of new Set(sf.levels.map((l) => l.technique))) {
-      const measured = sf.levels.filter((l) => l.technique === family).flatMap((l) => {
+    for (const family of new Set(sf.levels.map(ladderOf))) {
+      const measured = sf.levels.filter((l) => ladderOf(l) === family).flatMap((l) => {
         const c = cells.get(`${w.name}\u0000${l.id}`);
         return c ? [{ l, c }] : [];
       });

@@ -6,7 +6,7 @@
  */
 export { analyzeModel, makeAnalyzeOptions, readSensitivity, FILES, type AnalyzeOptions } from './analyze';
 export { compressModel, exportCandidate, makeCompressModelOptions, searchLayers, type CompressModelOptions, type ExportResult } from './compress';
-export { DEFAULT_LEVELS, TECHNIQUE_FAMILIES, defaultLevels, makeLevel, parseTechniques, type TechniqueFamily } from './levels';
+export { DEFAULT_LEVELS, SCALED_SHARE_LEVELS, TECHNIQUE_FAMILIES, defaultLevels, familyLevels, ladderOf, makeLevel, makeScaledShareLevel, parseTechniques, type TechniqueFamily } from './levels';
 export { isotonic, LossPredictor, mckp, minBytesUnderLoss, minLossUnderBytes, normalQuantile, pairedLossBounds, paretoFront, type Flips, type LayerOption, type SearchLayer } from './search';
 export { resultsDirFor, type DataInput } from './workspace';
 export * from './plan';

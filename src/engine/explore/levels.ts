@@ -28,6 +28,29 @@ export const DEFAULT_LEVELS: Readonly<Record<TechniqueFamily, readonly number[]>
   lowrank: [0.999, 0.99, 0.95, 0.9, 0.8],
 };
 
+/**
+ * Shared values per tensor of the scaled sharing levels (a second ladder of the `share` family):
+ * one k-entry codebook for the tensor times one float16 scale per output channel
+ * (`compress/scaledShare.ts`). Channels of very different magnitudes (batch norm folded into
+ * convolutions, depthwise layers) need far fewer shared values this way: on the MobileNet fixture a
+ * depthwise layer's output divergence at k = 4 is 5.0e-3 nats scaled and 47e-3 plain, for 2 bytes
+ * per channel more.
+ */
+export const SCALED_SHARE_LEVELS: readonly number[] = [16, 8, 4];
+
+/** The scaled sharing level with `k` shared values ({@link SCALED_SHARE_LEVELS}). */
+export function makeScaledShareLevel(k: number): LevelDef {
+  return { id: `share:k=${k}s`, technique: 'share', label: `k=${k}×s`, spec: { technique: 'share', k, perChannel: false, scaled: true } };
+}
+
+/**
+ * The ladder a level belongs to, for smoothing losses along it (mildest level first): its family,
+ * with scaled sharing a ladder of its own.
+ */
+export function ladderOf(level: LevelDef): string {
+  return level.spec.technique === 'share' && level.spec.scaled ? 'share/scaled' : level.technique;
+}
+
 /** The level of family `t` at `v` (see {@link DEFAULT_LEVELS} for the meaning of `v`). */
 export function makeLevel(t: TechniqueFamily, v: number): LevelDef {
   let spec: TechniqueSpec;
@@ -66,9 +89,21 @@ export function parseTechniques(list: string | readonly string[] | undefined): T
   return TECHNIQUE_FAMILIES.filter((f) => out.has(f));
 }
 
+/**
+ * The levels of family `f`: its ladder at `values`, or by default {@link DEFAULT_LEVELS} plus, for
+ * `share`, the scaled sharing ladder ({@link SCALED_SHARE_LEVELS}) after it. Explicit values are
+ * exactly the columns asked for.
+ */
+export function familyLevels(f: TechniqueFamily, values?: readonly number[]): LevelDef[] {
+  if (values) return values.map((v) => makeLevel(f, v));
+  const out = DEFAULT_LEVELS[f].map((v) => makeLevel(f, v));
+  if (f === 'share') out.push(...SCALED_SHARE_LEVELS.map(makeScaledShareLevel));
+  return out;
+}
+
 /** Default levels of the given families, in column order. */
 export function defaultLevels(families: readonly TechniqueFamily[]): LevelDef[] {
-  return families.flatMap((f) => DEFAULT_LEVELS[f].map((v) => makeLevel(f, v)));
+  return families.flatMap((f) => familyLevels(f));
 }
 
 /**

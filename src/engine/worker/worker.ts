@@ -15,7 +15,7 @@ import { packArchive } from '../encode/archive';
 import { applySpecs } from '../encode/apply';
 import { fail } from '../errors';
 import { loadDatasetSpec, parseDatasetSpec } from '../eval/datasetSpec';
-import { analyzeModel, compressModel, DEFAULT_LEVELS, exportCandidate, makeLevel, parseTechniques, resolvePlan, type DataInput, type PlanFile } from '../explore';
+import { analyzeModel, compressModel, exportCandidate, familyLevels, parseTechniques, resolvePlan, type DataInput, type PlanFile } from '../explore';
 import { listWeights, loadModel, saveModel } from '../onnx';
 import { writeFileAtomic } from '../util/atomicWrite';
 import type { ExploreEvent } from '../explore/types';
@@ -53,7 +53,7 @@ async function engineOptions(o: WorkerRunOptions, signal: AbortSignal, forCompre
   if (!forCompress && o.levels && Object.keys(o.levels).length > 0) {
     // Explicit columns: the families' ladders, each replaced by the setting's values when given.
     const levels = o.levels;
-    out['levels'] = parseTechniques(o.techniques ?? undefined).flatMap((f) => (levels[f] ?? DEFAULT_LEVELS[f]).map((v) => makeLevel(f, v)));
+    out['levels'] = parseTechniques(o.techniques ?? undefined).flatMap((f) => familyLevels(f, levels[f]));
   }
   return out;
 }

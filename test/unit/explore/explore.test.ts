@@ -45,12 +45,12 @@ describe('explore (LeNet-5, Fashion-MNIST)', function () {
     assert.equal(partial.cells.length, 7);
     const events: ExploreEvent[] = [];
     const sf = await analyzeModel({ model, data: d, techniques: ['share'], limit, onEvent: (e) => events.push(e) });
-    assert.equal(events.filter((e) => e.type === 'cell').length, 30 - 7, 'only the missing cells are measured');
+    assert.equal(events.filter((e) => e.type === 'cell').length, 45 - 7, 'only the missing cells are measured');
     assert.equal(sf.complete, true);
     assert.equal(sf.schema, 'onnx-compress/sensitivity@1');
     assert.deepEqual(sf.layers.map((l) => l.name), ['conv1.weight', 'conv2.weight', 'fc1.weight', 'fc2.weight', 'fc3.weight']);
-    assert.deepEqual(sf.levels.map((l) => l.id), ['share:k=64', 'share:k=32', 'share:k=16', 'share:k=8', 'share:k=4', 'share:k=2']);
-    assert.equal(sf.cells.length, 30);
+    assert.deepEqual(sf.levels.map((l) => l.id), ['share:k=64', 'share:k=32', 'share:k=16', 'share:k=8', 'share:k=4', 'share:k=2', 'share:k=16s', 'share:k=8s', 'share:k=4s']);
+    assert.equal(sf.cells.length, 45);
     assert.equal(sf.dataset.samples, limit);
     assert.ok(sf.baseline.top1! > 0.85);
     // the first 7 cells are the ones of the interrupted run, unchanged
@@ -66,8 +66,16 @@ describe('explore (LeNet-5, Fashion-MNIST)', function () {
     for (const l of sf.layers) assert.ok(cell(l.name, 64).kl! >= 0 && cell(l.name, 2).kl! > 10 * cell(l.name, 64).kl!, l.name);
     assert.ok(sf.layers.filter((l) => cell(l.name, 2).loss > cell(l.name, 64).loss).length >= 4);
     assert.ok(sf.layers.every((l) => cell(l.name, 2).onnxBytes < cell(l.name, 64).onnxBytes));
+    // per-channel scales: a few bytes more, far less error at the same k
+    const scaled = (l: string, k: number) => sf.cells.find((c) => c.layer === l && c.level === `share:k=${k}s`)!;
+    assert.ok(sf.layers.filter((l) => scaled(l.name, 4).relError < cell(l.name, 4).relError).length >= 4);
+    for (const l of sf.layers) {
+      // float16 scales: 2 bytes per output channel (plus the scale tensor's framing)
+      const extra = scaled(l.name, 4).onnxBytes - cell(l.name, 4).onnxBytes;
+      assert.ok(extra >= 2 * l.shape[0]! && extra <= 2 * l.shape[0]! + 64, `${l.name}: ${extra} bytes more for ${l.shape[0]} scales`);
+    }
     const csv = readFileSync(join(`${model.slice(0, -5)}.compress`, 'sensitivity.csv'), 'utf8').trim().split('\n');
-    assert.equal(csv.length, 31);
+    assert.equal(csv.length, 46);
     // a third run has nothing left to measure; a changed model is refused
     const again: ExploreEvent[] = [];
     await analyzeModel({ model, data: d, techniques: ['share'], limit, onEvent: (e) => again.push(e) });
@@ -94,7 +102,7 @@ describe('explore (LeNet-5, Fashion-MNIST)', function () {
     const sf = JSON.parse(readFileSync(join(`${model.slice(0, -5)}.compress`, 'sensitivity.json'), 'utf8')) as SensitivityFile;
     for (const c of fast.candidates) {
       let sum = 0;
-      for (const [name, p] of Object.entries(c.plan.layers ?? {})) if (p.technique === 'share') sum += sf.cells.find((x) => x.layer === name && x.level === `share:k=${p.k}`)!.kl!;
+      for (const [name, p] of Object.entries(c.plan.layers ?? {})) if (p.technique === 'share') sum += sf.cells.find((x) => x.layer === name && x.level === `share:k=${p.k}${p.scaled ? 's' : ''}`)!.kl!;
       assert.ok(c.kl! >= 0.5 * sum && c.kl! <= 2 * sum, `${c.id}: divergence ${c.kl} vs Σ cells ${sum}`);
     }
   });
