@@ -8,7 +8,8 @@ import { formatBytes, parse, table, UsageError } from './util';
 /** Usage of the command. */
 export const COMPRESS_USAGE = `usage: onnx-compress compress MODEL.onnx (--data FILE [--labels FILE] | --data-free) (--max-loss PP | --max-size SIZE) [options]
   --max-loss PP       largest top-1 loss in percentage points on the search data (e.g. 0.5)
-  --max-size SIZE     largest compressed ONNX file: bytes, or 200kB, 5MB, 1.5MiB
+  --max-size SIZE     largest compressed ONNX file (or archive): bytes, or 200kB, 5MB, 1.5MiB
+  --target onnx|archive  what to make small: the ONNX file (default) or its .onnxc archive
   --holdout FILE      held-out dataset to confirm the chosen candidate on (default none)
   --data, --labels, --data-free, --techniques, --out, --fresh, --threads, --no-calibration, --json: as for analyze
   --limit N           samples of the search data for the real evaluations (default all)
@@ -56,9 +57,10 @@ export async function compressCommand(argv: string[], signal: AbortSignal): Prom
     method: { type: 'string' as const },
     confidence: { type: 'string' as const },
     'holdout-tries': { type: 'string' as const },
+    target: { type: 'string' as const },
   });
   const positionals = parsed.positionals;
-  const values = parsed.values as CommonValues & { 'max-loss'?: string; 'max-size'?: string; holdout?: string; 'sensitivity-limit'?: string; method?: string; confidence?: string; 'holdout-tries'?: string };
+  const values = parsed.values as CommonValues & { 'max-loss'?: string; 'max-size'?: string; holdout?: string; 'sensitivity-limit'?: string; method?: string; confidence?: string; 'holdout-tries'?: string; target?: string };
   if (positionals.length !== 1) throw new UsageError(positionals.length ? `expected one model, got ${positionals.length}` : 'missing MODEL');
   const model = positionals[0]!;
   if ((values['max-loss'] === undefined) === (values['max-size'] === undefined)) throw new UsageError('give exactly one of --max-loss PP and --max-size SIZE');
@@ -71,6 +73,8 @@ export async function compressCommand(argv: string[], signal: AbortSignal): Prom
   const maxSize = values['max-size'] === undefined ? undefined : parseSize(values['max-size']);
   const method = values.method ?? 'fast';
   if (method !== 'fast' && method !== 'greedy') throw new UsageError(`--method must be fast or greedy, got '${method}'`);
+  const target = values.target ?? 'onnx';
+  if (target !== 'onnx' && target !== 'archive') throw new UsageError(`--target must be onnx or archive, got '${target}'`);
   const data = await dataFromArgs(values);
   const holdout = values.holdout === undefined ? undefined : { spec: await datasetSpecFromArgs(values.holdout), source: values.holdout };
   const limit = intOption(values.limit, '--limit');
@@ -96,6 +100,7 @@ export async function compressCommand(argv: string[], signal: AbortSignal): Prom
       limit,
       ...(sensitivityLimit !== undefined ? { sensitivityLimit } : {}),
       method,
+      target,
       ...(confidence !== undefined ? { confidence } : {}),
       ...(holdoutTries !== undefined ? { holdoutTries } : {}),
       threads: intOption(values.threads, '--threads'),
@@ -113,10 +118,11 @@ export async function compressCommand(argv: string[], signal: AbortSignal): Prom
     return;
   }
   const pct = (x: number | null | undefined) => (x === null || x === undefined ? '—' : (x * 100).toFixed(2));
-  const rows = [...cf.candidates].filter((c) => c.pareto || c.id === cf.chosen).sort((a, b) => a.bytes - b.bytes);
+  const archive = cf.target === 'archive';
+  const rows = [...cf.candidates].filter((c) => c.pareto || c.id === cf.chosen).sort((a, b) => (archive ? (a.archiveBytes ?? 0) - (b.archiveBytes ?? 0) : 0) || a.bytes - b.bytes);
   process.stdout.write(`Baseline top-1 ${pct(cf.baseline.top1)} %, ${formatBytes(cf.model.bytes)}.\n\n`);
   const conf = `${Math.round((cf.selection?.confidence ?? 0.5) * 100)} % bound pt`;
-  process.stdout.write(`${table(['candidate', 'bytes', 'ratio', 'top-1 %', 'loss pt', conf, 'held-out loss pt', 'budget'], rows.map((c) => [`${c.id}${c.id === cf.chosen ? ' *' : ''}`, formatBytes(c.bytes), `${c.ratio.toFixed(2)}×`, pct(c.top1), pct(c.loss), pct(c.lossUpper), c.holdout ? `${pct(c.holdout.loss)}${c.holdout.ci ? ` [${pct(c.holdout.ci[0])}, ${pct(c.holdout.ci[1])}]` : ''}` : '—', c.feasible ? 'ok' : 'over']))}\n\n`);
+  process.stdout.write(`${table(['candidate', 'bytes', 'ratio', ...(archive ? ['archive'] : []), 'top-1 %', 'loss pt', conf, 'held-out loss pt', 'budget'], rows.map((c) => [`${c.id}${c.id === cf.chosen ? ' *' : ''}`, formatBytes(c.bytes), `${c.ratio.toFixed(2)}×`, ...(archive ? [c.archiveBytes ? formatBytes(c.archiveBytes) : '—'] : []), pct(c.top1), pct(c.loss), pct(c.lossUpper), c.holdout ? `${pct(c.holdout.loss)}${c.holdout.ci ? ` [${pct(c.holdout.ci[0])}, ${pct(c.holdout.ci[1])}]` : ''}` : '—', c.feasible ? 'ok' : 'over']))}\n\n`);
   if (cf.selection) process.stdout.write(`${cf.selection.note}\n`);
   const c = cf.candidates.find((x) => x.id === cf.chosen);
   if (!c) {

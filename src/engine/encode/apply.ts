@@ -48,6 +48,8 @@ export interface ApplyResult {
    * empty with `keepReconstructions: false`.
    */
   reconstructions: Map<string, Float32Array>;
+  /** Every layer's compressed tensor, with `keepCompressed: true` (else empty): pass it back as `compressed` to encode without compressing again. */
+  compressed: Map<string, CompressedTensor>;
 }
 
 /** Options of {@link applySpecs}. */
@@ -67,6 +69,15 @@ export interface ApplyOptions {
   onReconstruction: ((name: string, weights: Float32Array) => void) | undefined;
   /** Layers whose plan entry came from `default` (skipped, not failed, when the technique cannot apply). */
   fromDefault: ReadonlySet<string>;
+  /** Keep every layer's compressed tensor in {@link ApplyResult.compressed} (default false). */
+  keepCompressed: boolean;
+  /**
+   * Compressed tensors of earlier calls with the same specs on the same model (`keepCompressed`),
+   * used instead of compressing again: e.g. a first call without `encode` gives the
+   * reconstructions biases are corrected from, a second one encodes with the corrections
+   * (`overrides`). Default none.
+   */
+  compressed: ReadonlyMap<string, CompressedTensor> | undefined;
   /** Progress after each layer: done / total. */
   onProgress: ((done: number, total: number, layer: string) => void) | undefined;
   signal: AbortSignal | undefined;
@@ -135,9 +146,9 @@ export function compressWeight(model: OnnxModel, w: WeightInfo, spec: TechniqueS
  * @throws E_PLAN when a technique cannot be applied to a layer the plan names explicitly.
  */
 export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, TechniqueSpec>, options: Partial<ApplyOptions> = {}): ApplyResult {
-  const o: ApplyOptions = { encode: true, keepReconstructions: true, onReconstruction: undefined, fromDefault: new Set(), onProgress: undefined, signal: undefined, compress: {}, compact: true, narrowBiases: 'auto', calibration: undefined, overrides: undefined, ...options };
+  const o: ApplyOptions = { encode: true, keepReconstructions: true, onReconstruction: undefined, fromDefault: new Set(), keepCompressed: false, compressed: undefined, onProgress: undefined, signal: undefined, compress: {}, compact: true, narrowBiases: 'auto', calibration: undefined, overrides: undefined, ...options };
   const weights = new Map(listWeights(model).map((w) => [w.name, w]));
-  const result: ApplyResult = { layers: [], skipped: [], reconstructions: new Map() };
+  const result: ApplyResult = { layers: [], skipped: [], reconstructions: new Map(), compressed: new Map() };
   let done = 0;
   for (const [name, spec] of specs) {
     throwIfAborted(o.signal);
@@ -154,7 +165,8 @@ export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, Techniqu
       }
     }
     const calibration = o.calibration?.get(name);
-    const ct = compressWeight(model, w, spec, { ...o.compress, signal: o.signal, ...(calibration ? { calibration } : {}) });
+    const ct = o.compressed?.get(name) ?? compressWeight(model, w, spec, { ...o.compress, signal: o.signal, ...(calibration ? { calibration } : {}) });
+    if (o.keepCompressed) result.compressed.set(name, ct);
     let encoding = 'lowrank';
     let onnxBytes = 0;
     if (ct.storage.kind === 'lowrank') {

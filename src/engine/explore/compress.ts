@@ -21,10 +21,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { TechniqueSpec } from '../compress';
 import { fail, throwIfAborted } from '../errors';
-import { applySpecs, compressWeight, type ApplyOptions, type ApplyResult } from '../encode/apply';
+import { applySpecs, compressWeight, type ApplyResult } from '../encode/apply';
 import { packArchive } from '../encode/archive';
 import { chooseEncoding } from '../encode/choose';
-import { listWeights, loadModel, saveModel, savedSize, type OnnxModel, type WeightInfo } from '../onnx';
+import { encodeModel, listWeights, loadModel, saveModel, savedSize, type OnnxModel, type WeightInfo } from '../onnx';
 import { writeFileAtomic } from '../util/atomicWrite';
 import { writeCompressReports } from '../report';
 import { FILES, makeAnalyzeOptions, runSensitivity } from './analyze';
@@ -53,8 +53,14 @@ export interface CompressModelOptions extends RunOptions {
   techniques: readonly TechniqueFamily[];
   /** Budget: largest top-1 loss, as a fraction (0.005 = 0.5 points). */
   maxLoss: number | undefined;
-  /** Budget: largest compressed ONNX file, bytes. */
+  /** Budget: largest compressed ONNX file (or archive, with `target: 'archive'`), bytes. */
   maxSize: number | undefined;
+  /**
+   * What to make small: `onnx` (default), the compressed ONNX file, or `archive`, its `.onnxc`
+   * archive (entropy-coded codes: options are sized from their entropy-coded bits, and every
+   * candidate's archive is packed and measured). Models evaluated from disk have no archive target.
+   */
+  target: CompressTarget;
   /** Samples of the search data used for the real evaluations. Default all. */
   limit: number | undefined;
   /** Samples of the search data used for the sensitivity cells. Default `'auto'` (1000, or 500 above 1 M compressible parameters; see `AnalyzeOptions.limit`). */
@@ -97,6 +103,14 @@ export interface CompressModelOptions extends RunOptions {
   variantsOnDisk: boolean | 'auto';
 }
 
+/** What {@link CompressModelOptions.target} makes small. */
+export type CompressTarget = 'onnx' | 'archive';
+
+/** The size a candidate is judged by under `target`: its ONNX file, or its archive. */
+export function targetSize(c: Pick<Candidate, 'bytes' | 'archiveBytes'>, target: CompressTarget): number {
+  return target === 'archive' ? (c.archiveBytes ?? c.bytes) : c.bytes;
+}
+
 /** Compressible weights (bytes) from which `variantsOnDisk: 'auto'` evaluates candidates from disk: 256 MiB. */
 export const DISK_VARIANTS_ABOVE = 256 * 2 ** 20;
 
@@ -108,6 +122,7 @@ export function makeCompressModelOptions(o: Partial<CompressModelOptions> & Pick
     techniques: parseTechniques(undefined),
     maxLoss: undefined,
     maxSize: undefined,
+    target: 'onnx',
     limit: undefined,
     sensitivityLimit: 'auto',
     screenAbove: 0.05,
@@ -158,7 +173,8 @@ export function klScale(cells: readonly SensitivityCell[]): number {
  * losses cannot tell a plan at 6× from one at 8×. Studies written before cells carried `kl` use the
  * smoothed loss plus {@link DISAGREEMENT_WEIGHT} × the disagreement.
  */
-export function searchLayers(pm: PreparedModel, sf: SensitivityFile, o: { combine: boolean; maxCombos: number; comboLossLimit: number; signal?: AbortSignal | undefined }): SearchLayer[] {
+export function searchLayers(pm: PreparedModel, sf: SensitivityFile, o: { combine: boolean; maxCombos: number; comboLossLimit: number; target?: CompressTarget; signal?: AbortSignal | undefined }): SearchLayer[] {
+  const archive = o.target === 'archive';
   const cells = new Map(sf.cells.map((c) => [`${c.layer}\u0000${c.level}`, c]));
   const byKl = sf.cells.length > 0 && sf.cells.every((c) => c.kl !== undefined && Number.isFinite(c.kl));
   const kappa = byKl ? klScale(sf.cells) : 0;
@@ -178,7 +194,7 @@ export function searchLayers(pm: PreparedModel, sf: SensitivityFile, o: { combin
         const dis = isotonic(measured.map((m) => 1 - m.c.agreement));
         cost = smooth.map((x, i) => Math.max(0, x) + DISAGREEMENT_WEIGHT * Math.max(0, dis[i]!));
       }
-      const opts = measured.map((m, i): LayerOption => ({ key: m.l.id, spec: m.l.spec, bytes: m.c.onnxBytes, bits: m.c.bits, loss: cost[i]!, relError: m.c.relError }));
+      const opts = measured.map((m, i): LayerOption => ({ key: m.l.id, spec: m.l.spec, bytes: archive ? archiveEstimate(m.c.onnxBytes, m.c.bits, m.c.entropyBits) : m.c.onnxBytes, bits: m.c.bits, loss: cost[i]!, relError: m.c.relError }));
       byFamily.set(family, opts);
       options.push(...opts);
     }
@@ -187,8 +203,17 @@ export function searchLayers(pm: PreparedModel, sf: SensitivityFile, o: { combin
   });
 }
 
+/**
+ * A layer's bytes in the archive, estimated from its ONNX bytes: the packed codes (`bits` in all)
+ * are range-coded there at about their entropy (`entropyBits`); the rest (codebooks, scales,
+ * framing) stays as it is (brotli takes a little more off the whole file).
+ */
+export function archiveEstimate(onnxBytes: number, bits: number, entropyBits: number): number {
+  return Math.max(1, Math.round(onnxBytes - Math.max(0, bits - entropyBits) / 8));
+}
+
 /** prune + share / prune + quant options of one layer (bytes from the encoder, loss predicted additive). */
-function combos(pm: PreparedModel, w: WeightInfo, byFamily: Map<string, LayerOption[]>, o: { maxCombos: number; comboLossLimit: number; signal?: AbortSignal | undefined }): LayerOption[] {
+function combos(pm: PreparedModel, w: WeightInfo, byFamily: Map<string, LayerOption[]>, o: { maxCombos: number; comboLossLimit: number; target?: CompressTarget; signal?: AbortSignal | undefined }): LayerOption[] {
   const prunes = (byFamily.get('prune') ?? []).filter((p) => p.loss <= o.comboLossLimit && p.spec?.technique === 'prune');
   const pairs: Array<{ p: LayerOption; s: LayerOption; loss: number }> = [];
   for (const p of prunes) {
@@ -196,7 +221,7 @@ function combos(pm: PreparedModel, w: WeightInfo, byFamily: Map<string, LayerOpt
       if (p.loss + s.loss <= o.comboLossLimit) pairs.push({ p, s, loss: p.loss + s.loss });
     }
   }
-  pairs.sort((a, b) => a.s.bytes - b.s.bytes || a.loss - b.loss);
+  pairs.sort((a, b) => a.s.bytes - b.s.bytes || a.loss - b.loss || a.p.bytes - b.p.bytes);
   const out: LayerOption[] = [];
   for (const { p, s, loss } of pairs.slice(0, o.maxCombos)) {
     throwIfAborted(o.signal);
@@ -204,7 +229,8 @@ function combos(pm: PreparedModel, w: WeightInfo, byFamily: Map<string, LayerOpt
     const spec: TechniqueSpec = s.spec!.technique === 'share' ? { technique: 'prune+share', prune, share: s.spec as Extract<TechniqueSpec, { technique: 'share' }> } : { technique: 'prune+quant', prune, quant: s.spec as Extract<TechniqueSpec, { technique: 'quant' }> };
     try {
       const ct = compressWeight(pm.model, w, spec);
-      out.push({ key: `${p.key}+${s.key}`, spec, bytes: chooseEncoding(w.name, w.shape, ct).bytes, bits: ct.bits.total, loss });
+      const onnx = chooseEncoding(w.name, w.shape, ct).bytes;
+      out.push({ key: `${p.key}+${s.key}`, spec, bytes: o.target === 'archive' ? archiveEstimate(onnx, ct.bits.total, ct.bits.entropyTotal) : onnx, bits: ct.bits.total, loss });
     } catch {
       // a combination the compressor or encoder refuses is simply not offered
     }
@@ -242,6 +268,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
   if (!(o.confidence >= 0.5 && o.confidence < 1)) fail('E_BAD_ARGUMENT', `The confidence must be in [0.5, 1), got ${o.confidence}.`);
   if (!(Number.isInteger(o.holdoutTries) && o.holdoutTries >= 1)) fail('E_BAD_ARGUMENT', `holdoutTries must be an integer ≥ 1, got ${o.holdoutTries}.`);
   if (o.method === 'greedy' && o.maxLoss === undefined) fail('E_BAD_ARGUMENT', 'The greedy search supports a maximum loss budget only.');
+  if (o.target !== 'onnx' && o.target !== 'archive') fail('E_BAD_ARGUMENT', `The target must be 'onnx' or 'archive', got '${String(o.target)}'.`);
   const t0 = performance.now();
   const emit = o.onEvent ?? (() => {});
   const dir = resultsDirFor(o.model, o.out);
@@ -272,8 +299,10 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
     );
     emit({ type: 'phase', phase: 'search', message: `Searching (${o.method}) under ${o.maxLoss !== undefined ? `a loss of ${(o.maxLoss * 100).toFixed(2)} points` : `${o.maxSize} bytes`}` });
     const calibration = calibrationApplies(o.calibrate, o.data) ? await ensureCalibration(pm, o.data, { signal: o.signal, threads: o.threads }) : undefined;
-    const layers = searchLayers(pm, sf, { combine: o.combine && o.method === 'fast', maxCombos: o.maxCombos, comboLossLimit: o.maxLoss ?? 0.02, signal: o.signal });
+    const layers = searchLayers(pm, sf, { combine: o.combine && o.method === 'fast', maxCombos: o.maxCombos, comboLossLimit: o.maxLoss ?? 0.02, target: o.target, signal: o.signal });
     const onDisk = o.variantsOnDisk === 'auto' ? pm.layers.reduce((s, w) => s + w.bytes, 0) >= DISK_VARIANTS_ABOVE : o.variantsOnDisk;
+    if (onDisk && o.target === 'archive') fail('E_BAD_ARGUMENT', `The archive target needs the candidates in memory, and '${o.model}' has ${pm.layers.reduce((s, w) => s + w.bytes, 0)} bytes of compressible weights (evaluated from disk from ${DISK_VARIANTS_ABOVE}); use the ONNX target (an archive holds one file below 2 GiB anyway).`);
+    const sizeOf = (c: Candidate): number => targetSize(c, o.target);
     // Bias correction goes with calibration, in memory only (it feeds the reconstructions).
     const externalDataFolder = pm.model.externalFiles.length ? path.dirname(pm.file) : undefined;
     const corrector = calibration && !onDisk ? await makeBiasCorrector(pm.bytes, pm.model, pm.layers, o.data, { threads: o.threads, signal: o.signal, externalDataFolder }) : undefined;
@@ -288,13 +317,13 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
     const byKey = new Map<string, Candidate>();
     const predictor = new LossPredictor(Math.max(o.maxLoss ?? 0.01, 1e-3) ** 2 * 2);
     let searchEvals = 0;
-    const feasible = (c: Candidate): boolean => (o.maxLoss !== undefined ? (c.lossUpper ?? c.loss) <= o.maxLoss + 1e-12 : c.bytes <= o.maxSize!);
+    const feasible = (c: Candidate): boolean => (o.maxLoss !== undefined ? (c.lossUpper ?? c.loss) <= o.maxLoss + 1e-12 : sizeOf(c) <= o.maxSize!);
     const measure = async (choice: number[]): Promise<Candidate> => {
       const key = choice.join(',');
       const known = byKey.get(key);
       if (known) return known;
       throwIfAborted(o.signal);
-      const { res, bytes, r, biases } = await buildAndEvaluate(pm.file, specsOf(layers, choice), evaluator, { onDisk, dir, sizeAt: exportPath(pm.file, dir), calibration, corrector, signal: o.signal });
+      const { res, bytes, archiveBytes, r, biases } = await buildAndEvaluate(pm.file, specsOf(layers, choice), evaluator, { onDisk, dir, sizeAt: exportPath(pm.file, dir), archive: o.target === 'archive', calibration, corrector, signal: o.signal });
       const flips = data.flips(r.outputs!);
       searchEvals++;
       let theory = pm.ref.bytes;
@@ -316,6 +345,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
         evaluations: cellsMeasured + searchEvals,
         pareto: false,
         feasible: false,
+        ...(archiveBytes !== undefined ? { archiveBytes } : {}),
       };
       c.feasible = feasible(c);
       if (biases) corrections.set(c.id, biases);
@@ -324,7 +354,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
       candidates.push(c);
       byKey.set(key, c);
       emit({ type: 'candidate', candidate: c });
-      emit({ type: 'log', message: `${c.id}: ${bytes} bytes (${c.ratio.toFixed(2)}×), loss ${(r.loss * 100).toFixed(2)} points, upper bound ${(c.lossUpper! * 100).toFixed(2)} (predicted ${(c.predictedLoss * 100).toFixed(2)}), α=${predictor.alpha.toFixed(2)}` });
+      emit({ type: 'log', message: `${c.id}: ${bytes} bytes (${c.ratio.toFixed(2)}×${archiveBytes !== undefined ? `; archive ${archiveBytes}, ${(pm.ref.bytes / archiveBytes).toFixed(2)}×` : ''}), loss ${(r.loss * 100).toFixed(2)} points, upper bound ${(c.lossUpper! * 100).toFixed(2)} (predicted ${(c.predictedLoss * 100).toFixed(2)}), α=${predictor.alpha.toFixed(2)}` });
       return c;
     };
     let chosen: Candidate | undefined;
@@ -334,7 +364,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
     let movedByHoldout = false;
     // The search's evaluator stays open through the held-out check: a failed check may search on.
     try {
-      if (o.method === 'greedy') chosen = await greedy(layers, o.maxLoss!, measure, o.signal);
+      if (o.method === 'greedy') chosen = await greedy(layers, o.maxLoss!, measure, sizeOf, o.signal);
       else if (o.maxLoss !== undefined) chosen = await fastUnderLoss(layers, o.maxLoss, predictor, measure, o, (message) => emit({ type: 'log', message }));
       else chosen = await fastUnderSize(layers, o.maxSize!, pm.ref.bytes - pm.layers.reduce((s, w) => s + w.bytes, 0), measure, o);
       if (chosen && o.holdout) {
@@ -357,7 +387,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
           if (!ok && o.maxLoss !== undefined) {
             // Walk back: larger feasible candidates with a lower search loss than every failure.
             const failed = [chosen];
-            const next = candidates.filter((c) => c.feasible && c.bytes >= chosen!.bytes && c !== chosen).sort((a, b) => a.bytes - b.bytes || a.loss - b.loss);
+            const next = candidates.filter((c) => c.feasible && sizeOf(c) >= sizeOf(chosen!) && c !== chosen).sort((a, b) => sizeOf(a) - sizeOf(b) || a.loss - b.loss);
             for (const c of next) {
               if (checked.length >= o.holdoutTries) break;
               if (!failed.every((f) => c.loss < f.loss)) continue;
@@ -394,7 +424,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
       await evaluator.dispose();
       await corrector?.dispose();
     }
-    const front = paretoFront(candidates);
+    const front = paretoFront(candidates.map((c) => ({ bytes: sizeOf(c), loss: c.loss })));
     candidates.forEach((c, i) => (c.pareto = front.has(i)));
     const selection: Selection = {
       rule: o.maxLoss !== undefined ? 'upper-bound' : 'size',
@@ -412,6 +442,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
       dataset: data.ref,
       holdoutDataset: holdoutRef,
       budget: o.maxLoss !== undefined ? { maxLoss: o.maxLoss } : { maxSize: o.maxSize! },
+      target: o.target,
       techniques: [...o.techniques],
       baseline: { top1: data.top1, samples: data.ref.samples },
       candidates,
@@ -461,11 +492,16 @@ function selectionNote(o: CompressModelOptions, checked: readonly string[], move
 
 export type Measure = (choice: number[]) => Promise<Candidate>;
 
-function bestFeasible(cs: readonly Candidate[], by: 'bytes' | 'loss'): Candidate | undefined {
+function bestFeasible(cs: readonly Candidate[], by: 'bytes' | 'loss', target: CompressTarget): Candidate | undefined {
   let best: Candidate | undefined;
   for (const c of cs) {
     if (!c.feasible) continue;
-    if (!best || (by === 'bytes' ? c.bytes < best.bytes || (c.bytes === best.bytes && c.loss < best.loss) : c.loss < best.loss || (c.loss === best.loss && c.bytes < best.bytes))) best = c;
+    const b = targetSize(c, target);
+    if (!best) best = c;
+    else {
+      const bb = targetSize(best, target);
+      if (by === 'bytes' ? b < bb || (b === bb && c.loss < best.loss) : c.loss < best.loss || (c.loss === best.loss && b < bb)) best = c;
+    }
   }
   return best;
 }
@@ -482,7 +518,7 @@ export async function fastUnderLoss(
   maxLoss: number,
   pred: LossPredictor,
   measure: Measure,
-  o: Pick<CompressModelOptions, 'perIteration' | 'maxIterations' | 'tolerance' | 'signal'>,
+  o: Pick<CompressModelOptions, 'perIteration' | 'maxIterations' | 'tolerance' | 'signal'> & { target?: CompressTarget },
   log: (message: string) => void = () => {},
 ): Promise<Candidate | undefined> {
   const measured: Array<{ s: number; c: Candidate }> = [];
@@ -522,8 +558,9 @@ export async function fastUnderLoss(
     }
     if (round.length === 0) break;
     for (const p of round) measured.push({ s: p.s, c: await measure(p.choice) });
-    const now = bestFeasible(measured.map((m) => m.c), 'bytes');
-    const gain = best && now ? (best.bytes - now.bytes) / best.bytes : Infinity;
+    const target = o.target ?? 'onnx';
+    const now = bestFeasible(measured.map((m) => m.c), 'bytes', target);
+    const gain = best && now ? (targetSize(best, target) - targetSize(now, target)) / targetSize(best, target) : Infinity;
     best = now;
     if (best && it > 1 && gain < o.tolerance) break;
   }
@@ -558,10 +595,10 @@ async function fastUnderSize(layers: SearchLayer[], maxSize: number, fixedBytes:
         const c = await measure(choice);
         if (!measured.includes(c)) measured.push(c);
         // the real file has its own overhead (graph, decoders): learn it from the measurement
-        overhead = Math.max(overhead, c.bytes - totals(layers, choice).bytes);
+        overhead = Math.max(overhead, targetSize(c, o.target) - totals(layers, choice).bytes);
       }
     }
-    const now = bestFeasible(measured, 'loss');
+    const now = bestFeasible(measured, 'loss', o.target);
     if (now && best === now) break;
     best = now;
   }
@@ -569,7 +606,7 @@ async function fastUnderSize(layers: SearchLayer[], maxSize: number, fixedBytes:
 }
 
 /** The greedy baseline (module comment); every step's measurements count as evaluations. */
-async function greedy(layers: SearchLayer[], maxLoss: number, measure: Measure, signal: AbortSignal | undefined): Promise<Candidate | undefined> {
+async function greedy(layers: SearchLayer[], maxLoss: number, measure: Measure, sizeOf: (c: Candidate) => number, signal: AbortSignal | undefined): Promise<Candidate | undefined> {
   // Ladder per layer: none, then single-technique options by decreasing bytes.
   const ladders = layers.map((l) => {
     const idx = l.options.map((_, i) => i).filter((i) => i === 0 || !l.options[i]!.key.includes('+'));
@@ -593,7 +630,7 @@ async function greedy(layers: SearchLayer[], maxLoss: number, measure: Measure, 
         frozen.add(i);
         continue;
       }
-      const score = (current.bytes - c.bytes) / Math.max(c.loss - current.loss, 1e-4);
+      const score = (sizeOf(current) - sizeOf(c)) / Math.max(c.loss - current.loss, 1e-4);
       if (!pick || score > pick.score) pick = { i, c, score };
     }
     if (!pick) break;
@@ -607,10 +644,13 @@ async function greedy(layers: SearchLayer[], maxLoss: number, measure: Measure, 
 /**
  * Builds a candidate (compresses every layer of `specs`, given or resolved on the loaded model) and
  * evaluates it with `evaluator` on all its samples, outputs kept. `sizeAt`: also encode it and
- * return the bytes a save there would write (`savedSize`), else 0 and nothing is encoded.
- * In memory, the reconstructions are fed to the evaluator. `onDisk`, for large models: each
- * reconstruction goes to a temp file in `dir` as soon as it is made, and the encoded model is let
- * go before onnxruntime loads the candidate from that file (the temp file is removed in any case).
+ * return the bytes a save there would write (`savedSize`), else 0 and nothing is encoded; with
+ * `archive`, also the bytes of its archive (`packArchive`). In memory, the reconstructions are fed
+ * to the evaluator, and the model is encoded after the biases are corrected (with the compressed
+ * tensors of the first pass, so nothing is compressed twice): the sizes are those of the export.
+ * `onDisk`, for large models: each reconstruction goes to a temp file in `dir` as soon as it is
+ * made, and the encoded model is let go before onnxruntime loads the candidate from that file (the
+ * temp file is removed in any case).
  */
 async function buildAndEvaluate(
   modelFile: string,
@@ -620,28 +660,39 @@ async function buildAndEvaluate(
     onDisk: boolean;
     dir: string;
     sizeAt: string | undefined;
+    archive?: boolean;
     calibration: ReadonlyMap<string, LayerHessian> | undefined;
     /** Corrects the biases of the compressed layers (in memory only), unless `biases` gives them. */
     corrector?: BiasCorrector | undefined;
     biases?: ReadonlyMap<string, Float32Array> | undefined;
     signal: AbortSignal | undefined;
   },
-): Promise<{ res: ApplyResult; bytes: number; r: VariantResult; biases: ReadonlyMap<string, Float32Array> | undefined }> {
-  const build = async (extra: Partial<ApplyOptions>): Promise<{ res: ApplyResult; bytes: number }> => {
-    const model = await loadModel(modelFile);
-    const res = applySpecs(model, typeof specs === 'function' ? specs(model) : specs, { encode: o.sizeAt !== undefined, signal: o.signal, calibration: o.calibration, ...extra });
-    return { res, bytes: o.sizeAt === undefined ? 0 : savedSize(model, o.sizeAt) };
-  };
+): Promise<{ res: ApplyResult; bytes: number; archiveBytes?: number; r: VariantResult; biases: ReadonlyMap<string, Float32Array> | undefined }> {
+  const specsFor = (model: OnnxModel) => (typeof specs === 'function' ? specs(model) : specs);
   if (!o.onDisk) {
-    const { res, bytes } = await build({});
+    const model = await loadModel(modelFile);
+    const res = applySpecs(model, specsFor(model), { encode: false, keepCompressed: o.sizeAt !== undefined, signal: o.signal, calibration: o.calibration });
     const biases = o.biases ?? (await o.corrector?.correct(res.reconstructions, o.signal));
     const variant = biases ? new Map([...res.reconstructions, ...biases]) : res.reconstructions;
-    return { res, bytes, r: await evaluator.evaluate(variant, { keepOutputs: true, signal: o.signal }), biases };
+    let bytes = 0;
+    let archiveBytes: number | undefined;
+    if (o.sizeAt !== undefined) {
+      const encoded = await loadModel(modelFile);
+      applySpecs(encoded, specsFor(encoded), { keepReconstructions: false, compressed: res.compressed, overrides: biases, signal: o.signal });
+      res.compressed.clear();
+      bytes = savedSize(encoded, o.sizeAt);
+      if (o.archive) archiveBytes = packArchive(encodeModel(encoded.proto)).length;
+    }
+    return { res, bytes, ...(archiveBytes !== undefined ? { archiveBytes } : {}), r: await evaluator.evaluate(variant, { keepOutputs: true, signal: o.signal }), biases };
   }
   const v = evaluator.diskVariant(o.dir);
   try {
-    // `build` returns without the model: its payloads can be collected before the session loads.
-    const { res, bytes } = await build({ keepReconstructions: false, onReconstruction: (name, w) => v.set(name, w) });
+    // The model is let go before the session loads: its payloads can be collected.
+    const { res, bytes } = await (async () => {
+      const model = await loadModel(modelFile);
+      const r = applySpecs(model, specsFor(model), { encode: o.sizeAt !== undefined, signal: o.signal, calibration: o.calibration, keepReconstructions: false, onReconstruction: (name, w) => v.set(name, w) });
+      return { res: r, bytes: o.sizeAt === undefined ? 0 : savedSize(model, o.sizeAt) };
+    })();
     for (const [name, b] of o.biases ?? []) v.set(name, b);
     return { res, bytes, r: await evaluator.evaluateOnDisk(v, { keepOutputs: true, signal: o.signal }), biases: o.biases };
   } finally {

@@ -177,6 +177,8 @@ export interface CandidatesFile {
   holdoutDataset: DatasetRef | null;
   /** The budget: max loss (fraction) or max size (bytes). */
   budget: { maxLoss: number } | { maxSize: number };
+  /** What the search made small: the ONNX file (`bytes`) or its archive (`archiveBytes`). Absent in files of older versions: `onnx`. */
+  target?: 'onnx' | 'archive';
   techniques: string[];
   baseline: { top1: number | null; samples: number };
   candidates: Candidate[];

@@ -160,6 +160,22 @@ describe('explore (LeNet-5, Fashion-MNIST)', function () {
     assert.equal(r.bytes, other.bytes);
   });
 
+  it("target 'archive': options sized by their entropy-coded bits, every candidate's archive measured, the smallest feasible archive chosen and exported at that size", async () => {
+    const model = lenet();
+    const dir = `${model.slice(0, -5)}.compress`;
+    const cf = await compressModel({ model, data: await data(DATA), maxLoss: 0.005, sensitivityLimit: limit, techniques: ['share', 'prune'], target: 'archive' });
+    assert.equal(cf.target, 'archive');
+    const feasible = cf.candidates.filter((c) => c.feasible);
+    assert.ok(feasible.length > 0 && cf.candidates.every((c) => c.archiveBytes! > 0 && c.archiveBytes! < c.bytes), 'every candidate has an archive smaller than its ONNX file');
+    const c = cf.candidates.find((x) => x.id === cf.chosen)!;
+    assert.equal(c.archiveBytes, Math.min(...feasible.map((x) => x.archiveBytes!)), 'the smallest feasible archive');
+    assert.equal(readFileSync(join(dir, cf.outputs.archive!)).length, c.archiveBytes, 'measured archive = exported archive');
+    assert.equal(readFileSync(join(dir, cf.outputs.model!)).length, c.bytes, 'measured ONNX = exported ONNX');
+    // the Pareto front is on archive bytes: no front point has a smaller-archive, lower-loss rival
+    for (const p of cf.candidates.filter((x) => x.pareto)) assert.ok(!cf.candidates.some((q) => q !== p && q.archiveBytes! < p.archiveBytes! && q.loss < p.loss), p.id);
+    await assert.rejects(compressModel({ model, data: await data(DATA), maxLoss: 0.005, target: 'zip' as never }), /target must be 'onnx' or 'archive'/);
+  });
+
   it('a results folder has one run at a time; a stale lock is taken over', () => {
     const dir = mkdtempSync(join(tmpdir(), 'lock-'));
     const release = acquireLock(dir);
