@@ -383,37 +383,20 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
             emit({ type: 'log', message: `${c.id} on held-out data: loss ${(r.loss * 100).toFixed(2)} points (95 % CI ${(b.lower * 100).toFixed(2)}…${(b.upper * 100).toFixed(2)})` });
             return c.holdout.passed !== false;
           };
-          let ok = await confirm(chosen);
-          if (!ok && o.maxLoss !== undefined) {
-            // Walk back: larger feasible candidates with a lower search loss than every failure.
-            const failed = [chosen];
-            const next = candidates.filter((c) => c.feasible && sizeOf(c) >= sizeOf(chosen!) && c !== chosen).sort((a, b) => sizeOf(a) - sizeOf(b) || a.loss - b.loss);
-            for (const c of next) {
-              if (checked.length >= o.holdoutTries) break;
-              if (!failed.every((f) => c.loss < f.loss)) continue;
-              ok = await confirm(c);
-              if (ok) {
-                chosen = c;
-                movedByHoldout = true;
-                break;
-              }
-              failed.push(c);
-            }
-            // None of the measured candidates passed: the search data is optimistic for this model.
-            // Search on with the knapsack's budget cut below the first failure's, and confirm each
-            // plan that meets the budget on the search data with a lower loss than every failure.
-            const s0 = totals(layers, choiceOf.get(failed[0]!.id)!).loss;
-            for (const f of [0.6, 0.35, 0.2]) {
-              if (ok || checked.length >= o.holdoutTries || o.method !== 'fast') break;
-              const c = await measure(minBytesUnderLoss(layers, s0 * f));
-              if (!c.feasible || checked.includes(c.id) || !failed.every((x) => c.loss < x.loss)) continue;
-              ok = await confirm(c);
-              if (ok) {
-                chosen = c;
-                movedByHoldout = true;
-              } else failed.push(c);
-            }
-            if (!ok) emit({ type: 'log', message: `No confirmed candidate is within the budget on the held-out data; keeping ${chosen.id}.` })
+          if (o.maxLoss === undefined) await confirm(chosen);
+          else {
+            const first = chosen;
+            const r = await confirmWithin(chosen, candidates, {
+              tries: o.holdoutTries,
+              sizeOf,
+              confirm,
+              checked: () => checked.length,
+              // Search on with the knapsack's budget cut below the first failure's.
+              searchOn: o.method === 'fast' ? (f) => measure(minBytesUnderLoss(layers, totals(layers, choiceOf.get(first.id)!).loss * f)) : undefined,
+            });
+            chosen = r.chosen;
+            movedByHoldout = r.moved;
+            if (!r.passed) emit({ type: 'log', message: `No confirmed candidate is within the budget on the held-out data; keeping ${chosen.id}.` });
           }
         } finally {
           await hev.dispose();
@@ -491,6 +474,53 @@ function selectionNote(o: CompressModelOptions, checked: readonly string[], move
 }
 
 export type Measure = (choice: number[]) => Promise<Candidate>;
+
+/** Fractions of the first failure's knapsack budget that {@link confirmWithin} searches on at. */
+export const SEARCH_ON_FRACTIONS: readonly number[] = [0.6, 0.35, 0.2];
+
+/**
+ * The held-out check under a loss budget. `confirm` measures a candidate on the held-out data
+ * (true = within the budget there). When `chosen` fails:
+ * - walk back: the next feasible candidates by size (`sizeOf`), each only when its search loss is
+ *   lower than every failure's (a candidate that lost more on the search data would fail too);
+ * - search on: none of them passed, so the search data is optimistic for this model; `searchOn(f)`
+ *   measures the knapsack's plan at `f` ({@link SEARCH_ON_FRACTIONS}) of the first failure's
+ *   budget, and each new feasible plan with a lower search loss than every failure is confirmed.
+ * At most `tries` confirmations in all (`checked()` counts them). Returns the final choice (the
+ * first failure when nothing passed), whether the held-out data moved it, and whether it passed.
+ */
+export async function confirmWithin(
+  chosen: Candidate,
+  candidates: readonly Candidate[],
+  o: {
+    tries: number;
+    sizeOf: (c: Candidate) => number;
+    confirm: (c: Candidate) => Promise<boolean>;
+    checked: () => number;
+    searchOn: ((fraction: number) => Promise<Candidate>) | undefined;
+  },
+): Promise<{ chosen: Candidate; moved: boolean; passed: boolean }> {
+  if (await o.confirm(chosen)) return { chosen, moved: false, passed: true };
+  const failed = [chosen];
+  const better = (c: Candidate): boolean => failed.every((f) => c.loss < f.loss);
+  const next = candidates.filter((c) => c.feasible && o.sizeOf(c) >= o.sizeOf(chosen) && c !== chosen).sort((a, b) => o.sizeOf(a) - o.sizeOf(b) || a.loss - b.loss);
+  for (const c of next) {
+    if (o.checked() >= o.tries) break;
+    if (!better(c)) continue;
+    if (await o.confirm(c)) return { chosen: c, moved: true, passed: true };
+    failed.push(c);
+  }
+  const tried = new Set(failed);
+  for (const f of SEARCH_ON_FRACTIONS) {
+    if (!o.searchOn || o.checked() >= o.tries) break;
+    const c = await o.searchOn(f);
+    if (!c.feasible || tried.has(c) || c.holdout || !better(c)) continue;
+    tried.add(c);
+    if (await o.confirm(c)) return { chosen: c, moved: true, passed: true };
+    failed.push(c);
+  }
+  return { chosen, moved: false, passed: false };
+}
 
 function bestFeasible(cs: readonly Candidate[], by: 'bytes' | 'loss', target: CompressTarget): Candidate | undefined {
   let best: Candidate | undefined;

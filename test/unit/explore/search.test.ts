@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { isotonic, LossPredictor, mckp, minBytesUnderLoss, normalQuantile, pairedLossBounds, paretoFront, safeChoice, totals, type SearchLayer } from '../../../src/engine/explore/search';
-import { DEFAULT_KL_SCALE, fastUnderLoss, klScale, searchLayers } from '../../../src/engine/explore/compress';
+import { confirmWithin, DEFAULT_KL_SCALE, fastUnderLoss, klScale, SEARCH_ON_FRACTIONS, searchLayers } from '../../../src/engine/explore/compress';
 import type { PreparedModel } from '../../../src/engine/explore/workspace';
 import type { Candidate } from '../../../src/engine/explore/types';
 import { LARGE_MODEL_PARAMS, sensitivityLimit, skipReason } from '../../../src/engine/explore/analyze';
@@ -193,6 +193,48 @@ describe('explore/search', () => {
     // a study without divergences (older files): smoothed loss + 0.1 × disagreement
     const old = searchLayers(pm, { levels, cells: cells.map(({ kl: _, ...c }) => c) } as unknown as SensitivityFile, o);
     assert.deepEqual(old[0]!.options.map((x) => +x.loss.toFixed(9)), [0, 0 + 0.1 * 0.001, 0 + 0.1 * 0.01, 0.01 + 0.1 * 0.03, 0.04 + 0.1 * 0.1].map((x) => +x.toFixed(9)));
+  });
+
+  it('held-out check: walk back over larger candidates that lost less, then search on under a cut budget; at most `tries` confirmations', async () => {
+    // The held-out data is harder: a candidate's held-out loss is its search loss + 0.3 points.
+    const budget = 0.005;
+    const mk = (id: string, bytes: number, loss: number, feasible = true): Candidate => ({ id, bytes, loss, feasible } as Candidate);
+    const run = async (cands: Candidate[], tries: number, searchOn?: (f: number) => Promise<Candidate>) => {
+      const confirmed: string[] = [];
+      const confirm = async (c: Candidate): Promise<boolean> => {
+        confirmed.push(c.id);
+        const loss = c.loss + 0.003;
+        c.holdout = { top1: null, loss, samples: 5000, passed: loss <= budget };
+        return loss <= budget;
+      };
+      const r = await confirmWithin(cands[0]!, cands, { tries, sizeOf: (c) => c.bytes, confirm, checked: () => confirmed.length, searchOn });
+      return { ...r, confirmed };
+    };
+    // chosen c1 (0.45 points) fails; c2 is larger but lost more on the search data (skipped), c3
+    // (0.30) fails, c4 (0.15) passes; c5 is infeasible, c6 smaller than the choice.
+    const a = await run([mk('c1', 1000, 0.0045), mk('c2', 1100, 0.0048), mk('c3', 1200, 0.003), mk('c4', 1300, 0.0015), mk('c5', 1250, 0.001, false), mk('c6', 900, 0.001)], 4);
+    assert.deepEqual(a.confirmed, ['c1', 'c3', 'c4']);
+    assert.equal(a.chosen.id, 'c4');
+    assert.ok(a.moved && a.passed);
+    // Nothing measured passes within the tries left: search on at 0.6, 0.35, 0.2 of the budget.
+    const fractions: number[] = [];
+    const plans = () => new Map([[0.6, mk('s1', 1400, 0.0035)], [0.35, mk('s2', 1500, 0.0025)], [0.2, mk('s3', 1600, 0.001)]]);
+    const pb = plans();
+    const b = await run([mk('c1', 1000, 0.0045), mk('c3', 1200, 0.004)], 6, async (f) => (fractions.push(f), pb.get(f)!));
+    assert.deepEqual(fractions, [...SEARCH_ON_FRACTIONS]);
+    assert.deepEqual(b.confirmed, ['c1', 'c3', 's1', 's2', 's3']);
+    assert.equal(b.chosen.id, 's3');
+    assert.ok(b.moved && b.passed);
+    // The same with 3 tries: the search stops after one more confirmation and keeps the first choice.
+    const pc = plans();
+    const c = await run([mk('c1', 1000, 0.0045), mk('c3', 1200, 0.004)], 3, async (f) => pc.get(f)!);
+    assert.deepEqual(c.confirmed, ['c1', 'c3', 's1']);
+    assert.equal(c.chosen.id, 'c1');
+    assert.ok(!c.moved && !c.passed);
+    // A plan the search on finds again, or one that lost more than a failure, is not confirmed.
+    const d = await run([mk('c1', 1000, 0.0045)], 6, async () => mk('s9', 1100, 0.005));
+    assert.deepEqual(d.confirmed, ['c1']);
+    assert.ok(!d.passed);
   });
 
   it("sensitivity limit 'auto': 1000 samples, 500 above 1 M compressible parameters; numbers and undefined pass through", () => {
