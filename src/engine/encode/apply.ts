@@ -5,12 +5,13 @@
  */
 import { compressTensor, type BitBreakdown, type CompressedTensor, type CompressOptions, type TechniqueSpec } from '../compress';
 import { fail, throwIfAborted } from '../errors';
-import { DataType, listWeights, type OnnxModel, type WeightInfo } from '../onnx';
+import { DataType, listWeights, type OnnxModel, type TensorProto, type WeightInfo } from '../onnx';
 import { specLabel } from '../explore/plan';
 import { chooseEncoding } from './choose';
 import { clone, create } from '@bufbuild/protobuf';
 import { FunctionProtoSchema, OperatorSetIdProtoSchema, type FunctionProto } from '../onnx/proto';
-import { DECODE_DOMAIN, denseDecoder, MIN_DECODE_OPSET, MIN_FUNCTION_IR, specializedDecoder, type DecodeGraph } from './decoders';
+import { DECODE_DOMAIN, denseDecoder, MIN_DECODE_OPSET, MIN_FUNCTION_IR, parseRadixTable, specializedDecoder, specializedRadixDecoder, type DecodeGraph } from './decoders';
+import { radixLayout } from './bits';
 import { applyLowRank, lowRankUnsupported } from './lowRank';
 import { compactGraph } from '../onnx/compact';
 import { narrowBiases, type NarrowOptions } from './narrow';
@@ -203,21 +204,44 @@ export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, Techniqu
 /**
  * When every width-generic decoder call of the model (`Codebook`, `Quant`, ...: unpack table last)
  * unpacks the same width, call the per-width functions instead and drop the tables
- * ({@link specializedDecoder}); with several widths the one generic function is smaller.
+ * ({@link specializedDecoder}); with several widths the one generic function is smaller. The same
+ * for the radix-generic calls (`CodebookR`, ...: {@link specializedRadixDecoder}) of one radix.
  */
 function specializeSingleWidth(model: OnnxModel): void {
+  specializeCalls(model, (op) => specializedDecoder(op, 1) !== undefined, (t) => t.rawData[0], specializedDecoder);
+  specializeCalls(
+    model,
+    (op) => specializedRadixDecoder(op, 3) !== undefined,
+    (t) => {
+      // Only tables of the layout the per-radix function assumes (every table this build writes).
+      const r = parseRadixTable(t.dataType, t.rawData);
+      const best = r && radixLayout(r.k);
+      return best && best.wordBytes === r.wordBytes && best.digits === r.digits ? r.k : undefined;
+    },
+    specializedRadixDecoder,
+  );
+}
+
+/**
+ * Replaces the calls of generic functions (`isGeneric(opType)`) by `specialize(opType, key)` when
+ * the tables they take last all have the same `keyOf` (defined).
+ */
+function specializeCalls(model: OnnxModel, isGeneric: (opType: string) => boolean, keyOf: (table: TensorProto) => number | undefined, specialize: (opType: string, key: number) => FunctionProto | undefined): void {
   const g = model.graph;
-  const calls = g.node.filter((n) => n.domain === DECODE_DOMAIN && specializedDecoder(n.opType, 1) !== undefined);
+  const calls = g.node.filter((n) => n.domain === DECODE_DOMAIN && isGeneric(n.opType));
   if (calls.length === 0) return;
   const tables = new Map(g.initializer.map((t) => [t.name, t] as const));
-  const widths = new Set(calls.map((n) => tables.get(n.input[n.input.length - 1]!)?.rawData[0]));
-  if (widths.size !== 1) return;
-  const bits = [...widths][0];
-  if (bits === undefined) return;
+  const keys = new Set(calls.map((n) => {
+    const t = tables.get(n.input[n.input.length - 1]!);
+    return t && keyOf(t);
+  }));
+  if (keys.size !== 1) return;
+  const key = [...keys][0];
+  if (key === undefined) return;
   const dropped = new Set<string>();
   const generic = new Set(calls.map((n) => n.opType));
   for (const n of calls) {
-    const f = specializedDecoder(n.opType, bits)!;
+    const f = specialize(n.opType, key)!;
     dropped.add(n.input.pop()!);
     n.opType = f.name;
     addFunction(model, f);
@@ -227,8 +251,8 @@ function specializeSingleWidth(model: OnnxModel): void {
   model.proto.functions = model.proto.functions.filter((f) => f.domain !== DECODE_DOMAIN || !generic.has(f.name));
 }
 
-/** Integer payloads that decoders of different layers may share (shapes, offsets, shifts). */
-const SHARED_TYPES: ReadonlySet<number> = new Set([DataType.UINT8, DataType.INT32, DataType.INT64]);
+/** Integer payloads that decoders of different layers may share (shapes, offsets, shifts, radix tables). */
+const SHARED_TYPES: ReadonlySet<number> = new Set([DataType.UINT8, DataType.UINT16, DataType.UINT32, DataType.INT32, DataType.INT64]);
 
 /**
  * Decoders of different layers create equal small integer constants (shapes, offsets); keep

@@ -14,7 +14,7 @@
 import { decodeFormat, type CompressedTensor } from '../compress';
 import { fail } from '../errors';
 import { bfloat16ToFloat, DataType, floatToBfloat16, floatToHalf, halfToFloat } from '../onnx';
-import { bitsFor, packedLength } from './bits';
+import { bitsFor, packedLength, radixLayout, radixLength } from './bits';
 import {
   castDecoder,
   codebookDecoder,
@@ -42,6 +42,8 @@ export interface EncodingChoice {
 interface Candidate {
   kind: string;
   bytes: number;
+  /** What candidates are ordered by; `bytes` unless set (radix candidates, see {@link withPackings}). */
+  rank?: number;
   build: () => DecodeGraph;
 }
 
@@ -67,6 +69,28 @@ function sized(kind: string, skeleton: DecodeGraph, streamBytes: number, build: 
   return { kind, bytes: framedBytes(skeleton, streamBytes), build };
 }
 
+/**
+ * Adds the candidate `kind` whose `n` indices into `k` entries are bit-packed and, when
+ * {@link radixLayout} has a layout for k, `radix-<kind>` with base-k digits. `skeleton(radix)` is
+ * the decoder with no indices, `build(radix)` the real one; `otherStreams` the bytes of its other
+ * streams (a mask).
+ *
+ * The radix candidate always ranks ahead of its bit-packed sibling (at its own size when smaller,
+ * else one byte below the sibling's): it can only be larger on a small layer, by less than one word
+ * of padding (⌈n/d⌉·w < n·b/8 + w) plus the difference of their unpack tables, which are per-model
+ * constants anyway (one per width or radix, or none when the model calls the per-width function);
+ * while one layer packed unlike its neighbours costs the model a second decoding function (~600 to
+ * 800 bytes: ResNet-8 with k = 7 had `Codebook3` for its 144-weight first conv beside `CodebookR7`).
+ */
+function withPackings(out: Candidate[], kind: string, k: number, n: number, skeleton: (radix: boolean) => DecodeGraph, build: (radix: boolean) => DecodeGraph, otherStreams = 0): void {
+  const bits = sized(kind, skeleton(false), otherStreams + packedLength(n, bitsFor(k)), () => build(false));
+  out.push(bits);
+  const r = radixLayout(k);
+  if (!r) return;
+  const c = sized(`radix-${kind}`, skeleton(true), otherStreams + radixLength(n, r), () => build(true));
+  out.push({ ...c, rank: Math.min(c.bytes, bits.bytes - 1) });
+}
+
 /** Largest float-code width for which a full lookup table (2^bits float32) is used. */
 const MAX_TABLE_BITS = 10;
 
@@ -86,17 +110,16 @@ function candidates(name: string, dims: readonly number[], ct: CompressedTensor)
       const bits = bitsFor(s.k);
       if (s.scale) {
         const o = { dims, codebook: s.codebook, k: s.k, indices: s.indices, bits, scale: s.scale.values, scaleAxis: s.scale.axis };
-        out.push(sized('scaled-codebook', scaledCodebookDecoder(name, { ...o, indices: NO_CODES }), packedLength(n, bits), () => scaledCodebookDecoder(name, o)));
+        withPackings(out, 'scaled-codebook', s.k, n, (radix) => scaledCodebookDecoder(name, { ...o, indices: NO_CODES, radix }), (radix) => scaledCodebookDecoder(name, { ...o, radix }));
         break;
       }
       const o = { dims, codebook: s.codebook, k: s.k, axis: s.axis, indices: s.indices, bits };
-      out.push(sized('codebook', codebookDecoder(name, { ...o, indices: NO_CODES }), packedLength(n, bits), () => codebookDecoder(name, o)));
+      withPackings(out, 'codebook', s.k, n, (radix) => codebookDecoder(name, { ...o, indices: NO_CODES, radix }), (radix) => codebookDecoder(name, { ...o, radix }));
       if (s.zeroIndex === 0) {
         const m = { dims, codebook: s.codebook, k: s.k, axis: s.axis, indices: s.indices, zeroIndex: 0 as const };
-        // The decoder's layout: a 1-bit mask, then kept indices minus one in ⌈log2(k-1)⌉ bits.
-        const keptBits = Math.max(1, Math.ceil(Math.log2(Math.max(2, s.k - 1))));
-        const streams = packedLength(n, 1) + packedLength(countNonZero(s.indices), keptBits);
-        out.push(sized('masked-codebook', maskedCodebookDecoder(name, { ...m, indices: NO_CODES }), streams, () => maskedCodebookDecoder(name, m)));
+        // The decoder's layout: a 1-bit mask, then kept indices minus one in ⌈log2(k-1)⌉ bits or base-(k-1) digits.
+        const mask = packedLength(n, 1);
+        withPackings(out, 'masked-codebook', Math.max(2, s.k - 1), countNonZero(s.indices), (radix) => maskedCodebookDecoder(name, { ...m, indices: NO_CODES, radix }), (radix) => maskedCodebookDecoder(name, { ...m, radix }), mask);
       }
       break;
     }
@@ -142,12 +165,12 @@ function candidates(name: string, dims: readonly number[], ct: CompressedTensor)
     const codebook = new Float32Array(k);
     codebook.set(distinct);
     const o = { dims, codebook, k, axis: null, bits: bitsFor(k) };
-    out.push(sized('distinct', codebookDecoder(name, { ...o, indices: NO_CODES }), packedLength(n, o.bits), () => codebookDecoder(name, { ...o, indices: distinctIndices(w, distinct) })));
+    withPackings(out, 'distinct', k, n, (radix) => codebookDecoder(name, { ...o, indices: NO_CODES, radix }), (radix) => codebookDecoder(name, { ...o, radix, indices: distinctIndices(w, distinct) }));
   }
   if (halfExact(w)) out.push(sized('fp16', castDecoder(name, [0], DataType.FLOAT16, new Uint16Array(0)), 2 * n, () => castDecoder(name, dims, DataType.FLOAT16, toUint16(w, floatToHalf))));
   else if (bfloat16Exact(w)) out.push(sized('bf16', castDecoder(name, [0], DataType.BFLOAT16, new Uint16Array(0)), 2 * n, () => castDecoder(name, dims, DataType.BFLOAT16, toUint16(w, floatToBfloat16))));
   out.push(sized('dense', denseDecoder(name, [0], new Float32Array(0)), 4 * n, () => denseDecoder(name, dims, w)));
-  return out.sort((a, b) => a.bytes - b.bytes);
+  return out.sort((a, b) => (a.rank ?? a.bytes) - (b.rank ?? b.bytes));
 }
 
 /**

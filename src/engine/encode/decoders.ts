@@ -15,7 +15,7 @@ import { create } from '@bufbuild/protobuf';
 import { fail } from '../errors';
 import { attr, DataType, floatToHalf, isHalfExact, makeFloatTensor, makeNode, makeTensor, type NodeProto, type TensorProto } from '../onnx';
 import { FunctionProtoSchema, OperatorSetIdProtoSchema, type FunctionProto } from '../onnx/proto';
-import { packBits } from './bits';
+import { packBits, packRadix, radixDigits, radixLayout, radixLength, type RadixLayout } from './bits';
 
 /** Initializers, nodes and the functions they call, producing one weight. */
 export interface DecodeGraph {
@@ -145,7 +145,78 @@ function unpackWithTable(f: FunctionBuilder, packed: string, table: string, n: s
   return f.op('Slice', [f.op('Reshape', [codes, f.int64([-1])]), f.int64([0]), n]);
 }
 
-/** Element count of `shape` as int64 [1]. */
+/**
+ * The per-radix constants of a width-generic radix decoder (`CodebookR`, …): the powers
+ * [1, k, k², …, k^(d-1)] of layout `r` in the type of its words (uint8 / uint16 / uint32, as the
+ * packed stream). Layers of one radix share one such tensor, like {@link unpackTable}.
+ */
+export function radixTable(r: RadixLayout): { dataType: number; raw: Uint8Array<ArrayBuffer> } {
+  return { dataType: WORD_TYPES[r.wordBytes], raw: wordBytes(Array.from({ length: r.digits }, (_, j) => r.k ** j), r.wordBytes) };
+}
+
+/**
+ * The layout of a {@link radixTable} (k = its second value, d = its length), or `undefined` when
+ * `dataType` / `raw` are not the table of a valid layout.
+ */
+export function parseRadixTable(dataType: number, raw: Uint8Array): RadixLayout | undefined {
+  const w = ([1, 2, 4] as const).find((b) => WORD_TYPES[b] === dataType);
+  if (w === undefined || raw.length < 2 * w || raw.length % w !== 0) return undefined;
+  const k = raw[w]! + (w > 1 ? raw[w + 1]! * 256 : 0);
+  const r: RadixLayout = { k, wordBytes: w, digits: raw.length / w };
+  if (k < 2 || k > 256 || r.digits > radixDigits(k, w)) return undefined;
+  const t = radixTable(r).raw;
+  return t.every((b, i) => b === raw[i]) ? r : undefined;
+}
+
+/** The ONNX element type of radix words of 1, 2 and 4 bytes. */
+const WORD_TYPES = { 1: DataType.UINT8, 2: DataType.UINT16, 4: DataType.UINT32 } as const;
+
+/** Values < 2^(8·bytes) as little-endian words. */
+function wordBytes(values: readonly number[], bytes: 1 | 2 | 4): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(values.length * bytes);
+  values.forEach((v, i) => {
+    for (let b = 0; b < bytes; b++, v = Math.floor(v / 256)) out[i * bytes + b] = v % 256;
+  });
+  return out;
+}
+
+/**
+ * Base-k digits (`bits.ts` {@link packRadix}) from the words `packed` (uint8/16/32) into the first
+ * `n` codes (int64, 1-D): words as a column, Div by the powers k^j (a row), Mod k; the shape of
+ * graph {@link unpack} uses for widths dividing 8. Words are below 2^32, so int64 is exact.
+ */
+function unpackDigits(f: FunctionBuilder, packed: string, powers: string, k: string, n: string): string {
+  const words = f.op('Unsqueeze', [f.op('Cast', [packed], [attr.int('to', DataType.INT64)]), f.int64([1])]);
+  const digits = f.op('Mod', [f.op('Div', [words, powers]), k]);
+  return f.op('Slice', [f.op('Reshape', [digits, f.int64([-1])]), f.int64([0]), n]);
+}
+
+/**
+ * How a decoding function reads its packed codes: `b` bits (`{ bits }`), a width given by an
+ * unpack table (`'table'`, the last input, {@link unpackTable}), base-k digits in the layout
+ * {@link radixLayout}(k) (`{ radix: k }`), or base-k digits with the powers as the last input
+ * (`'radix'`, {@link radixTable}). It names the function: `Codebook4`, `Codebook`, `CodebookR6`,
+ * `CodebookR`.
+ */
+type Unpacking = { bits: number } | { radix: number } | 'table' | 'radix';
+
+function unpackingName(u: Unpacking): string {
+  return u === 'table' ? '' : u === 'radix' ? 'R' : 'bits' in u ? `${u.bits}` : `R${u.radix}`;
+}
+
+/** The first `n` codes of `packed`, read as `u` says (`table`: the function's last input). */
+function unpackCodes(f: FunctionBuilder, packed: string, u: Unpacking, n: string): string {
+  if (u === 'table') return unpackWithTable(f, packed, 'table', n);
+  if (u === 'radix') {
+    const powers = f.op('Cast', ['table'], [attr.int('to', DataType.INT64)]);
+    return unpackDigits(f, packed, powers, f.op('Gather', [powers, f.int64([1], [])], [attr.int('axis', 0)]), n);
+  }
+  if ('bits' in u) return unpack(f, packed, u.bits, n);
+  const r = radixLayout(u.radix);
+  if (!r) return fail('E_INTERNAL', `no radix layout for k=${u.radix}`);
+  return unpackDigits(f, packed, f.int64(Array.from({ length: r.digits }, (_, j) => r.k ** j)), f.int64([r.k], []), n);
+}
+
 /**
  * The function input `shape` as int64. Shapes are stored in the narrowest integer type that holds
  * every dimension (uint8 for most conv kernels: 4 bytes instead of 32), see `Payload.shape`.
@@ -154,6 +225,7 @@ function int64Shape(f: FunctionBuilder): string {
   return f.op('Cast', ['shape'], [attr.int('to', DataType.INT64)]);
 }
 
+/** Element count of `shape` as int64 [1]. */
 function countOf(f: FunctionBuilder, shape: string): string {
   return f.op('ReduceProd', [shape], [attr.int('keepdims', 1)]);
 }
@@ -163,9 +235,9 @@ function countOf(f: FunctionBuilder, shape: string): string {
  * packed codes of the kept weights; pruned positions get `fill`.
  * position = CumSum(m)·m → Gather([fill, codes...], position).
  */
-function expandKept(f: FunctionBuilder, m: string, kept: string, bits: number, fill: number): string {
+function expandKept(f: FunctionBuilder, m: string, kept: string, u: Unpacking, fill: number): string {
   const count = f.op('ReduceSum', [m], [attr.int('keepdims', 1)]);
-  const codes = unpack(f, kept, bits, count);
+  const codes = unpackCodes(f, kept, u, count);
   const pos = f.op('Mul', [f.op('CumSum', [m, f.int64([0], [])]), m]);
   const padded = f.op('Concat', [f.int64([fill]), codes], [attr.int('axis', 0)]);
   return f.op('Gather', [padded, pos], [attr.int('axis', 0)]);
@@ -186,20 +258,23 @@ function fn(name: string, build: () => FunctionProto): FunctionProto {
 /**
  * `[Masked]Codebook<b>[PC|S](packed, codebook, shape[, offsets | scale])`: codebook[index (+ offset
  * of the channel)], or with `S` (scaled sharing) codebook[index] · scale, broadcast per channel.
+ * `<b>` names how the indices are packed ({@link Unpacking}): `4`, `R6`, or nothing / `R` for the
+ * generic functions whose unpack table is the last input.
  */
-function codebookFunction(bits: number | 'table', perChannel: boolean, masked: boolean, scaled = false): FunctionProto {
-  const name = `${masked ? 'Masked' : ''}Codebook${bits === 'table' ? '' : bits}${perChannel ? 'PC' : scaled ? 'S' : ''}`;
+function codebookFunction(u: Unpacking, perChannel: boolean, masked: boolean, scaled = false): FunctionProto {
+  const generic = u === 'table' || u === 'radix';
+  const name = `${masked ? 'Masked' : ''}Codebook${unpackingName(u)}${perChannel ? 'PC' : scaled ? 'S' : ''}`;
   return fn(name, () => {
     const f = new FunctionBuilder();
     const shape = int64Shape(f);
     const n = countOf(f, shape);
     let idx: string;
     if (masked) {
-      if (bits === 'table') fail('E_INTERNAL', 'masked codebooks have one function per width');
+      if (generic) fail('E_INTERNAL', 'masked codebooks have one function per width');
       const m = unpack(f, 'mask', 1, n);
-      idx = f.op('Add', [expandKept(f, m, 'packed', bits, -1), f.int64([1], [])]);
+      idx = f.op('Add', [expandKept(f, m, 'packed', u, -1), f.int64([1], [])]);
     } else {
-      idx = bits === 'table' ? unpackWithTable(f, 'packed', 'table', n) : unpack(f, 'packed', bits, n);
+      idx = unpackCodes(f, 'packed', u, n);
     }
     let shaped = f.op('Reshape', [idx, shape]);
     if (perChannel) shaped = f.op('Add', [shaped, 'offsets']);
@@ -208,14 +283,15 @@ function codebookFunction(bits: number | 'table', perChannel: boolean, masked: b
     // scale: float16 or float32 (a no-op Cast), as the codebook
     if (scaled) f.op('Mul', [f.op('Gather', [book, shaped], [attr.int('axis', 0)]), f.op('Cast', ['scale'], [attr.int('to', DataType.FLOAT)])], [], 'w');
     else f.op('Gather', [book, shaped], [attr.int('axis', 0)], 'w');
-    const inputs = [...(masked ? ['mask'] : []), 'packed', 'codebook', 'shape', ...(perChannel ? ['offsets'] : scaled ? ['scale'] : []), ...(bits === 'table' ? ['table'] : [])];
+    const inputs = [...(masked ? ['mask'] : []), 'packed', 'codebook', 'shape', ...(perChannel ? ['offsets'] : scaled ? ['scale'] : []), ...(generic ? ['table'] : [])];
     return f.build(name, inputs, 'w');
   });
 }
 
 /** `Quant<b>(packed, shift, scale, shape)`: (code - shift) · scale, broadcast per channel. */
-function quantFunction(bits: number | 'table', masked: boolean): FunctionProto {
-  const name = `${masked ? 'Masked' : ''}Quant${bits === 'table' ? '' : bits}`;
+function quantFunction(u: Unpacking, masked: boolean): FunctionProto {
+  const generic = u === 'table' || u === 'radix';
+  const name = `${masked ? 'Masked' : ''}Quant${unpackingName(u)}`;
   return fn(name, () => {
     const f = new FunctionBuilder();
     const shape = int64Shape(f);
@@ -223,11 +299,11 @@ function quantFunction(bits: number | 'table', masked: boolean): FunctionProto {
     let codes: string;
     let m = '';
     if (masked) {
-      if (bits === 'table') fail('E_INTERNAL', 'masked quantization has one function per width');
+      if (generic) fail('E_INTERNAL', 'masked quantization has one function per width');
       m = unpack(f, 'mask', 1, n);
-      codes = expandKept(f, m, 'packed', bits, 0);
+      codes = expandKept(f, m, 'packed', u, 0);
     } else {
-      codes = bits === 'table' ? unpackWithTable(f, 'packed', 'table', n) : unpack(f, 'packed', bits, n);
+      codes = unpackCodes(f, 'packed', u, n);
     }
     // shift: int64 in files of earlier versions, narrower now; scale: float16 or float32 (no-op Casts).
     const q = f.op('Sub', [f.op('Reshape', [codes, shape]), f.op('Cast', ['shift'], [attr.int('to', DataType.INT64)])]);
@@ -238,7 +314,7 @@ function quantFunction(bits: number | 'table', masked: boolean): FunctionProto {
     } else {
       f.op('Identity', [value], [], 'w');
     }
-    return f.build(name, [...(masked ? ['mask'] : []), 'packed', 'shift', 'scale', 'shape', ...(bits === 'table' ? ['table'] : [])], 'w');
+    return f.build(name, [...(masked ? ['mask'] : []), 'packed', 'shift', 'scale', 'shape', ...(generic ? ['table'] : [])], 'w');
   });
 }
 
@@ -261,15 +337,27 @@ function sparseFunction(): FunctionProto {
  * plus its table (MobileNet with k=16 everywhere: 0.1507 → 0.150 of the original).
  */
 export function specializedDecoder(opType: string, bits: number): FunctionProto | undefined {
+  return specialized(opType, '', { bits });
+}
+
+/**
+ * {@link specializedDecoder} for the radix-generic functions: `CodebookR` + 6 → `CodebookR6` (the
+ * powers of {@link radixLayout}(6) as constants instead of the `radix` table input).
+ */
+export function specializedRadixDecoder(opType: string, k: number): FunctionProto | undefined {
+  return radixLayout(k) ? specialized(opType, 'R', { radix: k }) : undefined;
+}
+
+function specialized(opType: string, prefix: string, u: Unpacking): FunctionProto | undefined {
   switch (opType) {
-    case 'Codebook':
-      return codebookFunction(bits, false, false);
-    case 'CodebookPC':
-      return codebookFunction(bits, true, false);
-    case 'CodebookS':
-      return codebookFunction(bits, false, false, true);
+    case `Codebook${prefix}`:
+      return codebookFunction(u, false, false);
+    case `Codebook${prefix}PC`:
+      return codebookFunction(u, true, false);
+    case `Codebook${prefix}S`:
+      return codebookFunction(u, false, false, true);
     case 'Quant':
-      return quantFunction(bits, false);
+      return prefix === '' ? quantFunction(u, false) : undefined;
     default:
       return undefined;
   }
@@ -288,6 +376,31 @@ class Payload {
 
   packed(role: string, codes: ArrayLike<number>, bits: number): string {
     return this.add(role, { dataType: DataType.UINT8, dims: [bits === 8 ? codes.length : Math.ceil(codes.length / 8) * bits], raw: packBits(codes, bits) });
+  }
+
+  /** Codes 0…r.k-1 as {@link packRadix} words: uint8 / uint16 / uint32 [⌈n/d⌉]. */
+  radix(role: string, codes: ArrayLike<number>, r: RadixLayout): string {
+    return this.add(role, { dataType: WORD_TYPES[r.wordBytes], dims: [radixLength(codes.length, r) / r.wordBytes], raw: packRadix(codes, r) });
+  }
+
+  /** The powers of layout `r` ({@link radixTable}) as `radix`. */
+  radixTable(r: RadixLayout): string {
+    const t = radixTable(r);
+    return this.add('radix', { dataType: t.dataType, dims: [r.digits], raw: t.raw });
+  }
+
+  /**
+   * Indices 0…k-1 packed in `bits` bits or, with `radix`, as {@link radixLayout}(k) words; `tables`
+   * adds the unpack table a width-generic function takes last ({@link unpackTable} below 8 bits,
+   * {@link radixTable}) and returns its name (none for the per-width functions of 8 bits and more).
+   */
+  indices(codes: ArrayLike<number>, k: number, bits: number, radix: boolean): { packed: string; u: Unpacking; tables: () => string[] } {
+    if (radix) {
+      const r = radixLayout(k) ?? fail('E_INTERNAL', `no radix layout for k=${k}`);
+      return { packed: this.radix('indices', codes, r), u: 'radix', tables: () => [this.radixTable(r)] };
+    }
+    const packed = this.packed('indices', codes, bits);
+    return bits >= 8 ? { packed, u: { bits }, tables: () => [] } : { packed, u: 'table', tables: () => [this.table(bits)] };
   }
 
   /** The unpacking constants of `bits`-bit codes ({@link unpackTable}) as `unpack`. */
@@ -337,10 +450,24 @@ class Payload {
  */
 export function packedInputBits(opType: string): number[] | undefined {
   if (opType === 'Sparse') return [1];
+  // Masked radix decoders: a bit-packed mask, then radix words (packedInputRadix).
+  if (/^MaskedCodebookR\d+(?:PC)?$/.test(opType)) return [1];
   const m = /^(Masked)?(?:Codebook|Quant)(\d)(?:PC|S)?$/.exec(opType);
   if (!m) return undefined;
   const bits = Number(m[2]);
   return m[1] ? [1, bits] : [bits];
+}
+
+/**
+ * The radix-packed input of a decoding function, from its name: `CodebookR6[PC|S]` → input 0 in
+ * layout {@link radixLayout}(6); `MaskedCodebookR5[PC]` → input 1 (the kept indices minus one) in
+ * radixLayout(5); `CodebookR[PC|S]` → input 0 in the layout of its last input ({@link radixTable},
+ * `k: 'table'`). `undefined` for other ops.
+ */
+export function packedInputRadix(opType: string): { input: number; k: number | 'table' } | undefined {
+  const m = /^(Masked)?CodebookR(\d*)(?:PC|S)?$/.exec(opType);
+  if (!m || (m[1] && !m[2])) return undefined;
+  return { input: m[1] ? 1 : 0, k: m[2] ? Number(m[2]) : 'table' };
 }
 
 /**
@@ -376,6 +503,8 @@ export interface CodebookDecode {
   indices: ArrayLike<number>;
   /** Index bits (⌈log2 k⌉). */
   bits: number;
+  /** Store the indices as base-k digits ({@link radixLayout}(k), which must exist) instead of `bits`-bit codes. Default false. */
+  radix?: boolean;
 }
 
 function channelOffsets(p: Payload, dims: readonly number[], axis: number, k: number): string {
@@ -386,29 +515,24 @@ function channelOffsets(p: Payload, dims: readonly number[], axis: number, k: nu
 /** Weight = codebook[c·k + index] via Gather (per-channel: index + k·channel, broadcast). */
 export function codebookDecoder(weight: string, o: CodebookDecode): DecodeGraph {
   const p = new Payload(weight);
-  const inputs = [p.packed('indices', o.indices, o.bits), p.codebook(o.codebook), p.shape(o.dims)];
+  const idx = p.indices(o.indices, o.k, o.bits, o.radix === true);
+  const inputs = [idx.packed, p.codebook(o.codebook), p.shape(o.dims)];
   if (o.axis !== null) inputs.push(channelOffsets(p, o.dims, o.axis, o.k));
-  if (o.bits >= 8) return p.call(codebookFunction(o.bits, o.axis !== null, false), inputs);
-  return p.call(codebookFunction('table', o.axis !== null, false), [...inputs, p.table(o.bits)]);
+  return p.call(codebookFunction(idx.u, o.axis !== null, false), [...inputs, ...idx.tables()]);
 }
 
 /** Scaled sharing: weight = fround(codebook[index] · scale[c]) (see `compress/scaledShare.ts`). */
 export function scaledCodebookDecoder(weight: string, o: Omit<CodebookDecode, 'axis'> & { scale: Float32Array; scaleAxis: number }): DecodeGraph {
   const p = new Payload(weight);
-  const inputs = [
-    p.packed('indices', o.indices, o.bits),
-    p.codebook(o.codebook),
-    p.shape(o.dims),
-    p.halfOrFloat('scale', o.scale, axisShape(o.dims.length, o.scaleAxis, o.scale.length)),
-  ];
-  if (o.bits >= 8) return p.call(codebookFunction(o.bits, false, false, true), inputs);
-  return p.call(codebookFunction('table', false, false, true), [...inputs, p.table(o.bits)]);
+  const idx = p.indices(o.indices, o.k, o.bits, o.radix === true);
+  const inputs = [idx.packed, p.codebook(o.codebook), p.shape(o.dims), p.halfOrFloat('scale', o.scale, axisShape(o.dims.length, o.scaleAxis, o.scale.length))];
+  return p.call(codebookFunction(idx.u, false, false, true), [...inputs, ...idx.tables()]);
 }
 
 /**
  * Pruned + shared: a 1-bit mask (1 = kept) and, for kept weights, their index minus one in
  * ⌈log2(k-1)⌉ bits (index 0 is the exact zero entry every pruned weight uses, so kept weights never
- * need it).
+ * need it), or with `radix` as base-(k-1) digits ({@link radixLayout}(k - 1) must exist).
  */
 export function maskedCodebookDecoder(weight: string, o: Omit<CodebookDecode, 'bits'> & { zeroIndex: 0 }): DecodeGraph {
   const n = o.indices.length;
@@ -423,9 +547,10 @@ export function maskedCodebookDecoder(weight: string, o: Omit<CodebookDecode, 'b
   }
   const bits = Math.max(1, Math.ceil(Math.log2(Math.max(2, o.k - 1))));
   const p = new Payload(weight);
-  const inputs = [p.packed('mask', mask, 1), p.packed('indices', kept, bits), p.codebook(o.codebook), p.shape(o.dims)];
+  const r = o.radix ? (radixLayout(o.k - 1) ?? fail('E_INTERNAL', `no radix layout for k-1=${o.k - 1}`)) : undefined;
+  const inputs = [p.packed('mask', mask, 1), r ? p.radix('indices', kept, r) : p.packed('indices', kept, bits), p.codebook(o.codebook), p.shape(o.dims)];
   if (o.axis !== null) inputs.push(channelOffsets(p, o.dims, o.axis, o.k));
-  return p.call(codebookFunction(bits, o.axis !== null, true), inputs);
+  return p.call(codebookFunction(r ? { radix: r.k } : { bits }, o.axis !== null, true), inputs);
 }
 
 /** Options of {@link quantDecoder}. */
@@ -503,7 +628,7 @@ export function maskedQuantDecoder(weight: string, o: QuantDecode): DecodeGraph 
   }
   const p = new Payload(weight);
   const inputs = [p.packed('mask', mask, 1), p.packed('codes', kept, o.bits), ...quantParams(p, o, minCode, bShape)];
-  return p.call(quantFunction(o.bits, true), inputs);
+  return p.call(quantFunction({ bits: o.bits }, true), inputs);
 }
 
 /** float16 / bfloat16 payload + Cast to float32 (exact: every such value is a float32). */

@@ -9,6 +9,9 @@ const SPECS: Array<[string, TechniqueSpec]> = [
   ['share k=5 per channel', { technique: 'share', k: 5, perChannel: true }],
   ['share k=16 scaled', { technique: 'share', k: 16, perChannel: false, scaled: true }],
   ['share k=256', { technique: 'share', k: 256, perChannel: false }],
+  ['share k=6 per tensor (radix)', { technique: 'share', k: 6, perChannel: false }],
+  ['share k=3 scaled (radix)', { technique: 'share', k: 3, perChannel: false, scaled: true }],
+  ['prune 50% + share k=4 (kept indices base 3)', { technique: 'prune+share', prune: { technique: 'prune', pattern: 'unstructured', sparsity: 0.5 }, share: { technique: 'share', k: 4, perChannel: true } }],
   ['prune 70% unstructured', { technique: 'prune', pattern: 'unstructured', sparsity: 0.7 }],
   ['prune 2:4', { technique: 'prune', pattern: 'n:m', sparsity: 0, n: 2, m: 4 }],
   ['prune channels 50%', { technique: 'prune', pattern: 'channel', sparsity: 0.5 }],
@@ -37,6 +40,9 @@ describe('encode/choose: every encoding of every technique decodes to the recons
       for (const c of choices) {
         const got = await ortDecode('w', dims, c.graph);
         assert.equal(firstBitDifference(got, ct.weights), undefined, `${c.kind}`);
+      }
+      if (spec.technique === 'share' ? spec.k !== 256 && spec.k !== 16 : spec.technique === 'prune+share' && spec.share.k === 4) {
+        assert.ok(choices.some((c) => c.kind.startsWith('radix-')), 'a radix candidate');
       }
       const dense = choices.find((c) => c.kind === 'dense')!;
       assert.ok(choices[0]!.bytes < dense.bytes, `${choices[0]!.kind} (${choices[0]!.bytes} B) beats dense (${dense.bytes} B)`);
