@@ -1,7 +1,7 @@
 /**
  * A compact archive of a compressed ONNX file, for storage and transmission (format: `docs/archive.md`).
- * The packed code streams that `decoders.ts` writes (uint8 initializers marked
- * `onnx-compress:packed bits=<b> count=<n>`) are cut out of the file and entropy-coded one by one,
+ * The packed code streams that `decoders.ts` writes (bit-packed uint8 initializers, radix-packed
+ * uint8/16/32 words, found from the decoder calls) are cut out of the file and entropy-coded one by one,
  * each with the smallest of: stored, brotli, canonical Huffman, or an adaptive context-modelling
  * range coder. Everything else (graph, codebooks, small tensors) is kept losslessly with brotli.
  * Unpacking re-packs the codes and splices them back: the ONNX file comes back byte for byte
@@ -11,14 +11,17 @@ import { createHash } from 'node:crypto';
 import * as zlib from 'node:zlib';
 import { CompressError, fail, throwIfAborted } from '../errors';
 import { decodeModel, DataType, forEachTensor } from '../onnx';
-import { packBits, packedLength, unpackBits } from './bits';
-import { DECODE_DOMAIN, packedInputBits, parsePackedDocString } from './decoders';
+import { bitsFor, packBits, packedLength, packRadix, radixDigits, radixLayout, unpackBits, unpackRadix, type RadixLayout } from './bits';
+import { DECODE_DOMAIN, packedInputBits, packedInputRadix, parsePackedDocString, parseRadixTable } from './decoders';
 import { EntropyError, entropyBits, huffmanDecode, huffmanEncode, MAX_CONTEXT_BITS, RATE_SETS, rangeDecode, rangeEncode } from './entropy';
 
 /** The 8 bytes every archive starts with. */
 export const ARCHIVE_MAGIC = new Uint8Array([0x4f, 0x4e, 0x4e, 0x58, 0x43, 0x41, 0x31, 0x00]); // "ONNXCA1\0"
-/** Format version written after the magic. Readers reject other versions. */
-export const ARCHIVE_VERSION = 1;
+/**
+ * Format version written after the magic: 2 when a stream is radix-packed (a 20-byte stream entry
+ * with the radix), else 1 (19-byte entries, readable by version-1 readers). Readers reject others.
+ */
+export const ARCHIVE_VERSION = 2;
 /** Conventional file extension. */
 export const ARCHIVE_EXTENSION = '.onnxc';
 
@@ -62,9 +65,11 @@ export interface ArchiveStreamStats {
   name: string;
   /** Byte offset of the payload in the ONNX file. */
   offset: number;
-  /** Code width and number of codes. */
+  /** Code width (for radix streams: ⌈log2 radix⌉, the width the coders use) and number of codes. */
   bits: number;
   count: number;
+  /** The radix k of a stream of base-k digits (`bits.ts` `packRadix`), 0 for bit-packed codes. */
+  radix: number;
   /** Packed bytes in the ONNX file. */
   rawBytes: number;
   /** Bytes in the archive. */
@@ -100,12 +105,19 @@ interface Stream {
   name: string;
   offset: number;
   length: number;
+  /** Code width; for radix streams the width of their symbols, ⌈log2 k⌉. */
   bits: number;
+  /** Codes in the stream, padding codes included. */
   count: number;
+  /** Base-k digits in words, or undefined for bit-packed codes. */
+  radix: RadixLayout | undefined;
 }
 
 const FIXED_HEADER = 8 + 1 + 4 + 32 + 1 + 4 + 4 + 4;
-const ENTRY_BYTES = 4 + 4 + 4 + 4 + 1 + 1 + 1;
+/** Stream entry bytes by format version (version 2 adds the radix byte). */
+const ENTRY_BYTES: Record<number, number> = { 1: 4 + 4 + 4 + 4 + 1 + 1 + 1, 2: 4 + 4 + 4 + 4 + 1 + 1 + 1 + 1 };
+/** The element type of radix words of 1, 2, 4 bytes. */
+const WORD_TYPES: Record<number, 1 | 2 | 4> = { [DataType.UINT8]: 1, [DataType.UINT16]: 2, [DataType.UINT32]: 4 };
 /** Streams up to this size get brotli's best quality; larger ones a faster one (same format). */
 const BROTLI_BEST_MAX = 1 << 20;
 /** The same for the rest of the file (graph, small tensors, any float layers left uncompressed). */
@@ -114,16 +126,19 @@ const BROTLI_BEST_REST_MAX = 4 << 20;
 const WHOLE_FILE_MAX = 1 << 20;
 
 /**
- * Finds the packed code streams of an ONNX file: uint8 initializers that a decoding function call
- * (`onnx_compress` domain) reads as packed codes ({@link packedInputBits}: the width comes from the
- * function's name, or for the width-generic functions from their unpack table; the count from the length), and uint8 tensors (any graph) with the older
- * `parsePackedDocString` marker; each must be where the file says and re-pack to the same bytes.
- * Sorted by offset.
+ * Finds the packed code streams of an ONNX file: initializers that a decoding function call
+ * (`onnx_compress` domain) reads as packed codes — uint8 bit-packed codes ({@link packedInputBits}:
+ * the width comes from the function's name, or for the width-generic functions from their unpack
+ * table; the count from the length) and uint8/16/32 words of base-k digits ({@link packedInputRadix}:
+ * k from the name or the radix table, the word size from the element type, d digits per word) —
+ * and uint8 tensors (any graph) with the older `parsePackedDocString` marker; each must be where the
+ * file says and re-pack to the same bytes. Sorted by offset.
  */
 export function findPackedStreams(onnx: Uint8Array, source = 'model'): Array<Stream> {
   const model = decodeModel(onnx, source);
   const widths = new Map<string, number>();
-  const tables = new Map((model.graph?.initializer ?? []).filter((t) => t.dataType === DataType.UINT8).map((t) => [t.name, t.rawData] as const));
+  const radixes = new Map<string, RadixLayout>();
+  const tables = new Map((model.graph?.initializer ?? []).map((t) => [t.name, t] as const));
   for (const n of model.graph?.node ?? []) {
     if (n.domain !== DECODE_DOMAIN) continue;
     packedInputBits(n.opType)?.forEach((bits, i) => {
@@ -133,24 +148,43 @@ export function findPackedStreams(onnx: Uint8Array, source = 'model'): Array<Str
     // Width-generic decoders (`Codebook`, `Quant`, ...): the width is the first byte of the unpack
     // table, their last input.
     if (/^(?:Codebook|Quant)(?:PC|S)?$/.test(n.opType)) {
-      const bits = tables.get(n.input[n.input.length - 1]!)?.[0];
+      const t = tables.get(n.input[n.input.length - 1]!);
+      const bits = t?.dataType === DataType.UINT8 ? t.rawData[0] : undefined;
       if (bits !== undefined && n.input[0]) widths.set(n.input[0], bits);
     }
+    const rx = packedInputRadix(n.opType);
+    const input = rx && n.input[rx.input];
+    const words = input ? WORD_TYPES[tables.get(input)?.dataType ?? -1] : undefined;
+    if (!rx || !input || words === undefined) continue;
+    const t = rx.k === 'table' ? tables.get(n.input[n.input.length - 1]!) : undefined;
+    const r = rx.k === 'table' ? t && parseRadixTable(t.dataType, t.rawData) : radixLayout(rx.k);
+    // The per-radix functions hold the most digits a word of the stream's type takes.
+    if (r) radixes.set(input, rx.k === 'table' ? r : { k: r.k, wordBytes: words, digits: radixDigits(r.k, words) });
   }
   const main = new Set(model.graph?.initializer ?? []);
   const found: Stream[] = [];
   forEachTensor(model, (t) => {
     const raw = t.rawData;
+    if (raw.buffer !== onnx.buffer) return;
+    const offset = raw.byteOffset - onnx.byteOffset;
+    if (offset < 0 || offset + raw.length > onnx.length) return;
+    const r = main.has(t) ? radixes.get(t.name) : undefined;
+    if (r) {
+      if (WORD_TYPES[t.dataType] !== r.wordBytes || r.digits < 1 || r.k > 255 || raw.length === 0 || raw.length % r.wordBytes !== 0) return;
+      const count = (raw.length / r.wordBytes) * r.digits;
+      // Only streams of valid digits and zero padding come back identical from packRadix.
+      if (!equalBytes(packRadix(unpackRadix(raw, r, count), r), raw)) return;
+      found.push({ name: t.name, offset, length: raw.length, bits: bitsFor(r.k), count, radix: r });
+      return;
+    }
     const marked = parsePackedDocString(t.docString);
     const bits = marked?.bits ?? (main.has(t) ? widths.get(t.name) : undefined);
     if (bits === undefined || t.dataType !== DataType.UINT8 || bits < 1 || bits > 8) return;
     const count = marked?.count ?? (bits === 8 ? raw.length : ((raw.length / bits) | 0) * 8);
-    if (count === 0 || raw.length !== packedLength(count, bits) || raw.buffer !== onnx.buffer) return;
-    const offset = raw.byteOffset - onnx.byteOffset;
-    if (offset < 0 || offset + raw.length > onnx.length) return;
+    if (count === 0 || raw.length !== packedLength(count, bits)) return;
     // Only streams whose padding is zero come back identical from packBits.
     if (!equalBytes(packBits(unpackBits(raw, bits, count), bits), raw)) return;
-    found.push({ name: t.name, offset, length: raw.length, bits, count });
+    found.push({ name: t.name, offset, length: raw.length, bits, count, radix: undefined });
   });
   found.sort((a, b) => a.offset - b.offset);
   return found.filter((s, i) => i === 0 || s.offset >= found[i - 1]!.offset + found[i - 1]!.length);
@@ -199,19 +233,22 @@ function assemble(onnx: Uint8Array, streams: Stream[], o: ArchiveOptions): PackR
   for (const s of streams) {
     throwIfAborted(o.signal);
     const packed = onnx.subarray(s.offset, s.offset + s.length);
-    const codes = unpackBits(packed, s.bits, s.count);
+    // Radix streams: their base-k digits, coded as ⌈log2 k⌉-bit symbols.
+    const codes = s.radix ? unpackRadix(packed, s.radix, s.count) : unpackBits(packed, s.bits, s.count);
     const c = codeStream(packed, codes, s.bits, o.coders);
     coded.push(c);
-    stats.push({ name: s.name, offset: s.offset, bits: s.bits, count: s.count, rawBytes: s.length, codedBytes: c.data.length, coder: c.coder, order: c.order, entropyBytes: entropyBits(codes, 1 << s.bits) / 8 });
+    const radix = s.radix?.k ?? 0;
+    stats.push({ name: s.name, offset: s.offset, bits: s.bits, count: s.count, radix, rawBytes: s.length, codedBytes: c.data.length, coder: c.coder, order: c.order, entropyBytes: entropyBits(codes, radix || 1 << s.bits) / 8 });
   }
 
-  const headerBytes = FIXED_HEADER + streams.length * ENTRY_BYTES;
+  const version = streams.some((s) => s.radix) ? 2 : 1;
+  const headerBytes = FIXED_HEADER + streams.length * ENTRY_BYTES[version]!;
   const total = headerBytes + restCoded.data.length + coded.reduce((n, c) => n + c.data.length, 0);
   const out = new Uint8Array(total);
   const view = new DataView(out.buffer);
   out.set(ARCHIVE_MAGIC, 0);
   let p = 8;
-  view.setUint8(p, ARCHIVE_VERSION);
+  view.setUint8(p, version);
   view.setUint32(p + 1, onnx.length, true);
   out.set(createHash('sha256').update(onnx).digest(), p + 5);
   p += 37;
@@ -226,10 +263,12 @@ function assemble(onnx: Uint8Array, streams: Stream[], o: ArchiveOptions): PackR
     view.setUint32(p + 4, s.length, true);
     view.setUint32(p + 8, s.count, true);
     view.setUint32(p + 12, c.data.length, true);
-    view.setUint8(p + 16, s.bits);
+    // Radix streams (version 2): the word size in bits, and the radix.
+    view.setUint8(p + 16, s.radix ? 8 * s.radix.wordBytes : s.bits);
     view.setUint8(p + 17, CODER_IDS[c.coder]);
     view.setUint8(p + 18, c.order);
-    p += ENTRY_BYTES;
+    if (version === 2) view.setUint8(p + 19, s.radix?.k ?? 0);
+    p += ENTRY_BYTES[version]!;
   }
   out.set(restCoded.data, p);
   p += restCoded.data.length;
@@ -313,8 +352,9 @@ function unpackUnchecked(archive: Uint8Array, source: string, signal: AbortSigna
   if (archive.length < FIXED_HEADER) corrupt(source, `${archive.length} bytes, shorter than the ${FIXED_HEADER}-byte header`);
   const view = new DataView(archive.buffer, archive.byteOffset, archive.byteLength);
   const version = view.getUint8(8);
-  if (version !== ARCHIVE_VERSION) {
-    fail('E_MODEL_UNSUPPORTED', `${source}: archive format version ${version}; this tool reads version ${ARCHIVE_VERSION}. Use a matching onnx-compress release.`);
+  const entryBytes = ENTRY_BYTES[version];
+  if (entryBytes === undefined) {
+    fail('E_MODEL_UNSUPPORTED', `${source}: archive format version ${version}; this tool reads versions 1 to ${ARCHIVE_VERSION}. Use a matching onnx-compress release.`);
   }
   const onnxLength = view.getUint32(9, true);
   const sha = archive.subarray(13, 45);
@@ -322,13 +362,14 @@ function unpackUnchecked(archive: Uint8Array, source: string, signal: AbortSigna
   const restLength = view.getUint32(46, true);
   const restCodedLength = view.getUint32(50, true);
   const n = view.getUint32(54, true);
-  const headerBytes = FIXED_HEADER + n * ENTRY_BYTES;
+  const headerBytes = FIXED_HEADER + n * entryBytes;
   if (archive.length < headerBytes) corrupt(source, `the stream table of ${n} entries runs past the end of the ${archive.length}-byte file`);
   const entries: Array<Stream & { codedLength: number; coder: ArchiveCoder; order: number }> = [];
   let streamBytes = 0;
   let codedBytes = restCodedLength;
   let end = 0;
-  for (let i = 0, p = FIXED_HEADER; i < n; i++, p += ENTRY_BYTES) {
+  for (let i = 0, p = FIXED_HEADER; i < n; i++, p += entryBytes) {
+    const k = version === 2 ? view.getUint8(p + 19) : 0;
     const e = {
       name: `stream ${i}`,
       offset: view.getUint32(p, true),
@@ -338,8 +379,10 @@ function unpackUnchecked(archive: Uint8Array, source: string, signal: AbortSigna
       bits: view.getUint8(p + 16),
       coder: coderOf(view.getUint8(p + 17), source),
       order: view.getUint8(p + 18),
+      radix: k === 0 ? undefined : radixOfEntry(k, view.getUint8(p + 16), view.getUint32(p + 8, true), view.getUint32(p + 4, true), source, i),
     };
-    if (e.bits < 1 || e.bits > 8 || e.count === 0 || e.length !== packedLength(e.count, e.bits)) corrupt(source, `stream ${i}: ${e.count} codes of ${e.bits} bits cannot take ${e.length} bytes`);
+    if (e.radix) e.bits = bitsFor(k);
+    else if (e.bits < 1 || e.bits > 8 || e.count === 0 || e.length !== packedLength(e.count, e.bits)) corrupt(source, `stream ${i}: ${e.count} codes of ${e.bits} bits cannot take ${e.length} bytes`);
     if (e.offset < end || e.offset + e.length > onnxLength) corrupt(source, `stream ${i} at offset ${e.offset} overlaps another or lies past the end of the ${onnxLength}-byte model`);
     if (e.coder === 'range' ? e.bits * (e.order & 31) > MAX_CONTEXT_BITS || (e.order >> 5) >= RATE_SETS.length : e.order !== 0) corrupt(source, `stream ${i}: bad coder parameter ${e.order}`);
     end = e.offset + e.length;
@@ -367,9 +410,15 @@ function unpackUnchecked(archive: Uint8Array, source: string, signal: AbortSigna
     p += e.codedLength;
     let packed: Uint8Array;
     try {
+      const repack = (codes: Uint8Array): Uint8Array => {
+        if (!e.radix) return packBits(codes, e.bits);
+        // The coders' symbols have ⌈log2 k⌉ bits: corrupt data may decode to a digit ≥ k.
+        if (codes.some((c) => c >= e.radix!.k)) throw new EntropyError(`a symbol is not a base-${e.radix.k} digit`);
+        return packRadix(codes, e.radix);
+      };
       packed =
-        e.coder === 'huffman' ? packBits(huffmanDecode(data, e.bits, e.count), e.bits)
-        : e.coder === 'range' ? packBits(rangeDecode(data, e.bits, e.order & 31, e.count, e.order >> 5), e.bits)
+        e.coder === 'huffman' ? repack(huffmanDecode(data, e.bits, e.count))
+        : e.coder === 'range' ? repack(rangeDecode(data, e.bits, e.order & 31, e.count, e.order >> 5))
         : decodeBytes(data, e.coder, e.length, source, `stream ${i}`);
     } catch (err) {
       if (err instanceof EntropyError) corrupt(source, `stream ${i}: ${err.message}`);
@@ -381,6 +430,20 @@ function unpackUnchecked(archive: Uint8Array, source: string, signal: AbortSigna
   out.set(rest.subarray(restAt), at);
   if (!equalBytes(createHash('sha256').update(out).digest(), sha)) corrupt(source, 'the restored model does not match its SHA-256');
   return out;
+}
+
+/**
+ * The layout of a version-2 radix stream entry: `k` (3…255) base-k digits in words of `wordBits`
+ * (8, 16, 32) bits, `count` digits in `length` bytes (d = count / words digits per word).
+ */
+function radixOfEntry(k: number, wordBits: number, count: number, length: number, source: string, i: number): RadixLayout {
+  const wordBytes = wordBits / 8;
+  const words = length / wordBytes;
+  const digits = count / words;
+  if ((wordBytes !== 1 && wordBytes !== 2 && wordBytes !== 4) || k < 2 || length === 0 || !Number.isInteger(words) || !Number.isInteger(digits) || digits < 1 || digits > radixDigits(k, wordBytes)) {
+    corrupt(source, `stream ${i}: ${count} base-${k} digits cannot take ${length} bytes of ${wordBits}-bit words`);
+  }
+  return { k, wordBytes, digits };
 }
 
 function decodeBytes(data: Uint8Array, coder: ArchiveCoder, length: number, source: string, what: string): Uint8Array {

@@ -214,31 +214,37 @@ describe('encode/archive: pack and unpack compressed models byte for byte', () =
     assert.deepEqual(Buffer.from(unpackArchive(packArchive(view), 'arch.onnxc')), Buffer.from(onnx));
   });
 
-  it('corrupt, truncated or foreign archives give E_MODEL_INVALID naming the file', () => {
-    const onnx = compressed(lenet, { technique: 'prune+share', prune: { technique: 'prune', pattern: 'unstructured', sparsity: 0.5 }, share: { technique: 'share', k: 16, perChannel: false } });
-    const archive = packArchive(onnx);
-    expectInvalid(() => unpackArchive(onnx, 'arch.onnxc'), 'an ONNX file');
-    expectInvalid(() => unpackArchive(new Uint8Array(0), 'arch.onnxc'), 'empty');
-    for (const n of [4, 8, 30, 60, 200, archive.length >> 1, archive.length - 1]) expectInvalid(() => unpackArchive(archive.subarray(0, n), 'arch.onnxc'), `truncated to ${n}`);
-    const longer = new Uint8Array(archive.length + 1);
-    longer.set(archive);
-    expectInvalid(() => unpackArchive(longer, 'arch.onnxc'), 'trailing byte');
-    const r = mulberry32(9);
-    const positions = [...Array.from({ length: 200 }, (_, i) => 8 + i), ...Array.from({ length: 300 }, () => Math.floor(r() * archive.length))];
-    for (const p of positions) {
-      if (p >= archive.length) continue;
-      const bad = new Uint8Array(archive);
-      bad[p] ^= 1 << Math.floor(r() * 8);
-      // A flip brotli ignores (padding bits) may restore the file intact; anything else must be caught.
-      let back: Uint8Array | undefined;
-      try {
-        back = unpackArchive(bad, 'arch.onnxc');
-      } catch (e) {
-        assert.ok(e instanceof CompressError && (e.code === 'E_MODEL_INVALID' || e.code === 'E_MODEL_UNSUPPORTED') && e.message.includes('arch.onnxc'), `bit flip at ${p}: ${String(e)}`);
+  for (const [label, spec] of [
+    ['prune + share k=16', { technique: 'prune+share', prune: { technique: 'prune', pattern: 'unstructured', sparsity: 0.5 }, share: { technique: 'share', k: 16, perChannel: false } }],
+    ['share k=5: base-5 digits, format version 2', share(5, false)],
+  ] as Array<[string, TechniqueSpec]>) {
+    it(`corrupt, truncated or foreign archives give E_MODEL_INVALID naming the file (${label})`, () => {
+      const onnx = compressed(lenet, spec);
+      const archive = packArchive(onnx);
+      assert.equal(archive[8], spec.technique === 'share' ? 2 : 1, 'format version');
+      expectInvalid(() => unpackArchive(onnx, 'arch.onnxc'), 'an ONNX file');
+      expectInvalid(() => unpackArchive(new Uint8Array(0), 'arch.onnxc'), 'empty');
+      for (const n of [4, 8, 30, 60, 200, archive.length >> 1, archive.length - 1]) expectInvalid(() => unpackArchive(archive.subarray(0, n), 'arch.onnxc'), `truncated to ${n}`);
+      const longer = new Uint8Array(archive.length + 1);
+      longer.set(archive);
+      expectInvalid(() => unpackArchive(longer, 'arch.onnxc'), 'trailing byte');
+      const r = mulberry32(9);
+      const positions = [...Array.from({ length: 200 }, (_, i) => 8 + i), ...Array.from({ length: 300 }, () => Math.floor(r() * archive.length))];
+      for (const p of positions) {
+        if (p >= archive.length) continue;
+        const bad = new Uint8Array(archive);
+        bad[p] ^= 1 << Math.floor(r() * 8);
+        // A flip brotli ignores (padding bits) may restore the file intact; anything else must be caught.
+        let back: Uint8Array | undefined;
+        try {
+          back = unpackArchive(bad, 'arch.onnxc');
+        } catch (e) {
+          assert.ok(e instanceof CompressError && (e.code === 'E_MODEL_INVALID' || e.code === 'E_MODEL_UNSUPPORTED') && e.message.includes('arch.onnxc'), `bit flip at ${p}: ${String(e)}`);
+        }
+        if (back) assert.deepEqual(Buffer.from(back), Buffer.from(onnx), `bit flip at ${p}`);
       }
-      if (back) assert.deepEqual(Buffer.from(back), Buffer.from(onnx), `bit flip at ${p}`);
-    }
-  });
+    });
+  }
 
   it('packing something that is not ONNX is E_MODEL_INVALID', () => {
     assert.throws(() => packArchive(Uint8Array.from([1, 2, 3]), { source: 'junk.bin' }), (e: unknown) => e instanceof CompressError && e.code === 'E_MODEL_INVALID' && e.message.includes('junk.bin'));
