@@ -2,11 +2,12 @@
  * Weight sharing: every weight is replaced by the nearest of k shared values (a codebook), chosen
  * by 1-D k-means (see `kmeans1d.ts`) per tensor or per output channel.
  *
- * Storage ({@link CodebookStorage}): n indices of ⌈log2 k⌉ bits, C codebooks of k values
+ * Storage ({@link CodebookStorage}): n indices of ⌈log2 k⌉ bits (fewer as base-k digits, see
+ * `indexStreamBits`), C codebooks of k values
  * (C = 1 per tensor, C = channels per channel). The cluster means are rounded to the nearest float16
  * (a relative change below 2^-11, far inside the clustering error), so a codebook is stored in 16
  * bits per entry; when k-means is lossless (no more distinct values than k) the values stay
- * float32. Bits: `n·⌈log2 k⌉ + C·k·16` (·32 for float32 codebooks); entropy-coded indices as in
+ * float32. Bits: `indexStreamBits(n, k) + C·k·16` (·32 for float32 codebooks); entropy-coded indices as in
  * `huffman.ts` (one Huffman code for the whole tensor, alphabet k).
  *
  * When k exceeds the number of distinct values (of the tensor, or of the busiest channel), k
@@ -23,7 +24,7 @@ import { roundToHalf } from '../util/half';
 import {
   channelLayout,
   gatherChannel,
-  indexBits,
+  indexStreamBits,
   makeCompressOptions,
   tensorLabel,
   validateTensor,
@@ -236,7 +237,7 @@ export function finish(
     weights: parts.weights,
     storage: s,
     bits: makeBits({
-      indices: n * indexBits(s.k),
+      indices: indexStreamBits(n, s.k),
       codebook: groups * s.k * codebookEntryBits(s.codebook),
       entropyIndices: entropy.total,
     }),

@@ -2,6 +2,7 @@
  * Input checks and channel geometry shared by the techniques.
  */
 import { fail } from '../errors';
+import { radixLayout, radixLength } from '../encode/bits';
 import type { CompressOptions, WeightTensor } from './types';
 
 /** Defaults for {@link CompressOptions}; see each field there. */
@@ -167,4 +168,14 @@ export function indexBits(k: number): number {
   let b = 0;
   while (2 ** b < k) b++;
   return b;
+}
+
+/**
+ * Bits of `n` indices into k entries as the ONNX file stores them: `n·⌈log2 k⌉`, or the bytes of
+ * their base-k digits packed in words (`encode/bits.ts` `radixLayout`, padding included) when that
+ * is fewer (k = 3: 1.6 bits per index, k = 5: 2.46, k = 6: 2.67).
+ */
+export function indexStreamBits(n: number, k: number): number {
+  const r = radixLayout(k);
+  return Math.min(n * indexBits(k), r ? 8 * radixLength(n, r) : Infinity);
 }
