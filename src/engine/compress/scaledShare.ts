@@ -21,7 +21,7 @@ import { huffmanBits } from './huffman';
 import { kmeans1d, SortedWeights } from './kmeans1d';
 import { codebookEntryBits, halfScale, makeBits, scaleBits } from './storage';
 import { roundToHalf } from '../util/half';
-import { channelLayout, channelOfElements, indexBits, makeCompressOptions, tensorLabel, validateTensor } from './tensor';
+import { channelLayout, channelOfElements, indexStreamBits, makeCompressOptions, tensorLabel, validateTensor } from './tensor';
 import type { CompressedTensor, CompressOptions, ShareSpec, WeightTensor } from './types';
 
 /** Nearest entry of the ascending `q` to `x` (binary search on midpoints; ties to the lower). */
@@ -102,7 +102,7 @@ export function scaledShareWeights(tensor: WeightTensor, spec: ShareSpec, option
     spec,
     weights,
     storage: { kind: 'codebook', k: kk, axis: null, codebook, indices, zeroIndex: null, scale: { axis: tensor.shape.length === 0 ? 0 : tensor.channelAxis, values: scale } },
-    bits: makeBits({ indices: n * indexBits(kk), codebook: kk * codebookEntryBits(codebook), params: scaleBits(scale), entropyIndices: huffmanBits(counts).total }),
+    bits: makeBits({ indices: indexStreamBits(n, kk), codebook: kk * codebookEntryBits(codebook), params: scaleBits(scale), entropyIndices: huffmanBits(counts).total }),
     sse,
   };
 }

@@ -16,8 +16,11 @@ export type TechniqueFamily = (typeof TECHNIQUE_FAMILIES)[number];
 
 /** Default levels per family, mildest first (the order of a family's "ladder"). */
 export const DEFAULT_LEVELS: Readonly<Record<TechniqueFamily, readonly number[]>> = {
-  /** Shared values per tensor (one codebook per tensor). */
-  share: [64, 32, 16, 8, 4, 2],
+  /**
+   * Shared values per tensor (one codebook per tensor). 6 and 3 are stored as base-k digits
+   * (`encode/bits.ts` `radixLayout`: 2.67 and 1.6 bits per weight), steps between 8, 4 and 2.
+   */
+  share: [64, 32, 16, 8, 6, 4, 3, 2],
   /** Fraction of weights zeroed (unstructured magnitude pruning). */
   prune: [0.3, 0.5, 0.7, 0.9],
   /** Bits of symmetric per-channel quantization with MSE clipping. */
@@ -36,7 +39,7 @@ export const DEFAULT_LEVELS: Readonly<Record<TechniqueFamily, readonly number[]>
  * depthwise layer's output divergence at k = 4 is 5.0e-3 nats scaled and 47e-3 plain, for 2 bytes
  * per channel more.
  */
-export const SCALED_SHARE_LEVELS: readonly number[] = [16, 8, 4];
+export const SCALED_SHARE_LEVELS: readonly number[] = [16, 8, 6, 4];
 
 /** The scaled sharing level with `k` shared values ({@link SCALED_SHARE_LEVELS}). */
 export function makeScaledShareLevel(k: number): LevelDef {

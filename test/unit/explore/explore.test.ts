@@ -45,12 +45,12 @@ describe('explore (LeNet-5, Fashion-MNIST)', function () {
     assert.equal(partial.cells.length, 7);
     const events: ExploreEvent[] = [];
     const sf = await analyzeModel({ model, data: d, techniques: ['share'], limit, onEvent: (e) => events.push(e) });
-    assert.equal(events.filter((e) => e.type === 'cell').length, 45 - 7, 'only the missing cells are measured');
+    assert.equal(events.filter((e) => e.type === 'cell').length, 60 - 7, 'only the missing cells are measured');
     assert.equal(sf.complete, true);
     assert.equal(sf.schema, 'onnx-compress/sensitivity@1');
     assert.deepEqual(sf.layers.map((l) => l.name), ['conv1.weight', 'conv2.weight', 'fc1.weight', 'fc2.weight', 'fc3.weight']);
-    assert.deepEqual(sf.levels.map((l) => l.id), ['share:k=64', 'share:k=32', 'share:k=16', 'share:k=8', 'share:k=4', 'share:k=2', 'share:k=16s', 'share:k=8s', 'share:k=4s']);
-    assert.equal(sf.cells.length, 45);
+    assert.deepEqual(sf.levels.map((l) => l.id), ['share:k=64', 'share:k=32', 'share:k=16', 'share:k=8', 'share:k=6', 'share:k=4', 'share:k=3', 'share:k=2', 'share:k=16s', 'share:k=8s', 'share:k=6s', 'share:k=4s']);
+    assert.equal(sf.cells.length, 60);
     assert.equal(sf.dataset.samples, limit);
     assert.ok(sf.baseline.top1! > 0.85);
     // the first 7 cells are the ones of the interrupted run, unchanged
@@ -69,13 +69,18 @@ describe('explore (LeNet-5, Fashion-MNIST)', function () {
     // per-channel scales: a few bytes more, far less error at the same k
     const scaled = (l: string, k: number) => sf.cells.find((c) => c.layer === l && c.level === `share:k=${k}s`)!;
     assert.ok(sf.layers.filter((l) => scaled(l.name, 4).relError < cell(l.name, 4).relError).length >= 4);
+    // k = 6 and 3 as base-k digits: 2.67 and 1.6 bits per weight, between 8, 4 and 2
+    for (const l of sf.layers.filter((x) => x.params >= 1000)) {
+      assert.ok(cell(l.name, 6).onnxBytes < cell(l.name, 8).onnxBytes && cell(l.name, 6).onnxBytes > cell(l.name, 4).onnxBytes, l.name);
+      assert.ok(cell(l.name, 3).onnxBytes < cell(l.name, 4).onnxBytes && cell(l.name, 3).onnxBytes > cell(l.name, 2).onnxBytes, l.name);
+    }
     for (const l of sf.layers) {
       // float16 scales: 2 bytes per output channel (plus the scale tensor's framing)
       const extra = scaled(l.name, 4).onnxBytes - cell(l.name, 4).onnxBytes;
       assert.ok(extra >= 2 * l.shape[0]! && extra <= 2 * l.shape[0]! + 64, `${l.name}: ${extra} bytes more for ${l.shape[0]} scales`);
     }
     const csv = readFileSync(join(`${model.slice(0, -5)}.compress`, 'sensitivity.csv'), 'utf8').trim().split('\n');
-    assert.equal(csv.length, 46);
+    assert.equal(csv.length, 61);
     // a third run has nothing left to measure; a changed model is refused
     const again: ExploreEvent[] = [];
     await analyzeModel({ model, data: d, techniques: ['share'], limit, onEvent: (e) => again.push(e) });
