@@ -475,6 +475,9 @@ function selectionNote(o: CompressModelOptions, checked: readonly string[], move
 
 export type Measure = (choice: number[]) => Promise<Candidate>;
 
+/** The fast search keeps bisecting while the knapsack budgets of the best plan within the budget and the first over it differ by more than this factor. */
+export const BRACKET_RATIO = 1.3;
+
 /** Fractions of the first failure's knapsack budget that {@link confirmWithin} searches on at. */
 export const SEARCH_ON_FRACTIONS: readonly number[] = [0.6, 0.35, 0.2];
 
@@ -592,7 +595,12 @@ export async function fastUnderLoss(
     const now = bestFeasible(measured.map((m) => m.c), 'bytes', target);
     const gain = best && now ? (targetSize(best, target) - targetSize(now, target)) / targetSize(best, target) : Infinity;
     best = now;
-    if (best && it > 1 && gain < o.tolerance) break;
+    // Stop when a round gains little, unless the bracket between the last plan that met the
+    // budget and the first that did not is still wide (a round that only found plans over the
+    // budget gains nothing, yet the best plan may lie between).
+    const lo = Math.max(0, ...measured.filter((m) => m.c.feasible).map((m) => m.s));
+    const hi = Math.min(Infinity, ...measured.filter((m) => !m.c.feasible && m.s > lo).map((m) => m.s));
+    if (best && it > 1 && gain < o.tolerance && !(lo > 0 && hi / lo > BRACKET_RATIO)) break;
   }
   if (best) return best;
   // Nothing the knapsack proposed met the budget: its summed single-layer losses missed what the
