@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { applySpecs } from '../engine/encode/apply';
+import { isCalibrated } from '../engine/compress';
 import { packArchiveWithStats } from '../engine/encode/archive';
 import { sameFile, writeFileAtomic } from '../engine/util/atomicWrite';
 import { fail } from '../engine/errors';
@@ -82,7 +83,7 @@ export async function applyCommand(argv: string[], signal: AbortSignal): Promise
   const listed = new Set(Object.keys(plan.layers ?? {}));
   const fromDefault = new Set([...specs.keys()].filter((n) => !listed.has(n)));
   const originalBytes = fs.statSync(file).size + model.externalFiles.reduce((s, f) => s + fs.statSync(f).size, 0);
-  const calibrated = [...specs].filter(([, s]) => (s.technique === 'share' || s.technique === 'quant') && s.calibrated).map(([n]) => n);
+  const calibrated = [...specs].filter(([, s]) => isCalibrated(s)).map(([n]) => n);
   if (calibrated.length > 0 && values.data === undefined) {
     fail('E_PLAN', `${values.plan}: ${calibrated.length} layer(s) use calibrated rounding ("calibrated": true, e.g. '${calibrated[0]}'): give the calibration data with --data FILE (the search data the plan was made with), or remove "calibrated".`);
   }

@@ -11,7 +11,10 @@
  * The storage layout stays the plain compressor's (the same per-channel scales and zero points;
  * for sharing the same k entries, which may be refit to the calibrated assignment), so the bits and
  * every ONNX encoding are unchanged: only the indices/codes (and refit entries) differ. Per-channel
- * codebooks and masked (pruned) tensors are returned unchanged.
+ * codebooks are returned unchanged. Pruned + shared / quantized tensors keep their mask: pruned
+ * weights stay exactly 0 (their error is fed forward to the kept ones, as in SparseGPT's fixed-mask
+ * case), kept ones round on the grid without its zero entry (sharing; no codebook refit) or on the
+ * whole grid (quantization).
  *
  * Cost: per group one Cholesky factorisation and one inverse of a d×d matrix (d = inputs per output
  * channel, e.g. C·kh·kw), in blocks of at most {@link MAX_BLOCK} columns (cross-block correlations
@@ -45,13 +48,26 @@ const DAMP = 0.01;
 interface Grid {
   values(row: number): Float32Array;
   code(row: number, position: number): number;
+  /** Pruned weights (element index → true) stay exactly 0 with code `zeroCode`; their error is fed forward like any other. */
+  pruned?: (index: number) => boolean;
+  zeroCode?: number;
 }
 
 /** The grid of a plain result, or undefined when calibrated rounding does not apply. */
 function gridOf(ct: CompressedTensor, rows: number): Grid | undefined {
   const s = ct.storage;
   if (s.kind === 'codebook') {
-    if (s.axis !== null || s.zeroIndex !== null) return undefined;
+    if (s.axis !== null) return undefined;
+    if (s.zeroIndex !== null) {
+      // pruned + shared: the pruned weights keep the exact-zero entry, the kept ones round to the others
+      if (s.scale) return undefined;
+      const z = s.zeroIndex;
+      const kept = Array.from(s.codebook.keys()).filter((j) => j !== z).sort((a, b) => s.codebook[a]! - s.codebook[b]!);
+      if (kept.length === 0) return undefined;
+      const values = Float32Array.from(kept, (j) => s.codebook[j]!);
+      const indices = s.indices;
+      return { values: () => values, code: (_r, p) => kept[p]!, pruned: (i) => indices[i] === z, zeroCode: z };
+    }
     const order = Array.from(s.codebook.keys()).sort((a, b) => s.codebook[a]! - s.codebook[b]!);
     if (!s.scale) {
       const values = Float32Array.from(order, (j) => s.codebook[j]!);
@@ -74,7 +90,13 @@ function gridOf(ct: CompressedTensor, rows: number): Grid | undefined {
     const qhi = s.symmetric ? 2 ** (s.bits - 1) - 1 : 2 ** s.bits - 1;
     const perRow = s.axis !== null && s.scale.length === rows;
     const cache = new Map<number, Float32Array>();
+    // pruned + quantized: the weights at the code of exact 0 stay there (one zero point per tensor)
+    const masked = ct.spec.technique === 'prune+quant';
+    if (masked && (perRow ? new Set(s.zeroPoint).size !== 1 : false)) return undefined;
+    const codes = s.codes;
+    const zp = s.zeroPoint[0]!;
     return {
+      ...(masked ? { pruned: (i: number) => codes[i] === zp, zeroCode: zp } : {}),
       values: (r) => {
         const c = perRow ? r : 0;
         let v = cache.get(c);
@@ -208,7 +230,7 @@ export function calibrateRounding(tensor: WeightTensor, ct: CompressedTensor, h:
   if (!best) return ct;
   // Sharing: refit the codebook to the calibrated assignment (least squares in the H metric), round
   // again with it, and keep whichever result has the smaller output error.
-  for (let round = 0; round < 2 && best.ct.storage.kind === 'codebook'; round++) {
+  for (let round = 0; round < 2 && best.ct.storage.kind === 'codebook' && best.ct.storage.zeroIndex === null; round++) {
     const refit = refitCodebook(tensor, best.ct, best.codes, best.hp, best.at);
     if (!refit) break;
     const next = pass(tensor, best.hp, gridOf(refit, rows)!, best.at, best.factors, signal);
@@ -279,11 +301,17 @@ function pass(
         const values = grid.values(r);
         for (let j = 0; j < bn; j++) w[j] = tensor.data[at(r, b0 + j)]!;
         for (let j = 0; j < bn; j++) {
-          const p = nearest(values, w[j]!);
-          const q = values[p]!;
           const idx = at(r, b0 + j);
+          let q: number;
+          if (grid.pruned?.(idx)) {
+            q = 0;
+            codes[idx] = grid.zeroCode!;
+          } else {
+            const p = nearest(values, w[j]!);
+            q = values[p]!;
+            codes[idx] = grid.code(r, p);
+          }
           out[idx] = q;
-          codes[idx] = grid.code(r, p);
           const e = (w[j]! - q) / u[j * bn + j]!;
           if (e === 0) continue;
           const ur = j * bn;

@@ -3,7 +3,7 @@
  * Start with {@link compressTensor}; see `types.ts` for specs, results and storage descriptions.
  */
 export * from './types';
-export { compressTensor, COMPRESSORS, type Compressor } from './registry';
+export { compressTensor, COMPRESSORS, isCalibrated, type Compressor } from './registry';
 export { shareWeights, shareSweep, pruneShareWeights } from './share';
 export { SortedWeights, kmeans1d, type Kmeans1dResult } from './kmeans1d';
 export { pruneWeights, pruneMask, type PruneMask } from './prune';

@@ -88,6 +88,15 @@ export const COMPRESSORS: ReadonlyMap<Technique, Compressor> = new Map(
   Object.values(REGISTRY).map((c) => [c.technique, c as unknown as Compressor]),
 );
 
+/**
+ * Whether a spec asks for calibrated rounding (`compress/gptq.ts`): share and quant with
+ * `calibrated: true`, and prune+share / prune+quant whose sharing / quantization says so.
+ */
+export function isCalibrated(spec: TechniqueSpec): boolean {
+  const inner = spec.technique === 'prune+share' ? spec.share : spec.technique === 'prune+quant' ? spec.quant : spec;
+  return (inner.technique === 'share' || inner.technique === 'quant') && inner.calibrated === true;
+}
+
 /** Calibrated results per layer statistics and spec (treat results as read-only). */
 const calibratedMemo = new WeakMap<LayerHessian, Map<string, CompressedTensor>>();
 
@@ -110,7 +119,7 @@ export function compressTensor(
   }
   // Calibrated rounding needs the layer's input statistics; without them (a consumer that
   // `eval/calibration.ts` does not support) the plain rounding stands.
-  const calibrated = (spec.technique === 'share' || spec.technique === 'quant') && spec.calibrated === true && options.calibration !== undefined;
+  const calibrated = isCalibrated(spec) && options.calibration !== undefined;
   if (!calibrated) return c.apply(tensor, spec, options);
   // Calibrated rounding costs seconds per large layer and compress rebuilds every candidate:
   // results are kept per layer statistics (one object per layer of one model) and spec.

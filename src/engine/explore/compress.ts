@@ -19,7 +19,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { TechniqueSpec } from '../compress';
+import { isCalibrated, type TechniqueSpec } from '../compress';
 import { fail, throwIfAborted } from '../errors';
 import { applySpecs, compressWeight, type ApplyResult } from '../encode/apply';
 import { packArchive } from '../encode/archive';
@@ -765,7 +765,7 @@ async function exportCandidateFrom(
   const model = await loadModel(modelFile);
   const weights = listWeights(model);
   const specs = resolvePlan(c.plan, weights, `candidate ${c.id}`);
-  const calibrated = [...specs].filter(([, s]) => (s.technique === 'share' || s.technique === 'quant') && s.calibrated).map(([n]) => n);
+  const calibrated = [...specs].filter(([, s]) => isCalibrated(s)).map(([n]) => n);
   if (calibrated.length > 0 && !calibration) {
     if (!data) fail('E_BAD_ARGUMENT', `Candidate ${c.id} uses calibrated rounding on ${calibrated.length} layer(s): exporting it needs the search data it was made with (give the dataset).`);
     const wanted = new Set(calibrated);

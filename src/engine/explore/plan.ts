@@ -72,8 +72,8 @@ const KEYS: Record<string, readonly string[]> = {
   quant: ['bits', 'symmetric', 'perChannel', 'clip', 'calibrated'],
   float: ['format', 'mantissaBits', 'exponentBits'],
   lowrank: ['rank', 'energy'],
-  'prune+share': ['sparsity', 'pattern', 'n', 'm', 'norm', 'k', 'perChannel'],
-  'prune+quant': ['sparsity', 'pattern', 'n', 'm', 'norm', 'bits', 'symmetric', 'perChannel', 'clip'],
+  'prune+share': ['sparsity', 'pattern', 'n', 'm', 'norm', 'k', 'perChannel', 'calibrated'],
+  'prune+quant': ['sparsity', 'pattern', 'n', 'm', 'norm', 'bits', 'symmetric', 'perChannel', 'clip', 'calibrated'],
 };
 
 /** JSON type of every plan key (for validation before the compressors see them). */
@@ -140,9 +140,9 @@ export function layerSpec(p: LayerPlan, where: string): TechniqueSpec | null {
       if (p.rank === undefined && p.energy === undefined) fail('E_PLAN', `${where}: lowrank needs "rank" or "energy".`);
       return { technique: 'lowrank', ...(p.rank !== undefined ? { rank: p.rank } : {}), ...(p.energy !== undefined ? { energy: p.energy } : {}) };
     case 'prune+share':
-      return { technique: 'prune+share', prune, share: { ...share, perChannel: def(p.perChannel, false) } };
+      return { technique: 'prune+share', prune, share: { ...share, perChannel: def(p.perChannel, false), ...cal } };
     default:
-      return { technique: 'prune+quant', prune, quant };
+      return { technique: 'prune+quant', prune, quant: { ...quant, ...cal } };
   }
 }
 
@@ -161,9 +161,9 @@ export function specToLayerPlan(spec: TechniqueSpec | null): LayerPlan {
     case 'lowrank':
       return stripUndefined({ technique: 'lowrank', rank: spec.rank, energy: spec.energy });
     case 'prune+share':
-      return stripUndefined({ technique: 'prune+share', sparsity: spec.prune.sparsity, pattern: spec.prune.pattern, n: spec.prune.n, m: spec.prune.m, norm: spec.prune.norm, k: spec.share.k, perChannel: spec.share.perChannel });
+      return stripUndefined({ technique: 'prune+share', sparsity: spec.prune.sparsity, pattern: spec.prune.pattern, n: spec.prune.n, m: spec.prune.m, norm: spec.prune.norm, k: spec.share.k, perChannel: spec.share.perChannel, calibrated: spec.share.calibrated || undefined });
     case 'prune+quant':
-      return stripUndefined({ technique: 'prune+quant', sparsity: spec.prune.sparsity, pattern: spec.prune.pattern, n: spec.prune.n, m: spec.prune.m, norm: spec.prune.norm, bits: spec.quant.bits, symmetric: spec.quant.symmetric, perChannel: spec.quant.perChannel, clip: spec.quant.clip });
+      return stripUndefined({ technique: 'prune+quant', sparsity: spec.prune.sparsity, pattern: spec.prune.pattern, n: spec.prune.n, m: spec.prune.m, norm: spec.prune.norm, bits: spec.quant.bits, symmetric: spec.quant.symmetric, perChannel: spec.quant.perChannel, clip: spec.quant.clip, calibrated: spec.quant.calibrated || undefined });
   }
 }
 

@@ -13,6 +13,7 @@ import { parentPort } from 'node:worker_threads';
 import { MessageHandler, type Envelope } from '../../protocol';
 import { packArchive } from '../encode/archive';
 import { applySpecs } from '../encode/apply';
+import { isCalibrated } from '../compress';
 import { fail } from '../errors';
 import { loadDatasetSpec, parseDatasetSpec } from '../eval/datasetSpec';
 import { analyzeModel, compressModel, exportCandidate, familyLevels, parseTechniques, resolvePlan, type DataInput, type PlanFile } from '../explore';
@@ -67,7 +68,7 @@ async function exportPlan(model: string, plan: PlanFile, outPath: string, archiv
   const m = await loadModel(model);
   const weights = listWeights(m);
   const specs = resolvePlan(plan, weights, 'selection');
-  const calibrated = new Set([...specs].filter(([, s]) => (s.technique === 'share' || s.technique === 'quant') && s.calibrated).map(([n]) => n));
+  const calibrated = new Set([...specs].filter(([, s]) => isCalibrated(s)).map(([n]) => n));
   let calibration;
   if (calibrated.size > 0) {
     if (!data || data.spec.format === 'synthetic') fail('E_BAD_ARGUMENT', `The plan uses calibrated rounding on ${calibrated.size} layer(s): exporting it needs the model's dataset (run "Configure Dataset").`);

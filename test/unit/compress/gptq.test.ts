@@ -100,4 +100,32 @@ describe('compress/gptq (calibrated rounding)', function () {
       }
     });
   }
+
+  const prune = { technique: 'prune' as const, pattern: 'unstructured' as const, sparsity: 0.5 };
+  const masked: Array<[TechniqueSpec, TechniqueSpec]> = [
+    [{ technique: 'prune+share', prune, share: { technique: 'share', k: 6, perChannel: false } }, { technique: 'prune+share', prune, share: { technique: 'share', k: 6, perChannel: false, calibrated: true } }],
+    [{ technique: 'prune+quant', prune, quant: { technique: 'quant', bits: 3, symmetric: true, perChannel: true, clip: 'mse' } }, { technique: 'prune+quant', prune, quant: { technique: 'quant', bits: 3, symmetric: true, perChannel: true, clip: 'mse', calibrated: true } }],
+  ];
+  for (const [spec, calSpec] of masked) {
+    it(`${spec.technique} calibrated: the pruned weights stay exactly 0, same storage, lower output error on every layer`, () => {
+      for (const w of weights) {
+        const tensor = { data: model.float32(w.tensor), shape: w.shape, role: w.kind, channelAxis: w.channelAxis, name: w.name };
+        const h = hs.get(w.name)!;
+        const plain = compressTensor(tensor, spec);
+        const cal = compressTensor(tensor, calSpec, { calibration: h });
+        assert.equal(cal.storage.kind, plain.storage.kind);
+        assert.equal(cal.bits.total, plain.bits.total, 'same storage bits');
+        for (let i = 0; i < plain.weights.length; i++) if (plain.weights[i] === 0 && tensor.data[i] !== 0) assert.equal(cal.weights[i], 0, `${w.name}[${i}] was pruned`);
+        if (plain.storage.kind === 'codebook' && cal.storage.kind === 'codebook') {
+          assert.deepEqual(cal.storage.codebook, plain.storage.codebook, 'no refit: the zero entry stays');
+          const z = cal.storage.zeroIndex!;
+          for (let i = 0; i < cal.weights.length; i++) assert.equal(cal.storage.indices[i] === z, plain.storage.indices[i] === z, 'same mask');
+        }
+        if (w.channelAxis === 0) assert.deepEqual(decode(cal, w.shape[0]!), cal.weights, w.name);
+        const ep = outputError(tensor.data, plain.weights, h);
+        const ec = outputError(tensor.data, cal.weights, h);
+        assert.ok(ec < ep, `${w.name}: calibrated ${ec.toExponential(3)} < plain ${ep.toExponential(3)}`);
+      }
+    });
+  }
 });
