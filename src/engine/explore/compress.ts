@@ -475,6 +475,12 @@ function selectionNote(o: CompressModelOptions, checked: readonly string[], move
 
 export type Measure = (choice: number[]) => Promise<Candidate>;
 
+/** The knapsack budgets around the edge: the largest whose plan met the budget (0: none) and the smallest above it whose plan did not (Infinity: none). */
+function bracket(measured: ReadonlyArray<{ s: number; c: Candidate }>): { lo: number; hi: number } {
+  const lo = Math.max(0, ...measured.filter((m) => m.c.feasible).map((m) => m.s));
+  return { lo, hi: Math.min(Infinity, ...measured.filter((m) => !m.c.feasible && m.s > lo).map((m) => m.s)) };
+}
+
 /** The fast search keeps bisecting while the knapsack budgets of the best plan within the budget and the first over it differ by more than this factor. */
 export const BRACKET_RATIO = 1.3;
 
@@ -577,8 +583,7 @@ export async function fastUnderLoss(
       const s0 = maxLoss / pred.alpha;
       round = fresh([s0 * 0.6, s0 * 0.3, s0 * 1.2]);
     } else {
-      const lo = Math.max(0, ...measured.filter((m) => m.c.feasible).map((m) => m.s));
-      const hi = Math.min(Infinity, ...measured.filter((m) => !m.c.feasible && m.s > lo).map((m) => m.s));
+      const { lo, hi } = bracket(measured);
       let grid: number[];
       if (!Number.isFinite(hi)) grid = [2, 4, 8].map((f) => lo * f);
       else if (lo === 0) grid = [0.5, 0.25, 0.125, 0.06].map((f) => hi * f);
@@ -598,8 +603,7 @@ export async function fastUnderLoss(
     // Stop when a round gains little, unless the bracket between the last plan that met the
     // budget and the first that did not is still wide (a round that only found plans over the
     // budget gains nothing, yet the best plan may lie between).
-    const lo = Math.max(0, ...measured.filter((m) => m.c.feasible).map((m) => m.s));
-    const hi = Math.min(Infinity, ...measured.filter((m) => !m.c.feasible && m.s > lo).map((m) => m.s));
+    const { lo, hi } = bracket(measured);
     if (best && it > 1 && gain < o.tolerance && !(lo > 0 && hi / lo > BRACKET_RATIO)) break;
   }
   if (best) return best;
