@@ -713,17 +713,18 @@ async function buildAndEvaluate(
   const specsFor = (model: OnnxModel) => (typeof specs === 'function' ? specs(model) : specs);
   if (!o.onDisk) {
     const model = await loadModel(modelFile);
-    const res = applySpecs(model, specsFor(model), { encode: false, keepCompressed: o.sizeAt !== undefined, signal: o.signal, calibration: o.calibration });
+    const layerSpecs = specsFor(model);
+    const res = applySpecs(model, layerSpecs, { encode: false, keepCompressed: o.sizeAt !== undefined, signal: o.signal, calibration: o.calibration });
     const biases = o.biases ?? (await o.corrector?.correct(res.reconstructions, o.signal));
     const variant = biases ? new Map([...res.reconstructions, ...biases]) : res.reconstructions;
     let bytes = 0;
     let archiveBytes: number | undefined;
     if (o.sizeAt !== undefined) {
-      const encoded = await loadModel(modelFile);
-      applySpecs(encoded, specsFor(encoded), { keepReconstructions: false, compressed: res.compressed, overrides: biases, signal: o.signal });
+      // The first pass left the model as loaded: encode it in place.
+      applySpecs(model, layerSpecs, { keepReconstructions: false, compressed: res.compressed, overrides: biases, signal: o.signal });
       res.compressed.clear();
-      bytes = savedSize(encoded, o.sizeAt);
-      if (o.archive) archiveBytes = packArchive(encodeModel(encoded.proto)).length;
+      bytes = savedSize(model, o.sizeAt);
+      if (o.archive) archiveBytes = packArchive(encodeModel(model.proto)).length;
     }
     return { res, bytes, ...(archiveBytes !== undefined ? { archiveBytes } : {}), r: await evaluator.evaluate(variant, { keepOutputs: true, signal: o.signal }), biases };
   }
