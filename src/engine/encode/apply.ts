@@ -88,7 +88,8 @@ export interface ApplyOptions {
   calibration: ReadonlyMap<string, LayerHessian> | undefined;
   /**
    * Shorten activation names, drop node names and doc strings, merge equal constants
-   * (`onnx/compact.ts`; graph inputs, outputs and weight names are kept), and when a layer was
+   * (`onnx/compact.ts`; graph inputs, outputs and the initializers left as they were keep their
+   * names; decoded weights and biases get short ones), and when a layer was
    * compressed, store the biases that are float16 values as float16 ({@link narrowBiases}).
    * Default true; only with `encode`.
    */
@@ -195,8 +196,9 @@ export function applySpecs(model: OnnxModel, specs: ReadonlyMap<string, Techniqu
     const layout = o.narrowBiases;
     const narrowed = layout !== 'off' && result.layers.length > 0 ? narrowBiases(model, isPayload, { layout }) : { names: [], payloads: [] };
     const payloads = new Set(narrowed.payloads);
-    const keep = [...specs.keys(), ...narrowed.names];
-    compactGraph(model, keep, (name) => isPayload(name) || payloads.has(name), new Map([...specs.keys()].map((n) => [n, weights.get(n)!.shape] as const)));
+    // Decoded weights and narrowed biases are node outputs now: nothing reads them by name, so
+    // they get short names like any activation (graph inputs/outputs and plain initializers stay).
+    compactGraph(model, [], (name) => isPayload(name) || payloads.has(name), new Map([...specs.keys()].map((n) => [n, weights.get(n)!.shape] as const)));
   }
   return result;
 }

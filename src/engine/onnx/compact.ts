@@ -3,7 +3,7 @@
  * activation and node by its module path (`/features/features.1/features.1.0/Conv_output_0`), and
  * on a 300 kB model whose weights compress 8× those names and duplicated scalar constants are a
  * third of the file. Compaction keeps what a user or a runtime addresses — graph inputs, outputs,
- * initializers (and decoded weights, which carry their initializer's name) — and
+ * initializers (and the values the caller names in `keep`) — and
  *
  * - renames the other values (activations, and initializers the caller picks, e.g. the payloads
  *   of compressed weights) to short unique names,
@@ -95,8 +95,8 @@ function hasSubgraphs(g: GraphProto): boolean {
 
 /**
  * Compacts the main graph of `model` in place (see the module comment). `keep` names values that
- * must keep their names besides graph inputs, outputs and initializers (e.g. decoded weights);
- * `dims` gives the shapes of values that are not initializers (decoded weights), for `kernel_shape`.
+ * must keep their names besides graph inputs, outputs and initializers (`applySpecs` keeps none:
+ * decoded weights are node outputs like any other); `dims` gives the shapes of values that are not initializers (decoded weights), for `kernel_shape`.
  */
 export function compactGraph(
   model: OnnxModel,

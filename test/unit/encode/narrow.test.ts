@@ -86,8 +86,10 @@ describe('encode/narrow: biases that are float16 values are stored as float16', 
     const wide = encoded(MOBILENET, () => specs, { overrides: corr, narrowBiases: 'off' });
     assert.equal(floatBiases(wide).length, 16);
     assert.deepEqual(floatBiases(narrow), []);
+    // 2 bytes per value, and the biases' names (an initializer's and a Conv input's) become short ones
     const saved = wide.length - narrow.length;
-    assert.ok(Math.abs(saved - 2 * elements) <= 0.05 * 2 * elements, `${wide.length} → ${narrow.length} bytes: ${saved} saved for ${elements} values`);
+    const names = [...corr.keys()].reduce((s, n) => s + 2 * (n.length - 2), 0);
+    assert.ok(Math.abs(saved - 2 * elements - names) <= 0.05 * 2 * elements, `${wide.length} → ${narrow.length} bytes: ${saved} saved for ${elements} values and ${names} bytes of names`);
     // the pack is listed as the layers' bias (`info`, the evaluator's layer list), float16
     const packs = listWeights(modelFromBytes(narrow)).filter((w) => w.role === 'bias');
     assert.deepEqual(packs.map((w) => [w.dtype, w.params, w.consumers.length]), [['float16', elements, 16]]);
@@ -112,9 +114,13 @@ describe('encode/narrow: biases that are float16 values are stored as float16', 
     const wide = encoded(LENET, everyLayer, { overrides, narrowBiases: 'off' });
     assert.deepEqual(floatBiases(narrow).sort(), ['conv1.bias', 'conv2.bias', 'fc2.bias', 'fc3.bias']);
     const g = decodeModel(narrow).graph!;
-    const cast = g.node.filter((n) => n.output[0] === 'fc1.bias');
+    // fc1 (the first Gemm) reads its bias from a Cast (its output short-named, as every decoded value)
+    const fc1 = g.node.find((n) => n.opType === 'Gemm')!;
+    const cast = g.node.filter((n) => n.output.includes(fc1.input[2]!));
     assert.deepEqual(cast.map((n) => n.opType), ['Cast']);
-    assert.equal(g.initializer.find((t) => t.name === cast[0]!.input[0])!.dataType, DataType.FLOAT16);
+    const half = g.initializer.find((t) => t.name === cast[0]!.input[0])!;
+    assert.equal(half.dataType, DataType.FLOAT16);
+    assert.deepEqual(Array.from(modelFromBytes(narrow).float32(half)), Array.from(overrides.get('fc1.bias')!));
     assert.ok(!g.node.some((n) => n.opType === 'Split'));
     assert.deepEqual(Array.from(modelFromBytes(narrow).float32(g.initializer.find((t) => t.name === 'fc2.bias')!)), Array.from(nudged));
     assert.ok(narrow.length < wide.length, `${narrow.length} < ${wide.length}`);
@@ -142,12 +148,13 @@ describe('encode/narrow: biases that are float16 values are stored as float16', 
     for (const file of [LENET, MOBILENET]) {
       const all = roundedBiases(file);
       const [auto, split, cast, off] = (['auto', 'split', 'cast', 'off'] as const).map((l) => size(file, all, l));
-      // MobileNet: 33,669 (split) < 34,152 (cast) < 36,208; LeNet: 25,666 < 25,743 < 26,080
+      // MobileNet: 32,988 (split) < 33,472 (cast) < 35,866; LeNet: 25,516 < 25,597 < 25,992
       assert.ok(auto === split && split < cast && cast < off, `${path.basename(file)}: auto ${auto}, split ${split}, cast ${cast}, off ${off}`);
     }
-    const one = roundedBiases(LENET, ['conv1.bias']); // 6 values: a Cast costs more than 12 bytes
+    // 6 values: a Cast costs about the 12 bytes it saves (25,991 vs 25,992: not worth the node)
+    const one = roundedBiases(LENET, ['conv1.bias']);
     assert.equal(size(LENET, one, 'auto'), size(LENET, one, 'off'));
-    assert.ok(size(LENET, one, 'cast') > size(LENET, one, 'off'));
+    assert.ok(Math.abs(size(LENET, one, 'cast') - size(LENET, one, 'off')) <= 2);
   });
 
   it('applies again to a model whose biases are narrowed, and the result computes like the float32 one', async () => {

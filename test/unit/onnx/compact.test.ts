@@ -5,6 +5,7 @@ import * as ort from 'onnxruntime-node';
 import { applySpecs } from '../../../src/engine/encode/apply';
 import { decodeModel, encodeModel, listWeights, loadModel, OnnxModel } from '../../../src/engine/onnx';
 import { compactGraph } from '../../../src/engine/onnx/compact';
+import { roundedToHalf } from '../../../src/engine/util/half';
 
 const FIXTURES = path.join(__dirname, '../../fixtures');
 const TESTDATA = '/usr/share/libonnx-testdata/data/node';
@@ -56,7 +57,7 @@ describe('onnx/compact', () => {
     });
   }
 
-  it('applySpecs compacts by default: payload names shrink, weight names and untouched tensors stay, compact:false keeps every name', async () => {
+  it('applySpecs compacts by default: payload and decoded weight names shrink, untouched tensors stay, compact:false keeps every name', async () => {
     const file = path.join(FIXTURES, 'resnet8.onnx');
     const weights = listWeights(await loadModel(file)).filter((w) => w.compressible);
     const specs = new Map(weights.slice(1).map((w) => [w.name, { technique: 'share' as const, k: 16, perChannel: false }]));
@@ -69,8 +70,12 @@ describe('onnx/compact', () => {
     assert.ok(b.length < a.length - 1000, `${a.length} -> ${b.length}`);
     assert.ok(plain.graph.initializer.some((t) => t.name.includes('::')));
     assert.ok(!small.graph.initializer.some((t) => t.name.includes('::') && t.name.startsWith(weights[1]!.name)), 'payloads renamed');
-    // decoded weights keep their names (the decoder node's output); the untouched first layer and the biases are byte-identical
-    for (const name of specs.keys()) assert.ok(small.graph.node.some((n) => n.output.includes(name)), name);
+    // decoded weights (the decoder nodes' outputs) get short names too, unless compact: false
+    for (const name of specs.keys()) {
+      assert.ok(plain.graph.node.some((n) => n.output.includes(name)), name);
+      assert.ok(!small.graph.node.some((n) => n.output.includes(name) || n.input.includes(name)), name);
+    }
+    // the untouched first layer and the biases are byte-identical
     // kernel_shape is dropped for decoded weights too (their shapes are passed in)
     assert.ok(small.graph.node.filter((n) => n.opType === 'Conv').every((n) => !n.attribute.some((a) => a.name === 'kernel_shape')));
     assert.ok(plain.graph.node.filter((n) => n.opType === 'Conv').every((n) => n.attribute.some((a) => a.name === 'kernel_shape')));
@@ -78,6 +83,30 @@ describe('onnx/compact', () => {
     for (const [name, bytes] of tensorBytes(small)) if (untouched.has(name)) assert.equal(bytes, untouched.get(name), name);
     assert.ok(tensorBytes(small).has(weights[0]!.name));
     assert.deepEqual(await run(b), await run(a));
+  });
+
+  it('MobileNet, every layer shared and the biases narrowed: no long names left but the inputs, outputs and untouched initializers; same outputs as compact:false', async () => {
+    const file = path.join(FIXTURES, 'mobilenet.onnx');
+    const original = await loadModel(file);
+    const ws = listWeights(original);
+    const specs = new Map(ws.filter((w) => w.compressible).map((w) => [w.name, { technique: 'share' as const, k: 16, perChannel: false }]));
+    const overrides = new Map(ws.filter((w) => w.role === 'bias').map((w) => [w.name, roundedToHalf(original.float32(w.tensor))!]));
+    const plain = await loadModel(file);
+    applySpecs(plain, specs, { overrides, compact: false });
+    const small = await loadModel(file);
+    applySpecs(small, specs, { overrides });
+    assert.ok(small.graph.node.some((n) => n.opType === 'Split'), 'the biases are narrowed into one pack');
+    const g = small.graph;
+    const io = new Set([...g.input, ...g.output].map((v) => v.name));
+    const before = tensorBytes(original);
+    const untouched = new Set(g.initializer.map((t) => t.name).filter((name) => before.has(name)));
+    const long = [...new Set([...g.node.flatMap((n) => [...n.input, ...n.output]), ...g.initializer.map((t) => t.name)])].filter((name) => name.length > 3 && !io.has(name) && !untouched.has(name));
+    assert.deepEqual(long, []);
+    for (const [name, bytes] of tensorBytes(small)) if (untouched.has(name)) assert.ok(!specs.has(name) && !overrides.has(name) && bytes === before.get(name), name);
+    // compact: false keeps every name (and leaves the biases float32)
+    for (const name of specs.keys()) assert.ok(plain.graph.node.some((n) => n.output.includes(name)), name);
+    for (const name of overrides.keys()) assert.ok(plain.graph.initializer.some((t) => t.name === name), name);
+    assert.deepEqual(await run(encodeModel(small.proto)), await run(encodeModel(plain.proto)));
   });
 
   it('leaves value names of a model with subgraphs alone (If bodies read outer values by name)', async () => {
