@@ -11,10 +11,10 @@
  * opset never has to be raised, which could change the meaning of its other nodes. Functions need
  * IR version 8; `apply.ts` raises the IR version when it is lower (IR versions only add features).
  */
-import { create } from '@bufbuild/protobuf';
+import { create, toBinary } from '@bufbuild/protobuf';
 import { fail } from '../errors';
 import { attr, DataType, floatToHalf, isHalfExact, makeFloatTensor, makeNode, makeTensor, type NodeProto, type TensorProto } from '../onnx';
-import { FunctionProtoSchema, OperatorSetIdProtoSchema, type FunctionProto } from '../onnx/proto';
+import { AttributeProtoSchema, FunctionProtoSchema, OperatorSetIdProtoSchema, type FunctionProto } from '../onnx/proto';
 import { packBits, packRadix, radixDigits, radixLayout, radixLength, type RadixLayout } from './bits';
 
 /** Initializers, nodes and the functions they call, producing one weight. */
@@ -34,13 +34,24 @@ export const MIN_FUNCTION_IR = 8;
 
 type Attr = ReturnType<typeof attr.int>;
 
+const LETTERS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
+/** The functions' input and output names, which local values must not take. */
+const FORMAL = new Set(['mask', 'packed', 'codebook', 'shape', 'offsets', 'scale', 'shift', 'values', 'table', 'w']);
+
 /** Builds a function body: constants become Constant nodes, names are local. */
 class FunctionBuilder {
   readonly nodes: NodeProto[] = [];
   private counter = 0;
+  /** Constants made so far, by value: each is made once (a Constant node is ~30-45 bytes). */
+  private readonly constants = new Map<string, string>();
 
+  /** A fresh local name: `a`…`z`, `A`…`Z` (not `w`, the output), then two letters. */
   name(): string {
-    return `t${this.counter++}`;
+    for (;;) {
+      const i = this.counter++;
+      const n = i < LETTERS.length ? LETTERS[i]! : LETTERS[Math.floor(i / LETTERS.length) - 1]! + LETTERS[i % LETTERS.length]!;
+      if (!FORMAL.has(n)) return n;
+    }
   }
 
   /**
@@ -48,14 +59,22 @@ class FunctionBuilder {
    * varints, a few bytes, where a `value` tensor spends 8 bytes per element plus its header).
    */
   int64(values: readonly number[], dims: readonly number[] = [values.length]): string {
-    if (dims.length === 0) return this.op('Constant', [], [attr.int('value_int', values[0]!)]);
-    if (dims.length === 1) return this.op('Constant', [], [attr.ints('value_ints', values)]);
+    if (dims.length === 0) return this.constant(attr.int('value_int', values[0]!));
+    if (dims.length === 1) return this.constant(attr.ints('value_ints', values));
     const t = makeTensor({ name: '', dataType: DataType.INT64, dims, raw: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) });
-    return this.op('Constant', [], [attr.tensor('value', t)]);
+    return this.constant(attr.tensor('value', t));
   }
 
   float(value: number): string {
-    return this.op('Constant', [], [attr.tensor('value', makeFloatTensor('', new Float32Array([value]), []))]);
+    return this.constant(attr.tensor('value', makeFloatTensor('', new Float32Array([value]), [])));
+  }
+
+  /** A Constant node with attribute `a`, or the one made earlier with an equal attribute. */
+  private constant(a: Attr): string {
+    const key = Buffer.from(toBinary(AttributeProtoSchema, a)).toString('base64');
+    let out = this.constants.get(key);
+    if (out === undefined) this.constants.set(key, (out = this.op('Constant', [], [a])));
+    return out;
   }
 
   /** A node with several outputs (fresh local names). */
@@ -136,7 +155,7 @@ export function unpackTable(bits: number): Uint8Array<ArrayBuffer> {
  */
 function unpackWithTable(f: FunctionBuilder, packed: string, table: string, n: string): string {
   const t = f.op('Cast', [table], [attr.int('to', DataType.INT64)]);
-  const [b, q, q1, div, mask] = f.ops('Split', [t, f.int64([1, 8, 8, 8, 1])], 5, [attr.int('axis', 0)]) as [string, string, string, string, string];
+  const [b, q, q1, div, mask] = f.ops('Split', [t, f.int64([1, 8, 8, 8, 1])], 5) as [string, string, string, string, string];
   const rows = f.op('Reshape', [f.op('Cast', [packed], [attr.int('to', DataType.INT64)]), f.op('Concat', [f.int64([-1]), b], [attr.int('axis', 0)])]);
   const lo = f.op('Gather', [rows, q], [attr.int('axis', 1)]);
   const hi = f.op('Gather', [rows, q1], [attr.int('axis', 1)]);
@@ -209,7 +228,8 @@ function unpackCodes(f: FunctionBuilder, packed: string, u: Unpacking, n: string
   if (u === 'table') return unpackWithTable(f, packed, 'table', n);
   if (u === 'radix') {
     const powers = f.op('Cast', ['table'], [attr.int('to', DataType.INT64)]);
-    return unpackDigits(f, packed, powers, f.op('Gather', [powers, f.int64([1], [])], [attr.int('axis', 0)]), n);
+    // k as a [1] (Mod broadcasts it): the index is the [1] constant unpackDigits makes anyway.
+    return unpackDigits(f, packed, powers, f.op('Gather', [powers, f.int64([1])]), n);
   }
   if ('bits' in u) return unpack(f, packed, u.bits, n);
   const r = radixLayout(u.radix);
@@ -227,7 +247,7 @@ function int64Shape(f: FunctionBuilder): string {
 
 /** Element count of `shape` as int64 [1]. */
 function countOf(f: FunctionBuilder, shape: string): string {
-  return f.op('ReduceProd', [shape], [attr.int('keepdims', 1)]);
+  return f.op('ReduceProd', [shape]);
 }
 
 /**
@@ -236,11 +256,11 @@ function countOf(f: FunctionBuilder, shape: string): string {
  * position = CumSum(m)·m → Gather([fill, codes...], position).
  */
 function expandKept(f: FunctionBuilder, m: string, kept: string, u: Unpacking, fill: number): string {
-  const count = f.op('ReduceSum', [m], [attr.int('keepdims', 1)]);
+  const count = f.op('ReduceSum', [m]);
   const codes = unpackCodes(f, kept, u, count);
   const pos = f.op('Mul', [f.op('CumSum', [m, f.int64([0], [])]), m]);
   const padded = f.op('Concat', [f.int64([fill]), codes], [attr.int('axis', 0)]);
-  return f.op('Gather', [padded, pos], [attr.int('axis', 0)]);
+  return f.op('Gather', [padded, pos]);
 }
 
 const FUNCTIONS = new Map<string, FunctionProto>();
@@ -281,8 +301,8 @@ function codebookFunction(u: Unpacking, perChannel: boolean, masked: boolean, sc
     // Codebooks are float16 when every entry is a float16 value (exact), else float32 (no-op Cast).
     const book = f.op('Cast', ['codebook'], [attr.int('to', DataType.FLOAT)]);
     // scale: float16 or float32 (a no-op Cast), as the codebook
-    if (scaled) f.op('Mul', [f.op('Gather', [book, shaped], [attr.int('axis', 0)]), f.op('Cast', ['scale'], [attr.int('to', DataType.FLOAT)])], [], 'w');
-    else f.op('Gather', [book, shaped], [attr.int('axis', 0)], 'w');
+    if (scaled) f.op('Mul', [f.op('Gather', [book, shaped]), f.op('Cast', ['scale'], [attr.int('to', DataType.FLOAT)])], [], 'w');
+    else f.op('Gather', [book, shaped], [], 'w');
     const inputs = [...(masked ? ['mask'] : []), 'packed', 'codebook', 'shape', ...(perChannel ? ['offsets'] : scaled ? ['scale'] : []), ...(generic ? ['table'] : [])];
     return f.build(name, inputs, 'w');
   });
@@ -307,12 +327,10 @@ function quantFunction(u: Unpacking, masked: boolean): FunctionProto {
     }
     // shift: int64 in files of earlier versions, narrower now; scale: float16 or float32 (no-op Casts).
     const q = f.op('Sub', [f.op('Reshape', [codes, shape]), f.op('Cast', ['shift'], [attr.int('to', DataType.INT64)])]);
-    const value = f.op('Mul', [f.op('Cast', [q], [attr.int('to', DataType.FLOAT)]), f.op('Cast', ['scale'], [attr.int('to', DataType.FLOAT)])]);
+    const value = f.op('Mul', [f.op('Cast', [q], [attr.int('to', DataType.FLOAT)]), f.op('Cast', ['scale'], [attr.int('to', DataType.FLOAT)])], [], masked ? undefined : 'w');
     if (masked) {
       const keep = f.op('Cast', [f.op('Reshape', [m, shape])], [attr.int('to', DataType.BOOL)]);
       f.op('Where', [keep, value, f.float(0)], [], 'w');
-    } else {
-      f.op('Identity', [value], [], 'w');
     }
     return f.build(name, [...(masked ? ['mask'] : []), 'packed', 'shift', 'scale', 'shape', ...(generic ? ['table'] : [])], 'w');
   });
@@ -325,7 +343,7 @@ function sparseFunction(): FunctionProto {
     const shape = int64Shape(f);
     const m = unpack(f, 'mask', 1, countOf(f, shape));
     const pos = f.op('Mul', [f.op('CumSum', [m, f.int64([0], [])]), m]);
-    f.op('Reshape', [f.op('Gather', ['values', pos], [attr.int('axis', 0)]), shape], [], 'w');
+    f.op('Reshape', [f.op('Gather', ['values', pos]), shape], [], 'w');
     return f.build('Sparse', ['mask', 'values', 'shape'], 'w');
   });
 }

@@ -1,7 +1,9 @@
 import * as assert from 'node:assert/strict';
 import { DataType, floatToBfloat16, floatToHalf, halfToFloat, bfloat16ToFloat } from '../../../src/engine/onnx';
 import { packBits, packedLength, unpackWideBits } from '../../../src/engine/encode/bits';
-import { castDecoder, codebookDecoder, maskDecoder, quantDecoder } from '../../../src/engine/encode/decoders';
+import { toBinary } from '@bufbuild/protobuf';
+import { castDecoder, codebookDecoder, maskDecoder, maskedCodebookDecoder, maskedQuantDecoder, quantDecoder, scaledCodebookDecoder, specializedDecoder, specializedRadixDecoder } from '../../../src/engine/encode/decoders';
+import { AttributeProtoSchema } from '../../../src/engine/onnx/proto';
 import { mulberry32 } from '../../../src/engine/util/random';
 import { randomWeights } from '../helpers/onnxBuilder';
 import { firstBitDifference, ortDecode } from './decodeHarness';
@@ -100,5 +102,45 @@ describe('encode/decoders run in onnxruntime and decode bit for bit', () => {
     const expected = Float32Array.from(w, (v, i) => (mask[i] ? v : 0));
     const got = await ortDecode('w', dims, maskDecoder('w', dims, mask, values));
     assert.equal(firstBitDifference(got, expected), undefined);
+  });
+});
+
+describe('encode/decoders: function bodies carry no bytes they do not need', () => {
+  const dims = [6, 5, 3, 3];
+  const n = 6 * 5 * 9;
+  const codebook = randomWeights(6 * 16, 3);
+  const indices = (k: number): Uint16Array => Uint16Array.from({ length: n }, (_, i) => (i * 7) % k);
+  const scale = Float32Array.from({ length: 6 }, (_, c) => 0.01 * (c + 1));
+  const quant = (bits: number) => ({ dims, bits, symmetric: false, axis: 0, scale, zeroPoint: new Int32Array(6).fill(1), codes: Uint8Array.from({ length: n }, (_, i) => (i * 5) % 2 ** bits) });
+  const graphs = [
+    ...[3, 4, 8].flatMap((bits) => [null, 0].map((axis) => codebookDecoder('w', { dims, codebook, k: 2 ** bits, axis, indices: indices(2 ** bits), bits }))),
+    ...[null, 0].map((axis) => codebookDecoder('w', { dims, codebook, k: 6, axis, indices: indices(6), bits: 3, radix: true })),
+    scaledCodebookDecoder('w', { dims, codebook, k: 16, indices: indices(16), bits: 4, scale, scaleAxis: 0 }),
+    ...[false, true].map((radix) => maskedCodebookDecoder('w', { dims, codebook, k: 6, axis: null, indices: indices(6), zeroIndex: 0, radix })),
+    quantDecoder('w', quant(4)),
+    maskedQuantDecoder('w', quant(3)),
+    maskDecoder('w', dims, Uint8Array.from({ length: n }, (_, i) => i % 2), new Float32Array(n / 2)),
+  ];
+  const functions = new Map(graphs.flatMap((g) => g.functions).map((f) => [f.name, f]));
+  for (const [op, k] of [['Codebook', 3], ['CodebookPC', 5], ['Quant', 2]] as const) functions.set(`${op}${k}`, specializedDecoder(op, k)!);
+  for (const op of ['CodebookR', 'CodebookRPC', 'CodebookRS']) functions.set(`${op} 6`, specializedRadixDecoder(op, 6)!);
+  /** Attributes that say what leaving them out says (Gather/Split axis 0, Reduce* keepdims 1). */
+  const DEFAULT: Record<string, [string, number]> = { Gather: ['axis', 0], Split: ['axis', 0], ReduceProd: ['keepdims', 1], ReduceSum: ['keepdims', 1] };
+
+  it('no equal constants twice, no default attributes, no Identity, one-letter local names', () => {
+    assert.ok(functions.size >= 16, `${functions.size} functions`);
+    for (const [name, f] of functions) {
+      const constants = f.node.filter((x) => x.opType === 'Constant').map((x) => Buffer.from(toBinary(AttributeProtoSchema, x.attribute[0]!)).toString('hex'));
+      assert.equal(new Set(constants).size, constants.length, `${name}: a constant made twice`);
+      for (const x of f.node) {
+        const d = DEFAULT[x.opType];
+        assert.ok(!d || !x.attribute.some((a) => a.name === d[0] && Number(a.i) === d[1]), `${name}: ${x.opType} ${d?.[0]}`);
+        assert.notEqual(x.opType, 'Identity', name);
+      }
+      const formal = new Set([...f.input, ...f.output]);
+      const locals = f.node.flatMap((x) => x.output).filter((o) => !formal.has(o));
+      assert.ok(locals.length > 0 && locals.every((o) => o.length === 1), `${name}: ${locals.join(' ')}`);
+      assert.equal(new Set(locals).size, locals.length, name);
+    }
   });
 });
