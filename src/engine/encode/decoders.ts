@@ -35,8 +35,11 @@ export const MIN_FUNCTION_IR = 8;
 type Attr = ReturnType<typeof attr.int>;
 
 const LETTERS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
-/** The functions' input and output names, which local values must not take. */
-const FORMAL = new Set(['mask', 'packed', 'codebook', 'shape', 'offsets', 'scale', 'shift', 'values', 'table', 'w']);
+/**
+ * The functions' input names: one letter each (each is written at least twice in a body). Inputs
+ * are positional; the doc comments name them in full.
+ */
+const IN = { mask: 'm', packed: 'p', codebook: 'c', shape: 's', offsets: 'o', scale: 'k', shift: 'z', values: 'v', table: 't' } as const;
 
 /** Builds a function body: constants become Constant nodes, names are local. */
 class FunctionBuilder {
@@ -45,13 +48,9 @@ class FunctionBuilder {
   /** Constants made so far, by value: each is made once (a Constant node is ~30-45 bytes). */
   private readonly constants = new Map<string, string>();
 
-  /** A fresh local name: `a`…`z`, `A`…`Z` (not `w`, the output), then two letters. */
+  /** A fresh local name (`#0`, `#1`, …: {@link build} gives them their short names). */
   name(): string {
-    for (;;) {
-      const i = this.counter++;
-      const n = i < LETTERS.length ? LETTERS[i]! : LETTERS[Math.floor(i / LETTERS.length) - 1]! + LETTERS[i % LETTERS.length]!;
-      if (!FORMAL.has(n)) return n;
-    }
+    return `#${this.counter++}`;
   }
 
   /**
@@ -90,7 +89,26 @@ class FunctionBuilder {
     return o;
   }
 
+  /**
+   * The function, its local values renamed to the shortest names its inputs and output leave free
+   * (`a`…`z`, `A`…`Z`, then two letters), the most used values first.
+   */
   build(name: string, inputs: string[], output: string): FunctionProto {
+    const uses = new Map<string, number>();
+    for (const x of this.nodes) for (const v of [...x.input, ...x.output]) if (v.startsWith('#')) uses.set(v, (uses.get(v) ?? 0) + 1);
+    const formal = new Set([...inputs, output]);
+    const free = (function* () {
+      for (let i = 0; ; i++) {
+        const n = i < LETTERS.length ? LETTERS[i]! : LETTERS[Math.floor(i / LETTERS.length) - 1]! + LETTERS[i % LETTERS.length]!;
+        if (!formal.has(n)) yield n;
+      }
+    })();
+    const short = new Map([...uses].sort((a, b) => b[1] - a[1]).map(([v]) => [v, free.next().value!] as const));
+    const local = (v: string): string => short.get(v) ?? v;
+    for (const x of this.nodes) {
+      x.input = x.input.map(local);
+      x.output = x.output.map(local);
+    }
     return create(FunctionProtoSchema, {
       name,
       domain: DECODE_DOMAIN,
@@ -225,9 +243,9 @@ function unpackingName(u: Unpacking): string {
 
 /** The first `n` codes of `packed`, read as `u` says (`table`: the function's last input). */
 function unpackCodes(f: FunctionBuilder, packed: string, u: Unpacking, n: string): string {
-  if (u === 'table') return unpackWithTable(f, packed, 'table', n);
+  if (u === 'table') return unpackWithTable(f, packed, IN.table, n);
   if (u === 'radix') {
-    const powers = f.op('Cast', ['table'], [attr.int('to', DataType.INT64)]);
+    const powers = f.op('Cast', [IN.table], [attr.int('to', DataType.INT64)]);
     // k as a [1] (Mod broadcasts it): the index is the [1] constant unpackDigits makes anyway.
     return unpackDigits(f, packed, powers, f.op('Gather', [powers, f.int64([1])]), n);
   }
@@ -242,7 +260,7 @@ function unpackCodes(f: FunctionBuilder, packed: string, u: Unpacking, n: string
  * every dimension (uint8 for most conv kernels: 4 bytes instead of 32), see `Payload.shape`.
  */
 function int64Shape(f: FunctionBuilder): string {
-  return f.op('Cast', ['shape'], [attr.int('to', DataType.INT64)]);
+  return f.op('Cast', [IN.shape], [attr.int('to', DataType.INT64)]);
 }
 
 /** Element count of `shape` as int64 [1]. */
@@ -291,19 +309,19 @@ function codebookFunction(u: Unpacking, perChannel: boolean, masked: boolean, sc
     let idx: string;
     if (masked) {
       if (generic) fail('E_INTERNAL', 'masked codebooks have one function per width');
-      const m = unpack(f, 'mask', 1, n);
-      idx = f.op('Add', [expandKept(f, m, 'packed', u, -1), f.int64([1], [])]);
+      const m = unpack(f, IN.mask, 1, n);
+      idx = f.op('Add', [expandKept(f, m, IN.packed, u, -1), f.int64([1], [])]);
     } else {
-      idx = unpackCodes(f, 'packed', u, n);
+      idx = unpackCodes(f, IN.packed, u, n);
     }
     let shaped = f.op('Reshape', [idx, shape]);
-    if (perChannel) shaped = f.op('Add', [shaped, 'offsets']);
+    if (perChannel) shaped = f.op('Add', [shaped, IN.offsets]);
     // Codebooks are float16 when every entry is a float16 value (exact), else float32 (no-op Cast).
-    const book = f.op('Cast', ['codebook'], [attr.int('to', DataType.FLOAT)]);
+    const book = f.op('Cast', [IN.codebook], [attr.int('to', DataType.FLOAT)]);
     // scale: float16 or float32 (a no-op Cast), as the codebook
-    if (scaled) f.op('Mul', [f.op('Gather', [book, shaped]), f.op('Cast', ['scale'], [attr.int('to', DataType.FLOAT)])], [], 'w');
+    if (scaled) f.op('Mul', [f.op('Gather', [book, shaped]), f.op('Cast', [IN.scale], [attr.int('to', DataType.FLOAT)])], [], 'w');
     else f.op('Gather', [book, shaped], [], 'w');
-    const inputs = [...(masked ? ['mask'] : []), 'packed', 'codebook', 'shape', ...(perChannel ? ['offsets'] : scaled ? ['scale'] : []), ...(generic ? ['table'] : [])];
+    const inputs = [...(masked ? [IN.mask] : []), IN.packed, IN.codebook, IN.shape, ...(perChannel ? [IN.offsets] : scaled ? [IN.scale] : []), ...(generic ? [IN.table] : [])];
     return f.build(name, inputs, 'w');
   });
 }
@@ -320,19 +338,19 @@ function quantFunction(u: Unpacking, masked: boolean): FunctionProto {
     let m = '';
     if (masked) {
       if (generic) fail('E_INTERNAL', 'masked quantization has one function per width');
-      m = unpack(f, 'mask', 1, n);
-      codes = expandKept(f, m, 'packed', u, 0);
+      m = unpack(f, IN.mask, 1, n);
+      codes = expandKept(f, m, IN.packed, u, 0);
     } else {
-      codes = unpackCodes(f, 'packed', u, n);
+      codes = unpackCodes(f, IN.packed, u, n);
     }
     // shift: int64 in files of earlier versions, narrower now; scale: float16 or float32 (no-op Casts).
-    const q = f.op('Sub', [f.op('Reshape', [codes, shape]), f.op('Cast', ['shift'], [attr.int('to', DataType.INT64)])]);
-    const value = f.op('Mul', [f.op('Cast', [q], [attr.int('to', DataType.FLOAT)]), f.op('Cast', ['scale'], [attr.int('to', DataType.FLOAT)])], [], masked ? undefined : 'w');
+    const q = f.op('Sub', [f.op('Reshape', [codes, shape]), f.op('Cast', [IN.shift], [attr.int('to', DataType.INT64)])]);
+    const value = f.op('Mul', [f.op('Cast', [q], [attr.int('to', DataType.FLOAT)]), f.op('Cast', [IN.scale], [attr.int('to', DataType.FLOAT)])], [], masked ? undefined : 'w');
     if (masked) {
       const keep = f.op('Cast', [f.op('Reshape', [m, shape])], [attr.int('to', DataType.BOOL)]);
       f.op('Where', [keep, value, f.float(0)], [], 'w');
     }
-    return f.build(name, [...(masked ? ['mask'] : []), 'packed', 'shift', 'scale', 'shape', ...(generic ? ['table'] : [])], 'w');
+    return f.build(name, [...(masked ? [IN.mask] : []), IN.packed, IN.shift, IN.scale, IN.shape, ...(generic ? [IN.table] : [])], 'w');
   });
 }
 
@@ -341,10 +359,10 @@ function sparseFunction(): FunctionProto {
   return fn('Sparse', () => {
     const f = new FunctionBuilder();
     const shape = int64Shape(f);
-    const m = unpack(f, 'mask', 1, countOf(f, shape));
+    const m = unpack(f, IN.mask, 1, countOf(f, shape));
     const pos = f.op('Mul', [f.op('CumSum', [m, f.int64([0], [])]), m]);
-    f.op('Reshape', [f.op('Gather', ['values', pos]), shape], [], 'w');
-    return f.build('Sparse', ['mask', 'values', 'shape'], 'w');
+    f.op('Reshape', [f.op('Gather', [IN.values, pos]), shape], [], 'w');
+    return f.build('Sparse', [IN.mask, IN.values, IN.shape], 'w');
   });
 }
 
