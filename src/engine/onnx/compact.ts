@@ -6,7 +6,7 @@
  * initializers (and the values the caller names in `keep`) — and
  *
  * - renames the other values (activations, and initializers the caller picks, e.g. the payloads
- *   of compressed weights) to short unique names,
+ *   of compressed weights) to short unique names, one letter for the 53 most used,
  * - drops node names and doc strings (both optional in ONNX),
  * - merges `Constant` nodes with equal attributes into the first one,
  * - drops attributes that equal their default in every opset (`strides` of ones, `group` 1, Gemm's
@@ -81,11 +81,23 @@ function dropDefaults(n: NodeProto, dimsOf: (name: string) => readonly number[] 
   return before - n.attribute.length;
 }
 
-/** Short names `_0`, `_1`, …, `_a`, … (base 36) that are not in `taken`. */
+const FIRST = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_';
+const NEXT = `${FIRST}0123456789`;
+
+/**
+ * Short names that are not in `taken`, shortest first: `a`…`Z`, `_`, then `aa`, `ab`, … (C
+ * identifiers: a letter or `_`, then letters, digits or `_`).
+ */
 function* shortNames(taken: ReadonlySet<string>): Generator<string> {
-  for (let i = 0; ; i++) {
-    const n = `_${i.toString(36)}`;
-    if (!taken.has(n)) yield n;
+  for (let length = 1; ; length++) {
+    const count = FIRST.length * NEXT.length ** (length - 1);
+    for (let i = 0; i < count; i++) {
+      let n = '';
+      let x = i;
+      for (let d = 1; d < length; d++, x = Math.floor(x / NEXT.length)) n = NEXT[x % NEXT.length]! + n;
+      n = FIRST[x]! + n;
+      if (!taken.has(n)) yield n;
+    }
   }
 }
 
@@ -140,12 +152,21 @@ export function compactGraph(
     return false;
   });
 
-  // Short names for every other node output (and the initializers `renameInitializer` picked).
+  // Short names for every other node output (and the initializers `renameInitializer` picked),
+  // the shortest to the most read values (each is also written once; ties: in graph order).
   const taken = new Set<string>(fixed);
   for (const n of g.node) for (const o of n.output) taken.add(o);
   for (const t of movable) taken.add(t.name);
   const names = shortNames(taken);
+  const uses = new Map<string, number>();
+  for (const n of g.node) {
+    for (const v of n.input) {
+      const a = alias.get(v) ?? v; // a merged constant's readers read the first
+      uses.set(a, (uses.get(a) ?? 0) + 1);
+    }
+  }
   const values = [...movable.map((t) => t.name), ...g.node.flatMap((n) => n.output)];
+  values.sort((a, b) => (uses.get(b) ?? 0) - (uses.get(a) ?? 0));
   for (const o of values) {
     if (o === '' || fixed.has(o) || alias.has(o)) continue;
     const s = names.next().value as string;

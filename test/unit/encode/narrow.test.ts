@@ -148,13 +148,14 @@ describe('encode/narrow: biases that are float16 values are stored as float16', 
     for (const file of [LENET, MOBILENET]) {
       const all = roundedBiases(file);
       const [auto, split, cast, off] = (['auto', 'split', 'cast', 'off'] as const).map((l) => size(file, all, l));
-      // MobileNet: 32,988 (split) < 33,472 (cast) < 35,866; LeNet: 25,516 < 25,597 < 25,992
+      // MobileNet: 32,538 (split) < 32,996 (cast) < 35,454; LeNet: 25,300 < 25,373 < 25,798
       assert.ok(auto === split && split < cast && cast < off, `${path.basename(file)}: auto ${auto}, split ${split}, cast ${cast}, off ${off}`);
     }
-    // 6 values: a Cast costs about the 12 bytes it saves (25,991 vs 25,992: not worth the node)
+    // 6 values: a Cast costs about the 12 bytes it saves (25,793 vs 25,798 with one-letter names;
+    // sized with two-letter names, it does not pay)
     const one = roundedBiases(LENET, ['conv1.bias']);
     assert.equal(size(LENET, one, 'auto'), size(LENET, one, 'off'));
-    assert.ok(Math.abs(size(LENET, one, 'cast') - size(LENET, one, 'off')) <= 2);
+    assert.ok(Math.abs(size(LENET, one, 'cast') - size(LENET, one, 'off')) <= 8);
   });
 
   it('applies again to a model whose biases are narrowed, and the result computes like the float32 one', async () => {
@@ -168,9 +169,11 @@ describe('encode/narrow: biases that are float16 values are stored as float16', 
     };
     const narrow = twice('auto');
     const packs = listWeights(modelFromBytes(narrow)).filter((w) => w.dtype === 'float16' && w.role === 'bias');
-    // two biases, then one: a Cast each (cheaper than a Split pack); fc3.bias (10 values) stays float32
-    assert.deepEqual(packs.map((w) => w.params).sort((a, b) => a - b), [16, 84, 120]);
-    assert.deepEqual(floatBiases(narrow).sort(), ['conv1.bias', 'fc3.bias']);
+    // two biases, then two: a Cast each (cheaper than a Split pack), fc3.bias (10 values) too: its
+    // 8-letter name, in the initializer and in the Gemm, pays for the Cast
+    assert.deepEqual(packs.map((w) => w.params).sort((a, b) => a - b), [10, 16, 84, 120]);
+    assert.deepEqual(floatBiases(narrow).sort(), ['conv1.bias']);
+    assert.ok(narrow.length < twice('off').length);
     assert.deepEqual(await logits(narrow), await logits(twice('off')));
   });
 });
