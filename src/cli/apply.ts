@@ -11,7 +11,7 @@ import { decodeModel, incompressibleSummary, listWeights, loadModel, saveModel }
 import { formatBytes, parse, table, UsageError } from './util';
 import { dataFromArgs } from './analyze';
 import { collectHessians } from '../engine/eval/calibration';
-import { planBiasCorrections } from '../engine/explore/calibrate';
+import { planCorrections } from '../engine/explore/calibrate';
 import type { LayerHessian } from '../engine/compress/gptq';
 
 /** Usage line. */
@@ -100,15 +100,17 @@ export async function applyCommand(argv: string[], signal: AbortSignal): Promise
     const plain = calibrated.filter((n) => !calibration!.has(n));
     if (plain.length > 0 && !values.json) process.stderr.write(`note: calibrated rounding does not support ${plain.join(', ')} (consumer); plain rounding used there\n`);
   }
-  const overrides = plan.biasCorrection && data
-    ? await planBiasCorrections(fs.readFileSync(file), () => loadModel(file, { signal }), specs, calibration, data, {
+  const corrections = plan.biasCorrection && data
+    ? await planCorrections(fs.readFileSync(file), () => loadModel(file, { signal }), specs, calibration, data, {
         signal,
+        sequential: plan.sequentialCalibration,
         ...(model.externalFiles.length ? { externalDataFolder: path.dirname(file) } : {}),
       })
     : undefined;
   const progress = !values.json && process.stderr.isTTY;
   const result = applySpecs(model, specs, {
-    overrides,
+    overrides: corrections?.biases,
+    compressed: corrections?.compressed,
     fromDefault,
     signal,
     compact: !values['keep-names'],

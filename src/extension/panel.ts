@@ -289,8 +289,9 @@ export class ResultsPanel {
       if (level) layers[l.name] = specToLayerPlan(level.spec);
     }
     if (Object.keys(layers).length === 0) throw new Error('Nothing selected: click a heatmap cell to choose a level for a layer first.');
-    // The cells were measured with corrected biases: export what was measured.
-    return this.results.sensitivity?.biasCorrection ? { layers, biasCorrection: true } : { layers };
+    // The cells were measured with corrected biases: export with them, and with several layers
+    // compressed, calibrate them sequentially (each on the inputs the compressed layers before it give).
+    return this.results.sensitivity?.biasCorrection ? { layers, biasCorrection: true, sequentialCalibration: true } : { layers };
   }
 
   private runState(): RunState {

@@ -431,3 +431,60 @@ function rebuild(tensor: WeightTensor, ct: CompressedTensor, weights: Float32Arr
 function bitParts(ct: CompressedTensor): { indices: number; codebook: number; params: number; sparsity: number } {
   return { indices: ct.bits.indices, codebook: ct.bits.codebook, params: ct.bits.params, sparsity: ct.bits.sparsity };
 }
+
+/**
+ * The weights that best reproduce the original layer's outputs from the inputs it gets in a
+ * compressed model (asymmetric calibration; Li et al. 2025, "GPTAQ: Efficient Finetuning-Free
+ * Quantization for Asymmetric Calibration"): per output channel w' = argmin Σ (w'·q − w·x)² =
+ * Hq⁻¹·C·w, with x the layer's inputs in the original model, q the same inputs with the
+ * layers before it compressed, Hq = Σ q·qᵀ (`hq`, per group) and C = Σ q·xᵀ (`cross`). Compressing
+ * w' instead of w makes the layer take back part of the error that reaches it from upstream. It is solved as
+ * the ridge problem pulled towards w, w' = w + (Hq + λI)⁻¹·(C − Hq)·w with GPTQ's dampening λ
+ * ({@link DAMP} × the mean diagonal), so that w' = w exactly when nothing upstream changed (q = x). Returns `tensor.data` itself when a group's
+ * Hq is not positive definite.
+ */
+export function compensatedWeights(tensor: WeightTensor, hq: LayerHessian, cross: readonly Float64Array[]): Float32Array {
+  const d = hq.dim;
+  const rows = tensor.data.length / d;
+  if (!Number.isInteger(rows) || rows !== hq.rowsPerGroup * hq.groups.length || cross.length !== hq.groups.length) return tensor.data;
+  const stored = hq.transposed ? (r: number, j: number) => j * rows + r : (r: number, j: number) => r * d + j;
+  const out = new Float32Array(tensor.data.length);
+  const w = new Float64Array(d);
+  const v = new Float64Array(d);
+  for (let g = 0; g < hq.groups.length; g++) {
+    const a = Float64Array.from(hq.groups[g]!);
+    let mean = 0;
+    for (let j = 0; j < d; j++) mean += a[j * d + j]!;
+    mean = mean > 0 ? mean / d : 1;
+    for (let j = 0; j < d; j++) {
+      if (a[j * d + j] === 0) a[j * d + j] = mean;
+      a[j * d + j]! += DAMP * mean;
+    }
+    if (!cholesky(a, d)) return tensor.data;
+    const c = cross[g]!;
+    const h = hq.groups[g]!;
+    for (let r = g * hq.rowsPerGroup; r < (g + 1) * hq.rowsPerGroup; r++) {
+      for (let j = 0; j < d; j++) w[j] = tensor.data[stored(r, j)]!;
+      // v = (C − Hq)·w, then w' = w + (Hq + λI)⁻¹·v (L·Lᵀ = Hq + λI)
+      for (let i = 0; i < d; i++) {
+        let s = 0;
+        const row = i * d;
+        for (let j = 0; j < d; j++) s += (c[row + j]! - h[row + j]!) * w[j]!;
+        v[i] = s;
+      }
+      for (let i = 0; i < d; i++) {
+        let s = v[i]!;
+        const row = i * d;
+        for (let k = 0; k < i; k++) s -= a[row + k]! * v[k]!;
+        v[i] = s / a[row + i]!;
+      }
+      for (let i = d - 1; i >= 0; i--) {
+        let s = v[i]!;
+        for (let k = i + 1; k < d; k++) s -= a[k * d + i]! * v[k]!;
+        v[i] = s / a[i * d + i]!;
+      }
+      for (let j = 0; j < d; j++) out[stored(r, j)] = w[j]! + v[j]!;
+    }
+  }
+  return out;
+}

@@ -189,7 +189,9 @@ export class BiasCorrector {
     const wi = weightsAsInputs(modelBytes, names, o.externalDataFolder);
     const graphInputs = new Set(modelIo(wi.bytes).inputs.map((i) => i.name));
     const fetchedInputs = [...new Set(targets.filter((t) => t.geometry && !graphInputs.has(t.input)).map((t) => t.input))];
-    const bytes = withExtraOutputs(wi.bytes, [...targets.map((t) => t.output), ...fetchedInputs]);
+    // every target's input can be fetched (sequential calibration, `inputPairs`)
+    const inputs = [...new Set(targets.filter((t) => !graphInputs.has(t.input)).map((t) => t.input))];
+    const bytes = withExtraOutputs(wi.bytes, [...new Set([...targets.map((t) => t.output), ...inputs])]);
     const session = await createSession(bytes, { ...o.session, ...(o.externalDataFolder ? { externalDataFolder: o.externalDataFolder } : {}) }, 'model for bias correction');
     try {
       const inputs = sessionInputs(session).filter((i) => !wi.weights.has(i.name));
@@ -253,6 +255,33 @@ export class BiasCorrector {
     return sums;
   }
 
+  /**
+   * Runs the calibration samples twice per batch, with the original weights and with `values`
+   * replacing them, and hands the input of target `t` from both runs to `visit` (original first).
+   */
+  async inputPairs(t: BiasTarget, values: ReadonlyMap<string, Float32Array>, visit: (original: Float32Array, changed: Float32Array, dims: readonly number[]) => void, signal?: AbortSignal): Promise<void> {
+    const feedsOf = (vs: ReadonlyMap<string, Float32Array>): Record<string, ort.Tensor> => {
+      const weights: Record<string, ort.Tensor> = {};
+      for (const [n, w] of this.originals) weights[n] = new ort.Tensor('float32', vs.get(n) ?? w.data, w.dims as number[]);
+      return weights;
+    };
+    const original = feedsOf(new Map());
+    const changed = feedsOf(values);
+    for (const feeds of this.batches) {
+      throwIfAborted(signal);
+      const direct = feeds[t.input];
+      if (direct) {
+        // a graph input: the same in both
+        if (!(direct.data instanceof Float32Array)) fail('E_INTERNAL', `sequential calibration: input '${t.input}' is not float32.`);
+        visit(direct.data, direct.data, direct.dims);
+        continue;
+      }
+      const a = await this.session.run({ ...toOrtFeeds(feeds), ...original }, [t.input]);
+      const b = await this.session.run({ ...toOrtFeeds(feeds), ...changed }, [t.input]);
+      visit(a[t.input]!.data as Float32Array, b[t.input]!.data as Float32Array, a[t.input]!.dims);
+    }
+  }
+
   /** The output mean shift of target `t` alone changed to `w` (upstream original): (Ŵ − W)·mean input. */
   private shiftAlone(t: BiasTarget, w: Float32Array): Float64Array | undefined {
     const mu = this.inputMeans.get(t.weight);
@@ -291,14 +320,23 @@ export class BiasCorrector {
    * Each corrected bias is rounded to float16 values (`roundedToHalf`; near-zero values become
    * subnormal halves, within 2^-25), unless one of its values is beyond the half range: then it
    * stays as computed. The encoder stores such biases as FLOAT16 (`encode/narrow.ts`), bit for bit.
+   * `recompress`, when given, is asked for each target's new weight first, with the weights and
+   * corrected biases of the targets before it in `values` (sequential calibration); the returned
+   * weight replaces the variant's before the target's bias is corrected.
    */
-  async correct(variant: ReadonlyMap<string, Float32Array>, signal?: AbortSignal, o: { analytic?: boolean } = {}): Promise<Map<string, Float32Array>> {
+  async correct(
+    variant: ReadonlyMap<string, Float32Array>,
+    signal?: AbortSignal,
+    o: { analytic?: boolean; recompress?: (t: BiasTarget, values: ReadonlyMap<string, Float32Array>) => Promise<Float32Array | undefined> } = {},
+  ): Promise<Map<string, Float32Array>> {
     const values = new Map(variant);
     const out = new Map<string, Float32Array>();
-    const alone = variant.size === 1 && o.analytic !== false ? this.targets.find((t) => variant.has(t.weight)) : undefined;
+    const alone = variant.size === 1 && o.analytic !== false && !o.recompress ? this.targets.find((t) => variant.has(t.weight)) : undefined;
     for (const t of this.targets) {
       if (!variant.has(t.weight)) continue;
       throwIfAborted(signal);
+      const again = await o.recompress?.(t, values);
+      if (again) values.set(t.weight, again);
       let shift: ArrayLike<number> | undefined = t === alone ? this.shiftAlone(t, variant.get(t.weight)!) : undefined;
       if (!shift) {
         const m = (await this.means(values, [t.output], signal)).get(t.output)!;

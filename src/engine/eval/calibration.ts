@@ -37,6 +37,7 @@ export interface CalibrationOptions {
 }
 
 /** How one weight meets its input. */
+export type CalibrationGeometry = Geometry;
 type Geometry =
   | { kind: 'conv'; input: string; groups: number; cg: number; k: number[]; strides: number[]; pads: number[]; dilations: number[]; rows: number }
   | { kind: 'dense'; input: string; transposed: boolean; dim: number; rows: number };
@@ -97,8 +98,13 @@ function rank1(h: Float64Array, p: Float64Array, d: number): void {
   }
 }
 
-/** Accumulates the im2col patches of a batch `x` [n, C, …spatial] into the per-group matrices. */
-function accumulateConv(g: Extract<Geometry, { kind: 'conv' }>, hs: Float64Array[], x: Float32Array, dims: readonly number[], maxPositions: number): number {
+/**
+ * Visits the im2col patches of a batch `xs[0]` [n, C, …spatial] (and, at the same positions, of the
+ * other tensors of `xs`, same shape): per sample at most `maxPositions` output positions, spread
+ * evenly and shifted per sample; `visit(group, patches)` gets one patch (length Cg·kh·kw) per tensor.
+ * Returns the number of positions visited per group.
+ */
+function convPatches(g: Extract<Geometry, { kind: 'conv' }>, xs: readonly Float32Array[], dims: readonly number[], maxPositions: number, visit: (group: number, patches: readonly Float64Array[]) => void): number {
   const [n, C] = dims as [number, number];
   const is2d = g.k.length === 2;
   const H = dims[2]!;
@@ -111,22 +117,22 @@ function accumulateConv(g: Extract<Geometry, { kind: 'conv' }>, hs: Float64Array
   const oh = Math.floor((H + ph + ph1 - dh * (kh - 1) - 1) / sh) + 1;
   const ow = Math.floor((W + pw + pw1 - dw * (kw - 1) - 1) / sw) + 1;
   const d = g.cg * kh * kw;
-  const p = new Float64Array(d);
+  const ps = xs.map(() => new Float64Array(d));
   const plane = H * W;
   const positions = oh * ow;
   const take = Math.min(positions, maxPositions);
   let used = 0;
   for (let s = 0; s < n; s++) {
-    // at most `maxPositions` output positions per sample, spread evenly, shifted per sample
     const shift = ((s + 1) * 2654435761) % positions;
     for (let grp = 0; grp < g.groups; grp++) {
-      const h = hs[grp]!;
       const base = (s * C + grp * g.cg) * plane;
       for (let pi = 0; pi < take; pi++) {
         const pos = take === positions ? pi : (Math.floor(((pi + 0.5) * positions) / take) + shift) % positions;
         const oy = Math.floor(pos / ow);
         const ox = pos - oy * ow;
-        {
+        for (let x = 0; x < xs.length; x++) {
+          const src = xs[x]!;
+          const p = ps[x]!;
           let t = 0;
           for (let c = 0; c < g.cg; c++) {
             const cb = base + c * plane;
@@ -134,17 +140,23 @@ function accumulateConv(g: Extract<Geometry, { kind: 'conv' }>, hs: Float64Array
               const y = oy * sh - ph + i * dh;
               for (let j = 0; j < kw; j++, t++) {
                 const xx = ox * sw - pw + j * dw;
-                p[t] = y >= 0 && y < H && xx >= 0 && xx < W ? x[cb + y * W + xx]! : 0;
+                p[t] = y >= 0 && y < H && xx >= 0 && xx < W ? src[cb + y * W + xx]! : 0;
               }
             }
           }
-          rank1(h, p, d);
         }
+        visit(grp, ps);
       }
     }
     used += take;
   }
   return used;
+}
+
+/** Accumulates the im2col patches of a batch `x` [n, C, …spatial] into the per-group matrices. */
+function accumulateConv(g: Extract<Geometry, { kind: 'conv' }>, hs: Float64Array[], x: Float32Array, dims: readonly number[], maxPositions: number): number {
+  const d = hs[0] ? Math.round(Math.sqrt(hs[0].length)) : 0;
+  return convPatches(g, [x], dims, maxPositions, (grp, [p]) => rank1(hs[grp]!, p!, d));
 }
 
 function accumulateDense(g: Extract<Geometry, { kind: 'dense' }>, h: Float64Array, x: Float32Array): number {
@@ -231,4 +243,65 @@ export async function collectHessians(
     });
   }
   return out;
+}
+
+/**
+ * Paired input statistics of one layer for the asymmetric calibration of a compressed model
+ * (`compress/gptq.ts` {@link compensatedWeights}): with x the layer's input in the original model
+ * and q the same input in the compressed one (earlier layers compressed), per group
+ * Hq = Σ q·qᵀ (symmetric) and C = Σ q·xᵀ (row index from q).
+ */
+export interface PairedStatistics {
+  readonly geometry: Geometry;
+  readonly d: number;
+  readonly hq: Float64Array[];
+  readonly cross: Float64Array[];
+  count: number;
+}
+
+/** Empty {@link PairedStatistics} for a layer of geometry `g`, or undefined past `maxDim` inputs per output channel (as {@link collectHessians}). */
+export function pairedStatistics(g: Geometry, maxDim = 1152): PairedStatistics | undefined {
+  const d = g.kind === 'conv' ? g.cg * g.k.reduce((a, b) => a * b, 1) : g.dim;
+  if (d > maxDim) return undefined;
+  const n = g.kind === 'conv' ? g.groups : 1;
+  return { geometry: g, d, hq: Array.from({ length: n }, () => new Float64Array(d * d)), cross: Array.from({ length: n }, () => new Float64Array(d * d)), count: 0 };
+}
+
+/** Adds one batch: `x` the original input, `q` the compressed model's (same dims). */
+export function accumulatePaired(s: PairedStatistics, q: Float32Array, x: Float32Array, dims: readonly number[], maxPositions = 32): void {
+  const d = s.d;
+  const add = (grp: number, pq: Float64Array, px: Float64Array): void => {
+    rank1(s.hq[grp]!, pq, d);
+    const c = s.cross[grp]!;
+    for (let a = 0; a < d; a++) {
+      const qa = pq[a]!;
+      if (qa === 0) continue;
+      const row = a * d;
+      for (let b = 0; b < d; b++) c[row + b]! += qa * px[b]!;
+    }
+  };
+  const g = s.geometry;
+  if (g.kind === 'conv') {
+    s.count += convPatches(g, [q, x], dims, maxPositions, (grp, [pq, px]) => add(grp, pq!, px!));
+    return;
+  }
+  const m = x.length / d;
+  const pq = new Float64Array(d);
+  const px = new Float64Array(d);
+  for (let r = 0; r < m; r++) {
+    for (let j = 0; j < d; j++) {
+      pq[j] = q[r * d + j]!;
+      px[j] = x[r * d + j]!;
+    }
+    add(0, pq, px);
+  }
+  s.count += m;
+}
+
+/** The {@link LayerHessian} of the compressed inputs (Hq, made symmetric) of finished paired statistics. */
+export function pairedHessian(s: PairedStatistics): LayerHessian {
+  const d = s.d;
+  for (const h of s.hq) for (let i = 0; i < d; i++) for (let j = 0; j < i; j++) h[i * d + j] = h[j * d + i]!;
+  const g = s.geometry;
+  return { dim: d, rowsPerGroup: g.rows / (g.kind === 'conv' ? g.groups : 1), groups: s.hq, transposed: g.kind === 'dense' && g.transposed, count: s.count };
 }

@@ -29,7 +29,7 @@ import { writeFileAtomic } from '../util/atomicWrite';
 import { writeCompressReports } from '../report';
 import { FILES, makeAnalyzeOptions, runSensitivity } from './analyze';
 import { ladderOf, parseTechniques, type TechniqueFamily } from './levels';
-import { CALIBRATION_SAMPLES, calibrationApplies, ensureCalibration, makeBiasCorrector, planBiasCorrections } from './calibrate';
+import { CALIBRATION_SAMPLES, calibrationApplies, correctCompressed, ensureCalibration, makeBiasCorrector, planCorrections, type PlanCorrection } from './calibrate';
 import type { BiasCorrector } from '../eval/biasCorrection';
 import { collectHessians } from '../eval/calibration';
 import type { LayerHessian } from '../compress/gptq';
@@ -67,6 +67,12 @@ export interface CompressModelOptions extends RunOptions {
   sensitivityLimit: number | 'auto' | undefined;
   /** Early-stopping threshold of the sensitivity study (see `AnalyzeOptions.screenAbove`). Default 0.05. */
   screenAbove: number;
+  /**
+   * With calibration and bias correction (real data, candidates in memory): calibrate each
+   * candidate's layers sequentially (`calibrateSequentially`; plans say `"sequentialCalibration":
+   * true`). Default true.
+   */
+  sequential: boolean;
   /** Offer prune+share and prune+quant on one layer. Default true. */
   combine: boolean;
   /** Combinations per layer (those with the least predicted loss). Default 6. */
@@ -126,6 +132,7 @@ export function makeCompressModelOptions(o: Partial<CompressModelOptions> & Pick
     limit: undefined,
     sensitivityLimit: 'auto',
     screenAbove: 0.05,
+    sequential: true,
     combine: true,
     maxCombos: 6,
     method: 'fast',
@@ -311,8 +318,8 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
     const evaluator = await data.evaluatorFor(group);
     /** The search choice of each measured candidate (by id). */
     const choiceOf = new Map<string, readonly number[]>();
-    /** Corrected biases of each measured candidate (by id), for the held-out check and the export. */
-    const corrections = new Map<string, ReadonlyMap<string, Float32Array>>();
+    /** Corrected biases (and sequentially calibrated layers) of each measured candidate (by id), for the held-out check and the export. */
+    const corrections = new Map<string, PlanCorrection>();
     const candidates: Candidate[] = [];
     const byKey = new Map<string, Candidate>();
     const predictor = new LossPredictor(Math.max(o.maxLoss ?? 0.01, 1e-3) ** 2 * 2);
@@ -323,7 +330,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
       const known = byKey.get(key);
       if (known) return known;
       throwIfAborted(o.signal);
-      const { res, bytes, archiveBytes, r, biases } = await buildAndEvaluate(pm.file, specsOf(layers, choice), evaluator, { onDisk, dir, sizeAt: exportPath(pm.file, dir), archive: o.target === 'archive', calibration, corrector, signal: o.signal });
+      const { res, bytes, archiveBytes, r, correction } = await buildAndEvaluate(pm.file, specsOf(layers, choice), evaluator, { onDisk, dir, sizeAt: exportPath(pm.file, dir), archive: o.target === 'archive', calibration, corrector, sequential: o.sequential, signal: o.signal });
       const flips = data.flips(r.outputs!);
       searchEvals++;
       let theory = pm.ref.bytes;
@@ -331,7 +338,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
       const sum = totals(layers, choice).loss;
       const c: Candidate = {
         id: `c${candidates.length + 1}`,
-        plan: corrector ? { ...planOf(layers, choice), biasCorrection: true } : planOf(layers, choice),
+        plan: corrector ? { ...planOf(layers, choice), biasCorrection: true, ...(o.sequential ? { sequentialCalibration: true } : {}) } : planOf(layers, choice),
         bytes,
         ratio: pm.ref.bytes / bytes,
         theoreticalBytes: theory,
@@ -348,7 +355,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
         ...(archiveBytes !== undefined ? { archiveBytes } : {}),
       };
       c.feasible = feasible(c);
-      if (biases) corrections.set(c.id, biases);
+      if (correction) corrections.set(c.id, correction);
       choiceOf.set(c.id, choice);
       predictor.add(sum, r.loss);
       candidates.push(c);
@@ -373,7 +380,7 @@ export async function compressModel(options: Partial<CompressModelOptions> & Pic
         const hev = await hd.evaluatorFor(group);
         try {
           const confirm = async (c: Candidate): Promise<boolean> => {
-            const { r } = await buildAndEvaluate(pm.file, (model) => resolvePlan(c.plan, listWeights(model)), hev, { onDisk, dir, sizeAt: undefined, calibration, biases: corrections.get(c.id), signal: o.signal });
+            const { r } = await buildAndEvaluate(pm.file, (model) => resolvePlan(c.plan, listWeights(model)), hev, { onDisk, dir, sizeAt: undefined, calibration, correction: corrections.get(c.id), signal: o.signal });
             const flips = hd.flips(r.outputs!);
             const b = pairedLossBounds(flips, 0.975);
             c.holdout = { top1: hd.ref.labels ? r.top1 : null, loss: r.loss, samples: r.samples, ci: [b.lower, b.upper], flips };
@@ -704,18 +711,24 @@ async function buildAndEvaluate(
     sizeAt: string | undefined;
     archive?: boolean;
     calibration: ReadonlyMap<string, LayerHessian> | undefined;
-    /** Corrects the biases of the compressed layers (in memory only), unless `biases` gives them. */
+    /**
+     * Corrects the biases of the compressed layers (in memory only), and with `sequential`
+     * calibrates them sequentially, unless `correction` gives the result of that.
+     */
     corrector?: BiasCorrector | undefined;
-    biases?: ReadonlyMap<string, Float32Array> | undefined;
+    sequential?: boolean;
+    correction?: PlanCorrection | undefined;
     signal: AbortSignal | undefined;
   },
-): Promise<{ res: ApplyResult; bytes: number; archiveBytes?: number; r: VariantResult; biases: ReadonlyMap<string, Float32Array> | undefined }> {
+): Promise<{ res: ApplyResult; bytes: number; archiveBytes?: number; r: VariantResult; correction: PlanCorrection | undefined }> {
   const specsFor = (model: OnnxModel) => (typeof specs === 'function' ? specs(model) : specs);
   if (!o.onDisk) {
     const model = await loadModel(modelFile);
     const layerSpecs = specsFor(model);
-    const res = applySpecs(model, layerSpecs, { encode: false, keepCompressed: o.sizeAt !== undefined, signal: o.signal, calibration: o.calibration });
-    const biases = o.biases ?? (await o.corrector?.correct(res.reconstructions, o.signal));
+    const sequential = !o.correction && o.corrector !== undefined && o.sequential === true;
+    const res = applySpecs(model, layerSpecs, { encode: false, keepCompressed: o.sizeAt !== undefined || sequential, compressed: o.correction?.compressed, signal: o.signal, calibration: o.calibration });
+    const correction = o.correction ?? (o.corrector ? await correctCompressed(o.corrector, model, layerSpecs, res, sequential, o.signal) : undefined);
+    const biases = correction?.biases;
     const variant = biases ? new Map([...res.reconstructions, ...biases]) : res.reconstructions;
     let bytes = 0;
     let archiveBytes: number | undefined;
@@ -726,18 +739,18 @@ async function buildAndEvaluate(
       bytes = savedSize(model, o.sizeAt);
       if (o.archive) archiveBytes = packArchive(encodeModel(model.proto)).length;
     }
-    return { res, bytes, ...(archiveBytes !== undefined ? { archiveBytes } : {}), r: await evaluator.evaluate(variant, { keepOutputs: true, signal: o.signal }), biases };
+    return { res, bytes, ...(archiveBytes !== undefined ? { archiveBytes } : {}), r: await evaluator.evaluate(variant, { keepOutputs: true, signal: o.signal }), correction };
   }
   const v = evaluator.diskVariant(o.dir);
   try {
     // The model is let go before the session loads: its payloads can be collected.
     const { res, bytes } = await (async () => {
       const model = await loadModel(modelFile);
-      const r = applySpecs(model, specsFor(model), { encode: o.sizeAt !== undefined, signal: o.signal, calibration: o.calibration, keepReconstructions: false, onReconstruction: (name, w) => v.set(name, w) });
+      const r = applySpecs(model, specsFor(model), { encode: o.sizeAt !== undefined, signal: o.signal, calibration: o.calibration, compressed: o.correction?.compressed, overrides: o.correction?.biases, keepReconstructions: false, onReconstruction: (name, w) => v.set(name, w) });
       return { res: r, bytes: o.sizeAt === undefined ? 0 : savedSize(model, o.sizeAt) };
     })();
-    for (const [name, b] of o.biases ?? []) v.set(name, b);
-    return { res, bytes, r: await evaluator.evaluateOnDisk(v, { keepOutputs: true, signal: o.signal }), biases: o.biases };
+    for (const [name, b] of o.correction?.biases ?? []) v.set(name, b);
+    return { res, bytes, r: await evaluator.evaluateOnDisk(v, { keepOutputs: true, signal: o.signal }), correction: o.correction };
   } finally {
     v.dispose();
   }
@@ -765,7 +778,7 @@ async function exportCandidateFrom(
   archive: boolean,
   calibration?: ReadonlyMap<string, LayerHessian>,
   data?: DataInput,
-  biases?: ReadonlyMap<string, Float32Array>,
+  correction?: PlanCorrection,
 ): Promise<ExportResult> {
   const model = await loadModel(modelFile);
   const weights = listWeights(model);
@@ -776,11 +789,11 @@ async function exportCandidateFrom(
     const wanted = new Set(calibrated);
     calibration = await collectHessians(model, weights.filter((w) => wanted.has(w.name)), data.spec, { samples: CALIBRATION_SAMPLES });
   }
-  if (c.plan.biasCorrection && !biases) {
+  if (c.plan.biasCorrection && !correction) {
     if (!data) fail('E_BAD_ARGUMENT', `Candidate ${c.id} corrects biases: exporting it needs the search data it was made with (give the dataset).`);
-    biases = await planBiasCorrections(fs.readFileSync(modelFile), () => loadModel(modelFile), specs, calibration, data, model.externalFiles.length ? { externalDataFolder: path.dirname(modelFile) } : {});
+    correction = await planCorrections(fs.readFileSync(modelFile), () => loadModel(modelFile), specs, calibration, data, { sequential: c.plan.sequentialCalibration, ...(model.externalFiles.length ? { externalDataFolder: path.dirname(modelFile) } : {}) });
   }
-  applySpecs(model, specs, { calibration, keepReconstructions: false, overrides: biases });
+  applySpecs(model, specs, { calibration, keepReconstructions: false, overrides: correction?.biases, compressed: correction?.compressed });
   // External data when the input had it (or past 2 GiB); the archive holds one .onnx file only.
   const saved = await saveModel(model, outPath);
   const out: ExportResult = { model: saved.modelFile, bytes: saved.modelBytes + saved.dataBytes };

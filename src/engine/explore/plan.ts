@@ -63,7 +63,16 @@ export interface PlanFile {
    * (`eval/biasCorrection.ts`; default false). Needs data when the plan is applied.
    */
   biasCorrection?: boolean;
+  /**
+   * With `biasCorrection`: calibrated layers are compressed again in graph order from the inputs
+   * they get in the compressed model (`explore/calibrate.ts` `calibrateSequentially`; default
+   * false). Needs data when the plan is applied.
+   */
+  sequentialCalibration?: boolean;
 }
+
+/** The keys a plan file may have. */
+const PLAN_KEYS: readonly string[] = ['default', 'layers', 'biasCorrection', 'sequentialCalibration', '$schema', 'comment'];
 
 const KEYS: Record<string, readonly string[]> = {
   none: [],
@@ -202,9 +211,12 @@ export function specLabel(spec: TechniqueSpec | null): string {
 export function resolvePlan(plan: PlanFile, weights: readonly WeightInfo[], source = 'plan'): Map<string, TechniqueSpec> {
   if (typeof plan !== 'object' || plan === null || Array.isArray(plan)) fail('E_PLAN', `${source}: a plan is a JSON object with "default" and/or "layers".`);
   for (const key of Object.keys(plan)) {
-    if (key !== 'default' && key !== 'layers' && key !== 'biasCorrection' && key !== '$schema' && key !== 'comment') fail('E_PLAN', `${source}: unknown key '${key}' (expected "default", "layers" and "biasCorrection").`);
+    if (!PLAN_KEYS.includes(key)) fail('E_PLAN', `${source}: unknown key '${key}' (expected "default", "layers", "biasCorrection" and "sequentialCalibration").`);
   }
-  if (plan.biasCorrection !== undefined && typeof plan.biasCorrection !== 'boolean') fail('E_PLAN', `${source}: "biasCorrection" must be true or false, got ${JSON.stringify(plan.biasCorrection).slice(0, 40)}.`);
+  for (const key of ['biasCorrection', 'sequentialCalibration'] as const) {
+    if (plan[key] !== undefined && typeof plan[key] !== 'boolean') fail('E_PLAN', `${source}: "${key}" must be true or false, got ${JSON.stringify(plan[key]).slice(0, 40)}.`);
+  }
+  if (plan.sequentialCalibration && !plan.biasCorrection) fail('E_PLAN', `${source}: "sequentialCalibration" works within the bias correction pass: set "biasCorrection": true as well, or remove it.`);
   if (plan.layers !== undefined && (typeof plan.layers !== 'object' || plan.layers === null || Array.isArray(plan.layers))) {
     fail('E_PLAN', `${source}: "layers" must be an object mapping layer names to entries, got ${JSON.stringify(plan.layers).slice(0, 80)}.`);
   }

@@ -21,7 +21,7 @@ import { listWeights, loadModel, saveModel } from '../onnx';
 import { writeFileAtomic } from '../util/atomicWrite';
 import type { ExploreEvent } from '../explore/types';
 import { collectHessians } from '../eval/calibration';
-import { CALIBRATION_SAMPLES, planBiasCorrections } from '../explore/calibrate';
+import { CALIBRATION_SAMPLES, planCorrections, type PlanCorrection } from '../explore/calibrate';
 import type { FromWorkerMessage, ToWorkerMessage, WorkerRunOptions } from './protocol';
 
 const port = parentPort;
@@ -74,12 +74,12 @@ async function exportPlan(model: string, plan: PlanFile, outPath: string, archiv
     if (!data || data.spec.format === 'synthetic') fail('E_BAD_ARGUMENT', `The plan uses calibrated rounding on ${calibrated.size} layer(s): exporting it needs the model's dataset (run "Configure Dataset").`);
     calibration = await collectHessians(m, weights.filter((w) => calibrated.has(w.name)), data.spec, { samples: CALIBRATION_SAMPLES });
   }
-  let overrides;
+  let corrections: PlanCorrection | undefined;
   if (plan.biasCorrection) {
     if (!data || data.spec.format === 'synthetic') fail('E_BAD_ARGUMENT', 'The plan corrects biases ("biasCorrection": true): exporting it needs the model\'s dataset (run "Configure Dataset").');
-    overrides = await planBiasCorrections(fs.readFileSync(model), () => loadModel(model), specs, calibration, data, m.externalFiles.length ? { externalDataFolder: dirname(model) } : {});
+    corrections = await planCorrections(fs.readFileSync(model), () => loadModel(model), specs, calibration, data, { sequential: plan.sequentialCalibration, ...(m.externalFiles.length ? { externalDataFolder: dirname(model) } : {}) });
   }
-  applySpecs(m, specs, { calibration, overrides });
+  applySpecs(m, specs, { calibration, overrides: corrections?.biases, compressed: corrections?.compressed });
   const saved = await saveModel(m, outPath, { externalData: 'none' });
   const reply: FromWorkerMessage = { type: 'exported', outPath: saved.modelFile, bytes: saved.modelBytes };
   if (archive) {

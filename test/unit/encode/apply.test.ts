@@ -97,6 +97,8 @@ describe('encode/apply on the LeNet-5 fixture', function () {
       [{ layers: { [compressible]: { technique: 'share', bits: 4 } } }, /'bits' does not apply to technique 'share'/],
       [{ layers: { [bias]: { technique: 'share', k: 4 } } }, /cannot be compressed \(bias of/],
       [{ defaults: {} }, /unknown key 'defaults'/],
+      [{ default: { technique: 'share', k: 4 }, sequentialCalibration: true }, /"sequentialCalibration" works within the bias correction pass: set "biasCorrection": true/],
+      [{ default: { technique: 'share', k: 4 }, biasCorrection: true, sequentialCalibration: 'yes' }, /"sequentialCalibration" must be true or false/],
     ];
     for (const [plan, re] of cases) {
       assert.throws(() => resolvePlan(plan as never, ws), (e: unknown) => e instanceof CompressError && e.code === 'E_PLAN' && re.test(e.message), JSON.stringify(plan));

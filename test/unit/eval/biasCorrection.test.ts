@@ -6,7 +6,8 @@ import { BiasCorrector, biasTargets } from '../../../src/engine/eval/biasCorrect
 import { loadDatasetSpec } from '../../../src/engine/eval/datasetSpec';
 import { evaluateModel } from '../../../src/engine/eval/evaluate';
 import { substituteWeights } from '../../../src/engine/eval/weightsAsInputs';
-import { planBiasCorrections } from '../../../src/engine/explore/calibrate';
+import { CALIBRATION_SAMPLES, planCorrections } from '../../../src/engine/explore/calibrate';
+import { collectHessians } from '../../../src/engine/eval/calibration';
 import { encodeModel, isHalfExact, listWeights, loadModel } from '../../../src/engine/onnx';
 import { rejectsWith } from './helpers';
 
@@ -95,7 +96,7 @@ describe('eval/biasCorrection', function () {
     const specs = new Map(listWeights(m).filter((w) => w.compressible).map((w) => [w.name, K8]));
     const data = { spec: await loadDatasetSpec(SEARCH), source: 'search' };
     const bytes = readFileSync(MODEL);
-    const corr = await planBiasCorrections(bytes, () => loadModel(MODEL), specs, undefined, data);
+    const corr = (await planCorrections(bytes, () => loadModel(MODEL), specs, undefined, data)).biases;
     assert.equal(corr.size, specs.size);
     const out = await loadModel(MODEL);
     applySpecs(out, specs, { overrides: corr, compact: false });
@@ -105,6 +106,37 @@ describe('eval/biasCorrection', function () {
     assert.ok((await evaluateModel(encodeModel(out.proto), data.spec, 'x', { limit: 100 })).top1! > 0.5);
     const ac = new AbortController();
     ac.abort();
-    await rejectsWith(planBiasCorrections(bytes, () => loadModel(MODEL), specs, undefined, data, { signal: ac.signal }), 'E_CANCELLED');
+    await rejectsWith(planCorrections(bytes, () => loadModel(MODEL), specs, undefined, data, { signal: ac.signal }), 'E_CANCELLED');
+  });
+
+  it('sequential calibration: each calibrated layer compressed again on the compressed model\'s inputs halves the divergence of MobileNet at share k=8, at the same size; the first layer stays as it was', async () => {
+    const m = await loadModel(MODEL);
+    const ws = listWeights(m).filter((w) => w.compressible);
+    const specs = new Map(ws.map((w) => [w.name, { ...K8, calibrated: true }]));
+    const data = { spec: await loadDatasetSpec(SEARCH), source: 'search' };
+    const calibration = await collectHessians(m, ws, data.spec, { samples: CALIBRATION_SAMPLES });
+    const bytes = readFileSync(MODEL);
+    const holdout = await loadDatasetSpec(HOLDOUT);
+    const run = async (sequential: boolean) => {
+      const c = await planCorrections(bytes, () => loadModel(MODEL), specs, calibration, data, { sequential });
+      const out = await loadModel(MODEL);
+      const res = applySpecs(out, specs, { calibration, overrides: c.biases, compressed: c.compressed });
+      const encoded = encodeModel(out.proto);
+      const e = await evaluateModel(encoded, holdout, sequential ? 'sequential' : 'plain', { reference: bytes });
+      return { c, res, bytes: encoded.length, kl: e.fidelity!.klSoftmax };
+    };
+    const plain = await run(false);
+    const seq = await run(true);
+    assert.equal(plain.c.compressed.size, 0);
+    // every layer but the first (nothing upstream of it changed) is compressed again
+    const first = ws.find((w) => w.name === biasTargets(m, ws)[0]!.weight)!;
+    assert.ok(!seq.c.compressed.has(first.name), 'the first layer keeps its first compression');
+    assert.ok(seq.c.compressed.size >= ws.length - 2, `${seq.c.compressed.size} of ${ws.length} layers compressed again`);
+    // the same grid and storage: sizes within a few bytes (float16 biases may round differently)
+    assert.ok(Math.abs(seq.bytes - plain.bytes) < 64, `${seq.bytes} vs ${plain.bytes} bytes`);
+    for (const l of seq.res.layers) assert.equal(l.bits.total, plain.res.layers.find((x) => x.name === l.name)!.bits.total, l.name);
+    // measured on these 1000 held-out samples: KL 0.073 plain, 0.028 sequential (14 of 16 layers
+    // again: not the first, and not fc, whose 128 samples are too few for its 128 inputs)
+    assert.ok(seq.kl < 0.6 * plain.kl, `divergence ${seq.kl} sequential vs ${plain.kl} plain`);
   });
 });
