@@ -8,7 +8,8 @@
  * - renames the other values (activations, and initializers the caller picks, e.g. the payloads
  *   of compressed weights) to short unique names, one letter for the 53 most used,
  * - drops node names and doc strings (both optional in ONNX),
- * - merges `Constant` nodes with equal attributes into the first one,
+ * - merges `Constant` nodes with equal attributes into the first one, and makes those of a tensor
+ *   initializers when that is smaller,
  * - drops attributes that equal their default in every opset (`strides` of ones, `group` 1, Gemm's
  *   `alpha` 1, …; {@link DEFAULTS}) and a Conv's `kernel_shape` when its weight's shape is known and
  *   says the same (the spec: "If not present, should be inferred from input W").
@@ -16,14 +17,16 @@
  * Models with subgraphs (If/Loop/Scan) only lose node names and doc strings: their bodies may read
  * outer values by name. Functions are left as they are.
  */
-import { clearField, toBinary } from '@bufbuild/protobuf';
-import { AttributeProto_AttributeType as AT, AttributeProtoSchema, NodeProtoSchema, type AttributeProto, type GraphProto, type NodeProto } from './proto';
+import { clearField, clone, toBinary } from '@bufbuild/protobuf';
+import { AttributeProto_AttributeType as AT, AttributeProtoSchema, NodeProtoSchema, TensorProtoSchema, type AttributeProto, type GraphProto, type NodeProto } from './proto';
 import type { OnnxModel } from './model';
 
 /** What {@link compactGraph} did. */
 export interface CompactResult {
   renamed: number;
   mergedConstants: number;
+  /** `Constant` nodes (of a tensor `value`) made initializers. */
+  constantInitializers: number;
   /** Bytes of names and doc strings removed (approximate: UTF-16 lengths). */
   namesRemoved: number;
   /** Attributes dropped because they equal their default. */
@@ -117,7 +120,7 @@ export function compactGraph(
   dims: ReadonlyMap<string, readonly number[]> = new Map(),
 ): CompactResult {
   const g = model.graph;
-  const result: CompactResult = { renamed: 0, mergedConstants: 0, namesRemoved: 0, defaultAttributes: 0 };
+  const result: CompactResult = { renamed: 0, mergedConstants: 0, constantInitializers: 0, namesRemoved: 0, defaultAttributes: 0 };
   const initDims = new Map(g.initializer.map((t) => [t.name, t.dims.map(Number)] as const));
   const dimsOf = (name: string): readonly number[] | undefined => initDims.get(name) ?? dims.get(name);
   for (const n of g.node) {
@@ -151,6 +154,22 @@ export function compactGraph(
     result.mergedConstants++;
     return false;
   });
+
+  // A Constant of a tensor is smaller as an initializer, which has no op type, attribute name or
+  // type (a float scalar: 37 → 13 bytes). Initializers that are not graph inputs need IR ≥ 4.
+  if (model.proto.irVersion >= 4n) {
+    g.node = g.node.filter((n) => {
+      const t = n.attribute[0]?.t;
+      if (n.opType !== 'Constant' || n.domain !== '' || n.output.length !== 1 || n.attribute.length !== 1 || n.attribute[0]!.name !== 'value' || !t || t.externalData.length > 0 || fixed.has(n.output[0]!)) return true;
+      const init = clone(TensorProtoSchema, t);
+      init.name = n.output[0]!;
+      if (toBinary(TensorProtoSchema, init).length >= toBinary(NodeProtoSchema, n).length) return true;
+      g.initializer.push(init);
+      movable.push(init);
+      result.constantInitializers++;
+      return false;
+    });
+  }
 
   // Short names for every other node output (and the initializers `renameInitializer` picked),
   // the shortest to the most read values (each is also written once; ties: in graph order).

@@ -37,7 +37,10 @@ describe('onnx/compact', () => {
       assert.ok(r.renamed > 0);
       assert.deepEqual(m.graph.input.map((v) => v.name), before.graph.input.map((v) => v.name));
       assert.deepEqual(m.graph.output.map((v) => v.name), before.graph.output.map((v) => v.name));
-      assert.deepEqual(tensorBytes(m), tensorBytes(before));
+      // the initializers stay as they were; Constants of a tensor become new ones, same bytes
+      const after = tensorBytes(m);
+      for (const [name, bytes] of tensorBytes(before)) assert.equal(after.get(name), bytes, name);
+      assert.equal(after.size, tensorBytes(before).size + r.constantInitializers);
       assert.ok(m.graph.node.every((n) => n.name === ''));
       // Default attributes are gone (strides/dilations of ones, group 1, Gemm alpha/beta 1, ...), and
       // so is kernel_shape, which the weights' shapes give; the rest of each node stays.
@@ -45,13 +48,17 @@ describe('onnx/compact', () => {
       const convs = m.graph.node.filter((n) => n.opType === 'Conv');
       assert.ok(convs.length > 0 && convs.every((n) => !n.attribute.some((a) => a.name === 'kernel_shape' || a.name === 'dilations')));
       const attrs = (x: OnnxModel) => x.graph.node.flatMap((n) => n.attribute.map((a) => a.name));
-      assert.equal(attrs(before).length - attrs(m).length, r.defaultAttributes + r.mergedConstants, 'a merged Constant takes its one attribute with it');
+      assert.equal(attrs(before).length - attrs(m).length, r.defaultAttributes + r.mergedConstants + r.constantInitializers, 'a merged Constant, or one made an initializer, takes its one attribute with it');
       const names = m.graph.node.flatMap((n) => n.output);
       assert.equal(new Set(names).size, names.length, 'node outputs stay unique');
       if (fixture === 'mobilenet') {
-        // 15 ReLU6 = Clip(x, 0, 6): the 30 scalar constants become two.
+        // 15 ReLU6 = Clip(x, 0, 6): the 30 scalar constants become two, then two initializers.
         assert.equal(r.mergedConstants, 28);
-        assert.equal(m.graph.node.filter((n) => n.opType === 'Constant').length, 2);
+        assert.equal(r.constantInitializers, 2);
+        assert.equal(m.graph.node.filter((n) => n.opType === 'Constant').length, 0);
+        const clip = m.graph.node.find((n) => n.opType === 'Clip')!;
+        const scalar = (name: string) => m.float32(m.graph.initializer.find((t) => t.name === name)!);
+        assert.deepEqual([...scalar(clip.input[1]!), ...scalar(clip.input[2]!)], [0, 6]);
       }
       assert.deepEqual(await run(b), await run(a));
     });
@@ -113,6 +120,14 @@ describe('onnx/compact', () => {
     for (const name of specs.keys()) assert.ok(plain.graph.node.some((n) => n.output.includes(name)), name);
     for (const name of overrides.keys()) assert.ok(plain.graph.initializer.some((t) => t.name === name), name);
     assert.deepEqual(await run(encodeModel(small.proto)), await run(encodeModel(plain.proto)));
+  });
+
+  it('IR version 3 (initializers must be graph inputs): Constants stay nodes', async () => {
+    const m = await loadModel(path.join(FIXTURES, 'mobilenet.onnx'));
+    m.proto.irVersion = 3n;
+    const r = compactGraph(m);
+    assert.equal(r.constantInitializers, 0);
+    assert.equal(m.graph.node.filter((n) => n.opType === 'Constant').length, 2);
   });
 
   it('leaves value names of a model with subgraphs alone (If bodies read outer values by name)', async () => {
