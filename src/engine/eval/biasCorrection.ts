@@ -4,8 +4,17 @@
  * its outputs: the rounding errors do not average out over real inputs, and the shifts of earlier
  * layers pass through the nonlinearities. A layer's bias can take that shift back for free (a
  * tensor of the same size), so a compressed model with corrected biases costs no more bytes and
- * loses less. Corrected biases are rounded to float16 values (the rounding is far below the
- * shifts), so the exported model stores them in half the bytes and computes exactly what was measured.
+ * loses less. Corrected biases are rounded to what the exported model stores, so it computes
+ * exactly what was measured (`encode/narrow.ts`):
+ *
+ * - to a per-bias affine uint8 grid (`util/grid.ts`: a code per value, a float16 scale and offset;
+ *   a byte per value instead of two), when the model's corrected biases are enough values for the
+ *   grid's decoder to pay (`gridPays`) and no channel moves by more than {@link GRID_TOLERANCE} of
+ *   the standard deviation of its original output on the calibration samples (a bias with an
+ *   outlier, whose grid is coarse next to most of its channels, stays float16);
+ * - else to float16 values (the rounding is far below the shifts): half the bytes.
+ *
+ * The grid's values are float16 values too, so a bias the encoder does not pack stays float16.
  *
  * For the compressed layers that have a bias, in graph order: run the model with the compressed
  * weights (and the corrections made so far) on the calibration samples, fetching only this layer's
@@ -29,11 +38,22 @@ import { openDataset } from './dataset';
 import type { DatasetSpec } from './datasetSpec';
 import { createSession, sessionInputs, toOrtFeeds, type SessionOptions } from './session';
 import type { FeedTensor } from './types';
+import { gridPays } from '../encode/narrow';
+import { decodeModel } from '../onnx';
+import { roundedToGrid } from '../util/grid';
 import { roundedToHalf } from '../util/half';
 import { modelIo } from './variantEvaluator';
 import { weightsAsInputs, withExtraOutputs, type WeightTensor } from './weightsAsInputs';
 
 const FLOAT = 1;
+
+/**
+ * Rounding a corrected bias to its uint8 grid may move each channel by at most this fraction of the
+ * standard deviation of the channel's original output (over the calibration samples and positions);
+ * beyond it, the bias is rounded to float16 values instead. On the MobileNet fixture the grid
+ * changed neither top-1 nor the output divergence measurably.
+ */
+export const GRID_TOLERANCE = 0.01;
 
 /** A layer whose bias can be corrected: its weight, bias and output (channels on axis 1). */
 export interface BiasTarget {
@@ -105,10 +125,15 @@ export interface BiasCorrectorOptions {
   /** Folder of the model's external data, when it has some. */
   externalDataFolder: string | undefined;
   signal: AbortSignal | undefined;
+  /** Round corrected biases to uint8 grids where that is safe and pays (default true; false: float16 values). */
+  grid: boolean;
 }
 
-/** Per-channel means over axis 1 of a [N, C, ...] output, added into `acc` (sums over samples). */
-function addChannelMeans(t: ort.Tensor, acc: Float64Array): void {
+/**
+ * Per-channel means over axis 1 of a [N, C, ...] output, added into `acc` (sums over samples), and
+ * the means of their squares into `squares` when given.
+ */
+function addChannelMeans(t: ort.Tensor, acc: Float64Array, squares?: Float64Array): void {
   const d = t.data as Float32Array;
   const dims = t.dims;
   const n = dims[0]!;
@@ -118,9 +143,15 @@ function addChannelMeans(t: ort.Tensor, acc: Float64Array): void {
   for (let i = 0; i < n; i++) {
     for (let ch = 0; ch < c; ch++) {
       let s = 0;
+      let q = 0;
       const off = (i * c + ch) * per;
-      for (let p = 0; p < per; p++) s += d[off + p]!;
+      for (let p = 0; p < per; p++) {
+        const v = d[off + p]!;
+        s += v;
+        q += v * v;
+      }
       acc[ch]! += s / per;
+      if (squares) squares[ch]! += q / per;
     }
   }
 }
@@ -176,18 +207,25 @@ export class BiasCorrector {
     private readonly originalMeans: ReadonlyMap<string, Float64Array>,
     /** Per target weight with a supported geometry: the mean input patch (conv) or row (gemm). */
     private readonly inputMeans: ReadonlyMap<string, Float64Array>,
+    /** Per target output: the standard deviation of each channel of the original output. */
+    private readonly originalDeviations: ReadonlyMap<string, Float64Array>,
+    /** Whether corrected biases may be rounded to uint8 grids (their decoder pays). */
+    private readonly grid: boolean,
   ) {}
 
   /**
    * Reads the first `samples` samples of `spec` into memory, builds one session where the targets'
    * weights and biases are inputs and their outputs extra outputs, and measures the original output
-   * means and the mean input patches.
+   * means and standard deviations and the mean input patches.
    */
   static async create(modelBytes: Uint8Array, targets: readonly BiasTarget[], spec: DatasetSpec, options: Partial<BiasCorrectorOptions> = {}): Promise<BiasCorrector> {
-    const o: BiasCorrectorOptions = { samples: 256, batchSize: 64, session: {}, externalDataFolder: undefined, signal: undefined, ...options };
+    const o: BiasCorrectorOptions = { samples: 256, batchSize: 64, session: {}, externalDataFolder: undefined, signal: undefined, grid: true, ...options };
     const names = targets.flatMap((t) => [t.weight, t.bias]);
     const wi = weightsAsInputs(modelBytes, names, o.externalDataFolder);
-    const graphInputs = new Set(modelIo(wi.bytes).inputs.map((i) => i.name));
+    const proto = decodeModel(wi.bytes);
+    const graphInputs = new Set(modelIo(proto).inputs.map((i) => i.name));
+    const opset = Number(proto.opsetImport.find((x) => x.domain === '' || x.domain === 'ai.onnx')?.version ?? 0);
+    const grid = o.grid && gridPays(targets.map((t) => wi.weights.get(t.bias)!.data.length), opset);
     const fetchedInputs = [...new Set(targets.filter((t) => t.geometry && !graphInputs.has(t.input)).map((t) => t.input))];
     // every target's input can be fetched (sequential calibration, `inputPairs`)
     const inputs = [...new Set(targets.filter((t) => !graphInputs.has(t.input)).map((t) => t.input))];
@@ -203,14 +241,17 @@ export class BiasCorrector {
         count += b.count;
       }
       if (count === 0) fail('E_DATASET', `${spec.format} data: no samples for bias correction.`);
-      const bc = new BiasCorrector(session, batches, count, targets, wi.weights, new Map(), new Map());
+      const bc = new BiasCorrector(session, batches, count, targets, wi.weights, new Map(), new Map(), new Map(), false);
       const maps = new Map<string, { sum: Float64Array; dims: number[] }>();
-      const means = await bc.means(new Map(), targets.map((t) => t.output), o.signal, fetchedInputs, (name, t) => {
+      const squares = new Map<string, Float64Array>();
+      const onTensor = (name: string, t: { data: ort.Tensor['data']; dims: readonly number[] }): void => {
         const dims = t.dims.slice(1);
         let m = maps.get(name);
         if (!m) maps.set(name, (m = { sum: new Float64Array(dims.reduce((a, b) => a * b, 1)), dims }));
         addSampleSums(t.data as Float32Array, t.dims[0]!, m.sum);
-      });
+      };
+      const means = await bc.means(new Map(), targets.map((t) => t.output), o.signal, { also: fetchedInputs, onTensor, squares });
+      const deviations = new Map([...squares].map(([name, sq]) => [name, sq.map((x, c) => Math.sqrt(Math.max(0, x - means.get(name)![c]! ** 2)))] as const));
       for (const m of maps.values()) for (let i = 0; i < m.sum.length; i++) m.sum[i]! /= count;
       const inputMeans = new Map<string, Float64Array>();
       for (const t of targets) {
@@ -221,7 +262,7 @@ export class BiasCorrector {
         if (g.kind === 'gemm' && m.dims.length === 1) inputMeans.set(t.weight, m.sum);
         if (g.kind === 'conv' && m.dims.length === 3) inputMeans.set(t.weight, patchMeans(m.sum, m.dims, wd.slice(2), g));
       }
-      return new BiasCorrector(session, batches, count, targets, wi.weights, means, inputMeans);
+      return new BiasCorrector(session, batches, count, targets, wi.weights, means, inputMeans, deviations, grid);
     } catch (e) {
       await session.release();
       throw e;
@@ -229,29 +270,34 @@ export class BiasCorrector {
   }
 
   /**
-   * Mean per channel of `outputs` over the calibration samples with `values` replacing originals;
-   * `also` are fetched too and handed to `onTensor` per batch (graph inputs come from the feeds).
+   * Mean per channel of `outputs` over the calibration samples with `values` replacing originals,
+   * and the mean of its square into `squares` when given; `also` are fetched too and handed to
+   * `onTensor` per batch (graph inputs come from the feeds).
    */
   private async means(
     values: ReadonlyMap<string, Float32Array>,
     outputs: readonly string[],
     signal: AbortSignal | undefined,
-    also: readonly string[] = [],
-    onTensor?: (name: string, t: { data: ort.Tensor['data']; dims: readonly number[] }) => void,
+    o: { also?: readonly string[]; onTensor?: (name: string, t: { data: ort.Tensor['data']; dims: readonly number[] }) => void; squares?: Map<string, Float64Array> } = {},
   ): Promise<Map<string, Float64Array>> {
+    const { also = [], onTensor, squares } = o;
     const weights: Record<string, ort.Tensor> = {};
     for (const [n, w] of this.originals) weights[n] = new ort.Tensor('float32', values.get(n) ?? w.data, w.dims as number[]);
     const sums = new Map<string, Float64Array>();
-    for (const t of this.targets) if (outputs.includes(t.output)) sums.set(t.output, new Float64Array(this.originals.get(t.bias)!.data.length));
+    for (const t of this.targets) {
+      if (!outputs.includes(t.output)) continue;
+      sums.set(t.output, new Float64Array(this.originals.get(t.bias)!.data.length));
+      squares?.set(t.output, new Float64Array(this.originals.get(t.bias)!.data.length));
+    }
     const fromFeeds = onTensor ? [...new Set(this.targets.filter((t) => t.geometry).map((t) => t.input))] : [];
     for (const feeds of this.batches) {
       throwIfAborted(signal);
       const r = await this.session.run({ ...toOrtFeeds(feeds), ...weights }, [...outputs, ...also]);
-      for (const name of outputs) addChannelMeans(r[name]!, sums.get(name)!);
+      for (const name of outputs) addChannelMeans(r[name]!, sums.get(name)!, squares?.get(name));
       for (const name of also) onTensor!(name, r[name]!);
       for (const name of fromFeeds) if (feeds[name]) onTensor!(name, feeds[name]);
     }
-    for (const s of sums.values()) for (let c = 0; c < s.length; c++) s[c]! /= this.samples;
+    for (const s of [...sums.values(), ...(squares?.values() ?? [])]) for (let c = 0; c < s.length; c++) s[c]! /= this.samples;
     return sums;
   }
 
@@ -317,9 +363,8 @@ export class BiasCorrector {
    * Corrected biases for a variant (weight name → compressed values): one entry per target whose
    * weight the variant changes, in graph order, each measured with the corrections before it. A
    * variant of one target weight alone is corrected without a pass (see the module comment).
-   * Each corrected bias is rounded to float16 values (`roundedToHalf`; near-zero values become
-   * subnormal halves, within 2^-25), unless one of its values is beyond the half range: then it
-   * stays as computed. The encoder stores such biases as FLOAT16 (`encode/narrow.ts`), bit for bit.
+   * Each corrected bias is rounded to what the encoder stores (`encode/narrow.ts`), bit for bit: its
+   * uint8 grid or float16 values (see the module comment and {@link rounded}).
    * `recompress`, when given, is asked for each target's new weight first, with the weights and
    * corrected biases of the targets before it in `values` (sequential calibration); the returned
    * weight replaces the variant's before the target's bias is corrected.
@@ -347,11 +392,27 @@ export class BiasCorrector {
       const exact = new Float32Array(b.length);
       for (let c = 0; c < b.length; c++) exact[c] = b[c]! - shift[c]!;
       // Rounded before the next layer's pass, so that pass measures (and corrects) what is stored.
-      const nb = roundedToHalf(exact) ?? exact;
+      const nb = this.rounded(t, exact);
       values.set(t.bias, nb);
       out.set(t.bias, nb);
     }
     return out;
+  }
+
+  /**
+   * `exact` rounded to its uint8 grid (`roundedToGrid`, the grid whose largest move relative to the
+   * channels' tolerances is smallest) when the grid pays and moves no channel by more than
+   * {@link GRID_TOLERANCE} of its output's standard deviation, else to float16 values
+   * (`roundedToHalf`; near-zero values become subnormal halves, within 2^-25); as computed when a
+   * value is beyond the half range.
+   */
+  private rounded(t: BiasTarget, exact: Float32Array): Float32Array {
+    const half = roundedToHalf(exact);
+    if (!half) return exact;
+    if (!this.grid) return half;
+    const tolerance = this.originalDeviations.get(t.output)!.map((sd) => GRID_TOLERANCE * sd);
+    const g = roundedToGrid(exact, (c) => tolerance[c]!);
+    return g && g.every((v, c) => Math.abs(v - exact[c]!) <= tolerance[c]!) ? g : half;
   }
 
   async dispose(): Promise<void> {

@@ -135,11 +135,24 @@ function packedSplit(n: NodeProto, passThrough: ReadonlyMap<string, string>, ten
 }
 
 /**
+ * The integer tensor a Mul or Add scales or shifts after a Cast (input 0), as biases on uint8 grids
+ * are decoded (`encode/narrow.ts`: codes · scale + offset, then a Split), or `undefined`. Looked
+ * through like a Cast: a dequantization written out.
+ */
+function dequantized(n: NodeProto, passThrough: ReadonlyMap<string, string>, tensors: ReadonlyMap<string, { t: TensorProto }>): string | undefined {
+  if ((n.opType !== 'Mul' && n.opType !== 'Add') || (n.domain !== '' && n.domain !== 'ai.onnx') || n.input[0] === undefined) return undefined;
+  const src = passThrough.get(n.input[0]);
+  const t = src === undefined ? undefined : tensors.get(src)?.t;
+  return t && !isFloatType(t.dataType) ? src : undefined;
+}
+
+/**
  * Lists weights in graph order (main graph first, then subgraphs; within a graph, by first
  * consumer's position, then unused tensors). Casts, Identity and DequantizeLinear between a weight
  * and its consumer are looked through, so fp16 models (`Cast` to float) and QDQ models (already
  * quantized, reported with `quantized: true`) are described by the layer that really uses them;
- * so is a Split of a Cast 1-D tensor (biases packed as float16 by `encode/narrow.ts`).
+ * so is a Split of a Cast 1-D tensor (biases packed as float16 by `encode/narrow.ts`), and a Mul or
+ * Add of a Cast integer tensor (biases packed as uint8 codes).
  */
 export function listWeights(model: OnnxModel, options: Partial<ListWeightsOptions> = {}): WeightInfo[] {
   const o: ListWeightsOptions = { minParams: 128, includeAll: true, ...options };
@@ -170,7 +183,7 @@ function listWeightsOf(model: OnnxModel, o: ListWeightsOptions): WeightInfo[] {
         const src = passThrough.get(n.input[0]) ?? n.input[0];
         if (tensors.has(src)) passThrough.set(n.output[0], src);
       }
-      const packed = packedSplit(n, passThrough, tensors);
+      const packed = packedSplit(n, passThrough, tensors) ?? dequantized(n, passThrough, tensors);
       if (packed !== undefined) for (const o of n.output) passThrough.set(o, packed);
       n.input.forEach((name, idx) => {
         const src = passThrough.get(name) ?? name;
