@@ -18,7 +18,9 @@ export const COMPRESS_USAGE = `usage: onnx-compress compress MODEL.onnx (--data 
   --confidence C      a candidate meets --max-loss when the one-sided C upper confidence bound of its
                       search-data loss does (paired flips; default 0.8; 0.5 = the point estimate)
   --holdout-tries N   held-out confirmations at most: when the chosen candidate fails the budget on
-                      --holdout, confirm the next larger ones (walk-back; default 4; 1 = confirm only)`;
+                      --holdout, confirm the next larger ones (walk-back; default 4; 1 = confirm only)
+  --no-sequential     calibrate each candidate's layers on the original model's inputs only (faster;
+                      default: again in graph order on the compressed model's, docs/explore.md)`;
 
 /** Parses `5MB`, `200kB`, `1.5MiB`, `123456` into bytes. */
 export function parseSize(s: string): number {
@@ -58,9 +60,10 @@ export async function compressCommand(argv: string[], signal: AbortSignal): Prom
     confidence: { type: 'string' as const },
     'holdout-tries': { type: 'string' as const },
     target: { type: 'string' as const },
+    'no-sequential': { type: 'boolean' as const },
   });
   const positionals = parsed.positionals;
-  const values = parsed.values as CommonValues & { 'max-loss'?: string; 'max-size'?: string; holdout?: string; 'sensitivity-limit'?: string; method?: string; confidence?: string; 'holdout-tries'?: string; target?: string };
+  const values = parsed.values as CommonValues & { 'max-loss'?: string; 'max-size'?: string; holdout?: string; 'sensitivity-limit'?: string; method?: string; confidence?: string; 'holdout-tries'?: string; target?: string; 'no-sequential'?: boolean };
   if (positionals.length !== 1) throw new UsageError(positionals.length ? `expected one model, got ${positionals.length}` : 'missing MODEL');
   const model = positionals[0]!;
   if ((values['max-loss'] === undefined) === (values['max-size'] === undefined)) throw new UsageError('give exactly one of --max-loss PP and --max-size SIZE');
@@ -106,6 +109,7 @@ export async function compressCommand(argv: string[], signal: AbortSignal): Prom
       threads: intOption(values.threads, '--threads'),
       fresh: values.fresh === true,
       calibrate: values['no-calibration'] !== true,
+      sequential: values['no-sequential'] !== true,
       signal,
       onEvent: progress.onEvent,
     });

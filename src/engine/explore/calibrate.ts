@@ -128,6 +128,14 @@ export async function correctCompressed(
 export const SEQUENTIAL_MIN_VECTORS_PER_DIM = 4;
 
 /**
+ * Inputs per output channel (d) up to which a layer is calibrated sequentially; wider layers keep
+ * their first calibrated rounding. The cost grows with d² (paired statistics) and d³ (rounding):
+ * on the ResNet-18-sized model one candidate's four 3×3×128 layers (d = 1152) took 93 of its 129
+ * seconds of sequential calibration.
+ */
+export const SEQUENTIAL_MAX_DIM = 576;
+
+/**
  * Sequential calibration with bias correction, in graph order: each calibrated layer that has a
  * correctable bias is compressed again from the inputs it gets in the compressed model so far
  * (its earlier layers compressed and their biases corrected), towards the weights that best
@@ -156,7 +164,9 @@ export async function calibrateSequentially(
       if (!spec || !w || !isCalibrated(spec)) return undefined;
       const g = calibrationGeometry(model, w);
       if (typeof g === 'string') return undefined;
-      const st = pairedStatistics(g);
+      // Gemm / MatMul rows: one input vector per sample
+      if (g.kind === 'dense' && BIAS_CORRECTION_SAMPLES < SEQUENTIAL_MIN_VECTORS_PER_DIM * g.dim) return undefined;
+      const st = pairedStatistics(g, SEQUENTIAL_MAX_DIM);
       if (!st) return undefined;
       let changed = false;
       await corrector.inputPairs(t, values, (x, q, dims) => {
