@@ -489,6 +489,22 @@ function bracket(measured: ReadonlyArray<{ s: number; c: Candidate }>, within: (
   return { lo, hi: Math.min(Infinity, ...measured.filter((m) => !within(m.c) && m.s > lo).map((m) => m.s)) };
 }
 
+/** Whether a candidate carries a usable (positive, finite) output divergence. */
+function hasKl(c: Candidate): boolean {
+  return c.kl !== undefined && Number.isFinite(c.kl) && c.kl > 0;
+}
+
+/** Least-squares slope through the origin of `y(c)` on the candidates' divergences (all with {@link hasKl}). */
+function perKl(cs: readonly Candidate[], y: (c: Candidate) => number): number {
+  let xy = 0;
+  let xx = 0;
+  for (const c of cs) {
+    xy += c.kl! * y(c);
+    xx += c.kl! * c.kl!;
+  }
+  return xy / xx;
+}
+
 /** Candidates with divergences measured before {@link edgeWithin} trusts their fit. */
 export const EDGE_FIT_MIN = 3;
 
@@ -505,15 +521,9 @@ export const EDGE_FIT_MIN = 3;
  * sample and every class.
  */
 export function edgeWithin(measured: readonly Candidate[], maxLoss: number): (c: Candidate) => boolean {
-  const fit = measured.filter((c) => c.kl !== undefined && Number.isFinite(c.kl) && c.kl > 0);
+  const fit = measured.filter(hasKl);
   if (fit.length < EDGE_FIT_MIN) return (c) => c.feasible;
-  let xy = 0;
-  let xx = 0;
-  for (const c of fit) {
-    xy += c.kl! * c.loss;
-    xx += c.kl! * c.kl!;
-  }
-  const beta = xy / xx;
+  const beta = perKl(fit, (c) => c.loss);
   return (c) => (c.kl === undefined || !Number.isFinite(c.kl) ? c.feasible : beta * c.kl + ((c.lossUpper ?? c.loss) - c.loss) <= maxLoss + 1e-12);
 }
 
@@ -555,13 +565,12 @@ export async function confirmWithin(
 ): Promise<{ chosen: Candidate; moved: boolean; passed: boolean }> {
   if (await o.confirm(chosen)) return { chosen, moved: false, passed: true };
   const failed = [chosen];
-  const hasKl = (c: Candidate): boolean => c.kl !== undefined && Number.isFinite(c.kl) && c.kl > 0;
   const better = (c: Candidate): boolean => {
     const excess = failed.reduce((sum, f) => sum + Math.max(0, (f.holdout?.loss ?? f.loss) - f.loss), 0) / failed.length;
     if (failed.every((f) => c.loss < f.loss) && c.loss + excess <= o.maxLoss + 1e-12) return true;
     if (!hasKl(c) || !failed.every(hasKl)) return false;
     // or the held-out loss βh·KL, βh fitted (through the origin) on the failures
-    const beta = failed.reduce((sum, f) => sum + (f.holdout?.loss ?? f.loss) * f.kl!, 0) / failed.reduce((sum, f) => sum + f.kl! * f.kl!, 0);
+    const beta = perKl(failed, (f) => f.holdout?.loss ?? f.loss);
     return failed.every((f) => c.kl! < f.kl!) && beta * c.kl! <= o.maxLoss + 1e-12;
   };
   const next = candidates.filter((c) => c.feasible && o.sizeOf(c) >= o.sizeOf(chosen) && c !== chosen).sort((a, b) => o.sizeOf(a) - o.sizeOf(b) || a.loss - b.loss);
